@@ -1,0 +1,3 @@
+//! The command line: argument types and one function per command. `main.rs` only dispatches.
+
+pub mod id_check;

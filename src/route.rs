@@ -1,0 +1,264 @@
+//! Routing: the pure per-letter decision of where a letter goes.
+//!
+//! No I/O and no allocation: the router reads the registry entry it is handed and answers
+//! MAILBOX, PRINT or a rejection with its reason. The table it implements is SPEC §1:
+//!
+//! | sender  | recipient          | condition                 | outcome                          |
+//! |---------|--------------------|---------------------------|----------------------------------|
+//! | any     | CLOSED             |                           | REJECTED (RECIPIENT_CLOSED for PUBLIC, NOT_REACHABLE for PRIVATE) |
+//! | PUBLIC  | ACTIVE             |                           | MAILBOX                          |
+//! | PUBLIC  | EXEMPT or UNKNOWN  |                           | PRINT                            |
+//! | PRIVATE | ACTIVE or EXEMPT   | subscribed to this sender | MAILBOX                          |
+//! | PRIVATE | any other          | `print_fallback`          | PRINT                            |
+//! | PRIVATE | any other          | no `print_fallback`       | REJECTED (NOT_REACHABLE)         |
+//!
+//! Privacy: a PRIVATE sender never learns why a recipient cannot be reached; every rejection it
+//! sees is `NOT_REACHABLE`.
+
+use crate::domain::{Cvr, RecipientId, SenderKind};
+use crate::registry::{RecipientEntry, RecipientStatus, RegistryIndex};
+
+/// Age from which Digital Post is mandatory.
+pub const DIGITAL_POST_AGE: u32 = 15;
+
+/// Where an accepted letter goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Route {
+    Mailbox,
+    Print,
+}
+
+/// Why a letter is refused. The first two come from routing, the rest from other stages; they
+/// share one vocabulary so receipts have one list of reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    InvalidRecipientId,
+    InvalidLetter,
+    TooLarge,
+    NotReachable,
+    RecipientClosed,
+    DuplicateConflict,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::InvalidRecipientId => "INVALID_RECIPIENT_ID",
+            RejectReason::InvalidLetter => "INVALID_LETTER",
+            RejectReason::TooLarge => "TOO_LARGE",
+            RejectReason::NotReachable => "NOT_REACHABLE",
+            RejectReason::RecipientClosed => "RECIPIENT_CLOSED",
+            RejectReason::DuplicateConflict => "DUPLICATE_CONFLICT",
+        }
+    }
+}
+
+/// The router's answer for one letter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Decision {
+    Deliver(Route),
+    Reject(RejectReason),
+}
+
+/// The sender facts routing needs.
+#[derive(Clone, Copy, Debug)]
+pub struct SenderRef {
+    pub cvr: Cvr,
+    pub kind: SenderKind,
+}
+
+/// Decides one letter. `entry` is the registry's record of the recipient, if any.
+///
+/// A recipient missing from the registry is UNKNOWN. That includes every citizen under 15:
+/// Digital Post becomes mandatory at 15 and children are never registered, so for a public
+/// sender their letters go to print and for a private sender they are not reachable.
+pub fn decide(sender: SenderRef, entry: Option<RecipientEntry<'_>>, print_fallback: bool) -> Decision {
+    let status = entry.map(|e| e.status);
+    let subscribed = entry.is_some_and(|e| e.is_subscribed_to(sender.cvr));
+    match (sender.kind, status) {
+        (SenderKind::Public, Some(RecipientStatus::Closed)) => {
+            Decision::Reject(RejectReason::RecipientClosed)
+        }
+        (SenderKind::Private, Some(RecipientStatus::Closed)) => {
+            Decision::Reject(RejectReason::NotReachable)
+        }
+        (SenderKind::Public, Some(RecipientStatus::Active)) => Decision::Deliver(Route::Mailbox),
+        (SenderKind::Public, Some(RecipientStatus::Exempt) | None) => Decision::Deliver(Route::Print),
+        (SenderKind::Private, Some(RecipientStatus::Active | RecipientStatus::Exempt))
+            if subscribed =>
+        {
+            Decision::Deliver(Route::Mailbox)
+        }
+        (SenderKind::Private, _) if print_fallback => Decision::Deliver(Route::Print),
+        (SenderKind::Private, _) => Decision::Reject(RejectReason::NotReachable),
+    }
+}
+
+/// Looks the recipient up and decides: the whole routing stage for one letter.
+pub fn route(
+    index: &RegistryIndex,
+    sender: SenderRef,
+    recipient: &RecipientId,
+    print_fallback: bool,
+) -> Decision {
+    decide(sender, index.lookup(recipient), print_fallback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::RegistryBuilder;
+    use proptest::prelude::*;
+
+    const BANK: &str = "10103940";
+    const OTHER_BANK: &str = "25313763";
+    const AUTHORITY: &str = "29403473";
+
+    fn sender(kind: SenderKind, cvr: &str) -> SenderRef {
+        SenderRef {
+            cvr: cvr.parse().unwrap(),
+            kind,
+        }
+    }
+
+    /// A registry with one recipient per interesting standing.
+    fn registry() -> RegistryIndex {
+        let mut b = RegistryBuilder::default();
+        let add = |b: &mut RegistryBuilder, id: &str, st, subs: &[&str]| {
+            let id: RecipientId = id.parse().unwrap();
+            b.insert(id, st).unwrap();
+            for s in subs {
+                b.subscribe(id, s.parse().unwrap()).unwrap();
+            }
+        };
+        add(&mut b, "0101901111", RecipientStatus::Active, &[BANK]);
+        add(&mut b, "0101902222", RecipientStatus::Active, &[OTHER_BANK]);
+        add(&mut b, "0101903333", RecipientStatus::Exempt, &[BANK]);
+        add(&mut b, "0101904444", RecipientStatus::Exempt, &[]);
+        add(&mut b, "0101905555", RecipientStatus::Closed, &[BANK]);
+        add(&mut b, "61126228", RecipientStatus::Active, &[BANK]);
+        add(&mut b, "10150817", RecipientStatus::Closed, &[]);
+        b.build().unwrap()
+    }
+
+    fn go(kind: SenderKind, cvr: &str, to: &str, fallback: bool) -> Decision {
+        route(&registry(), sender(kind, cvr), &to.parse().unwrap(), fallback)
+    }
+
+    const MAILBOX: Decision = Decision::Deliver(Route::Mailbox);
+    const PRINT: Decision = Decision::Deliver(Route::Print);
+    const UNREACHABLE: Decision = Decision::Reject(RejectReason::NotReachable);
+    const CLOSED: Decision = Decision::Reject(RejectReason::RecipientClosed);
+
+    use SenderKind::{Private, Public};
+
+    #[test]
+    fn closed_recipients_are_rejected_for_everyone() {
+        for fallback in [false, true] {
+            assert_eq!(go(Public, AUTHORITY, "0101905555", fallback), CLOSED);
+            assert_eq!(go(Public, AUTHORITY, "10150817", fallback), CLOSED);
+            // Subscribed, and still never delivered to a closed mailbox.
+            assert_eq!(go(Private, BANK, "0101905555", fallback), UNREACHABLE);
+            assert_eq!(go(Private, BANK, "10150817", fallback), UNREACHABLE);
+        }
+    }
+
+    #[test]
+    fn public_senders_reach_active_mailboxes_and_print_the_rest() {
+        for fallback in [false, true] {
+            assert_eq!(go(Public, AUTHORITY, "0101901111", fallback), MAILBOX);
+            assert_eq!(go(Public, AUTHORITY, "61126228", fallback), MAILBOX);
+            assert_eq!(go(Public, AUTHORITY, "0101904444", fallback), PRINT); // exempt
+            assert_eq!(go(Public, AUTHORITY, "0101909999", fallback), PRINT); // unknown
+        }
+    }
+
+    #[test]
+    fn public_senders_print_to_unregistered_children() {
+        // Born 1 June 2015: 11 years old in 2026, never registered.
+        assert_eq!(go(Public, AUTHORITY, "0106154321", false), PRINT);
+        assert_eq!(go(Private, BANK, "0106154321", false), UNREACHABLE);
+        assert_eq!(go(Private, BANK, "0106154321", true), PRINT);
+    }
+
+    #[test]
+    fn private_senders_need_a_subscription() {
+        for fallback in [false, true] {
+            assert_eq!(go(Private, BANK, "0101901111", fallback), MAILBOX);
+            assert_eq!(go(Private, BANK, "0101903333", fallback), MAILBOX); // exempt, subscribed
+            assert_eq!(go(Private, BANK, "61126228", fallback), MAILBOX);
+        }
+        for to in ["0101902222", "0101904444", "0101909999"] {
+            assert_eq!(go(Private, BANK, to, false), UNREACHABLE, "{to}");
+            assert_eq!(go(Private, BANK, to, true), PRINT, "{to}");
+        }
+    }
+
+    fn any_status() -> impl Strategy<Value = Option<RecipientStatus>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(RecipientStatus::Active)),
+            Just(Some(RecipientStatus::Exempt)),
+            Just(Some(RecipientStatus::Closed)),
+        ]
+    }
+
+    fn one_entry(status: Option<RecipientStatus>, subscribed: bool, id: RecipientId) -> RegistryIndex {
+        let mut b = RegistryBuilder::default();
+        if let Some(st) = status {
+            // A company cannot be exempt; treat that draw as an active company.
+            let st = if matches!(id, RecipientId::Cvr(_)) && st == RecipientStatus::Exempt {
+                RecipientStatus::Active
+            } else {
+                st
+            };
+            b.insert(id, st).unwrap();
+            if subscribed {
+                b.subscribe(id, BANK.parse().unwrap()).unwrap();
+            }
+        }
+        b.build().unwrap()
+    }
+
+    proptest! {
+        /// A private sender's rejections always read NOT_REACHABLE, and without a subscription
+        /// it cannot tell an exempt, unsubscribed or unknown recipient apart.
+        #[test]
+        fn private_senders_learn_nothing(
+            status in any_status(),
+            subscribed in any::<bool>(),
+            fallback in any::<bool>(),
+            value in 0u64..10_000_000_000,
+        ) {
+            let id = Cpr::from_value(value).map(RecipientId::Cpr)
+                .unwrap_or_else(|_| "0101901234".parse().unwrap());
+            let index = one_entry(status, subscribed, id);
+            let d = route(&index, sender(Private, BANK), &id, fallback);
+            if let Decision::Reject(reason) = d {
+                prop_assert_eq!(reason, RejectReason::NotReachable);
+            }
+            if !subscribed && status != Some(RecipientStatus::Closed) {
+                let unknown = route(&RegistryIndex::default(), sender(Private, BANK), &id, fallback);
+                prop_assert_eq!(d, unknown);
+            }
+        }
+
+        /// Routing is total: any id, any registry state, any sender gives a decision.
+        #[test]
+        fn routing_never_panics(
+            status in any_status(),
+            subscribed in any::<bool>(),
+            fallback in any::<bool>(),
+            public in any::<bool>(),
+            raw in "\\PC{0,16}",
+        ) {
+            if let Ok(id) = RecipientId::detect(&raw) {
+                let index = one_entry(status, subscribed, id);
+                let kind = if public { Public } else { Private };
+                let _ = route(&index, sender(kind, AUTHORITY), &id, fallback);
+            }
+        }
+    }
+
+    use crate::domain::Cpr;
+}
