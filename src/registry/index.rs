@@ -114,17 +114,34 @@ pub struct RegistryIndex {
 
 impl RegistryIndex {
     pub fn lookup(&self, id: &RecipientId) -> Option<RecipientEntry<'_>> {
-        let packed = *self.slots.get(&id.index_key())?;
+        self.packed(id).map(|p| self.entry(p))
+    }
+
+    /// The packed slot value of a recipient: status and arena offset.
+    pub(crate) fn packed(&self, id: &RecipientId) -> Option<u32> {
+        self.slots.get(&id.index_key()).copied()
+    }
+
+    /// The first arena word a packed value points at. Reading it ahead of the decision pulls the
+    /// subscription list into cache while other lookups are still in flight.
+    pub(crate) fn arena_head(&self, packed: u32) -> u32 {
+        self.arena
+            .get((packed & OFFSET_MASK) as usize)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn entry(&self, packed: u32) -> RecipientEntry<'_> {
         let offset = (packed & OFFSET_MASK) as usize;
         let count = self.arena.get(offset).copied().unwrap_or(0) as usize;
         let subscriptions = self
             .arena
             .get(offset + 1..offset + 1 + count)
             .unwrap_or(&[]);
-        Some(RecipientEntry {
+        RecipientEntry {
             status: RecipientStatus::from_bits(packed >> STATUS_SHIFT),
             subscriptions,
-        })
+        }
     }
 
     pub fn len(&self) -> usize {
