@@ -46,8 +46,14 @@ fn main() {
         .private_senders
         .iter()
         .take(8)
-        .map(|&cvr| SenderRef { cvr, kind: SenderKind::Private })
-        .chain([SenderRef { cvr: summary.private_senders[9], kind: SenderKind::Public }])
+        .map(|&cvr| SenderRef {
+            cvr,
+            kind: SenderKind::Private,
+        })
+        .chain([SenderRef {
+            cvr: summary.private_senders[9],
+            kind: SenderKind::Public,
+        }])
         .collect();
     let fallbacks: Vec<bool> = (0..QUERIES).map(|_| rng.random_bool(0.5)).collect();
 

@@ -3,16 +3,36 @@
 //! # Layout
 //! A letter travels through the stages in this order; each is one module:
 //!
-//! - [`domain`]: recipient and sender identifiers (CPR, CVR), shared by every stage.
-//! - [`registry`]: who can be reached and how (the in-memory recipient index), and who may send.
+//! - [`ingest`]: gRPC with mutual TLS; the client certificate says who the sender is.
+//! - [`validate`]: what was submitted becomes a [`domain::Letter`] or a precise rejection.
 //! - [`route`]: the pure per-letter decision: MAILBOX, PRINT or a rejection.
 //! - [`seal`]: content digest and envelope encryption of every letter.
+//! - [`store`]: sealed letters, their life, mailboxes, senders and registry; group commit.
+//! - [`queue`]: which letters still have to be delivered.
+//! - [`deliver`]: workers that put letters in mailboxes or the print spool.
 //!
-//! The binary in `src/main.rs` is a thin command line over these; see [`cli`].
+//! Around them: [`domain`] (identifiers and letters), [`registry`] (the recipient index and
+//! sender directory), [`directory`] (their live, refreshed view), [`pipeline`] (the stages in
+//! order for one letter), [`pki`] (the gateway CA), [`config`], [`datadir`], [`telemetry`],
+//! [`admin`] (operator HTTP), [`server`] (wiring and shutdown) and [`cli`] (the commands).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod datadir;
+pub mod deliver;
+pub mod directory;
 pub mod domain;
+pub mod ingest;
+pub mod pipeline;
+pub mod pki;
+pub mod queue;
 pub mod registry;
 pub mod route;
 pub mod seal;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod validate;

@@ -1,33 +1,240 @@
-//! The `brevdue` command: parses arguments, sets up logging, runs one command, exits with
-//! 0 (success), 1 (runtime failure) or 2 (usage error).
+//! The `brevdue` command: parses arguments, sets up logging, loads configuration, runs one
+//! command, and exits with 0 (success), 1 (runtime failure) or 2 (usage error).
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result};
+use brevdue::cli;
+use brevdue::config::Config;
+use brevdue::domain::{Cvr, SenderKind};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "brevdue", version, about = "Bulk delivery gateway for Danish digital mail")]
+#[command(
+    name = "brevdue",
+    version,
+    about = "Bulk delivery gateway for Danish digital mail"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+/// Where the gateway's data is; shared by every command that touches it.
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// Configuration file (TOML); flags and BREVDUE_* variables override it.
+    #[arg(long, env = "BREVDUE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./brevdue-data].
+    #[arg(long, env = "BREVDUE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Store URL [default: sqlite://<data-dir>/brevdue.db].
+    #[arg(long, env = "BREVDUE_STORE")]
+    store: Option<String>,
+    /// Queue URL [default: embedded://<data-dir>/queue.db].
+    #[arg(long, env = "BREVDUE_QUEUE")]
+    queue: Option<String>,
+}
+
+impl DataArgs {
+    fn load(&self) -> Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(d) = &self.data_dir {
+            config.data_dir = d.clone();
+        }
+        if let Some(s) = &self.store {
+            config.store = Some(s.clone());
+        }
+        if let Some(q) = &self.queue {
+            config.queue = Some(q.clone());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[derive(Args)]
+struct SenderArgs {
+    /// Directory with ca.pem, sender.pem and sender.key (from `brevdue senders add`).
+    #[arg(long, env = "BREVDUE_CERT_DIR")]
+    cert_dir: PathBuf,
+    /// Gateway address.
+    #[arg(
+        long,
+        env = "BREVDUE_SERVER",
+        default_value = "https://127.0.0.1:50051"
+    )]
+    server: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the one-command demo: a data directory, a generated registry, two senders, a gateway
+    /// and a streamed batch of letters with a summary.
+    Demo {
+        #[arg(long, default_value = "./brevdue-demo")]
+        data_dir: PathBuf,
+        /// Letters in the demo batch.
+        #[arg(long, default_value_t = 10_000)]
+        letters: usize,
+        /// Keep the gateway running after the batch (Ctrl-C stops it).
+        #[arg(long)]
+        keep_running: bool,
+    },
+    /// Run the gateway.
+    Serve {
+        #[command(flatten)]
+        data: DataArgs,
+        /// gRPC address [default: 127.0.0.1:50051].
+        #[arg(long, env = "BREVDUE_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Operator HTTP address [default: 127.0.0.1:9180].
+        #[arg(long, env = "BREVDUE_ADMIN_LISTEN")]
+        admin_listen: Option<SocketAddr>,
+    },
+    /// Onboard and manage senders.
+    Senders {
+        #[command(subcommand)]
+        command: SendersCommand,
+    },
+    /// Import the recipient registry.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+    /// Submit a batch (JSON lines) and write a receipt report.
+    Send {
+        #[command(flatten)]
+        sender: SenderArgs,
+        /// A batch file, or a directory of them.
+        input: PathBuf,
+        /// Receipt report (CSV) [default: <input>.receipts.csv].
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Show the state of one of your letters (by letter id or message uuid).
+    Status {
+        #[command(flatten)]
+        sender: SenderArgs,
+        id: String,
+    },
     /// Recipient identifiers.
     Id {
         #[command(subcommand)]
         command: IdCommand,
     },
+    /// Key-encryption keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Letters whose delivery retries are spent.
+    Dead {
+        #[command(subcommand)]
+        command: DeadCommand,
+    },
+    /// Measure durable end-to-end throughput against the raw ceilings of this machine.
+    Loadgen(cli::loadgen::LoadgenArgs),
+}
+
+#[derive(Subcommand)]
+enum SendersCommand {
+    /// Register a sender and write its client certificate, key and the gateway CA into --out.
+    Add {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        cvr: Cvr,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        kind: SenderKind,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Issue another certificate for a registered sender.
+    Reissue {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        cvr: Cvr,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Refuse a sender's calls until resumed.
+    Suspend {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        cvr: Cvr,
+    },
+    /// Let a suspended sender send again.
+    Resume {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        cvr: Cvr,
+    },
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Import recipients (id_type,id,status) and subscriptions (recipient_id,sender_cvr).
+    Import {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        recipients: PathBuf,
+        #[arg(long)]
+        subscriptions: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
 enum IdCommand {
-    /// Check CPR and CVR numbers: prints each one's kind and normalised form, or why it is
-    /// invalid. Exits 1 if any is invalid.
+    /// Check CPR and CVR numbers; exits 1 if any is invalid.
     Check {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a key-encryption key and make it active.
+    Rotate {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadCommand {
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Queue a dead letter for delivery again.
+    Retry {
+        #[command(flatten)]
+        data: DataArgs,
+        letter_id: String,
+    },
+    /// Drop a dead letter for good.
+    Purge {
+        #[command(flatten)]
+        data: DataArgs,
+        letter_id: String,
     },
 }
 
@@ -35,12 +242,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BREVDUE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("BREVDUE_LOG").unwrap_or_else(|_| {
+                // The demo talks to a person; the gateway's own log lines would bury it.
+                let quiet = matches!(cli.command, Command::Demo { .. } | Command::Loadgen(_));
+                tracing_subscriber::EnvFilter::new(if quiet { "warn" } else { "info" })
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(cli) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("brevdue: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("brevdue: {e:#}");
@@ -49,17 +270,133 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Demo {
+            data_dir,
+            letters,
+            keep_running,
+        } => cli::demo::run(&data_dir, letters, keep_running).await?,
+        Command::Serve {
+            data,
+            listen,
+            admin_listen,
+        } => {
+            let mut config = data.load()?;
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            if let Some(a) = admin_listen {
+                config.admin_listen = a;
+            }
+            config.validate()?;
+            let grpc = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?;
+            let admin = tokio::net::TcpListener::bind(config.admin_listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
+            eprintln!(
+                "brevdue gateway on https://{} (operator HTTP on http://{}), data in {}",
+                config.listen,
+                config.admin_listen,
+                config.data_dir.display()
+            );
+            brevdue::server::run(config, grpc, admin, shutdown_signal()).await?;
+        }
+        Command::Senders { command } => match command {
+            SendersCommand::Add {
+                data,
+                cvr,
+                name,
+                kind,
+                out,
+            } => cli::admin::senders_add(&data.load()?, cvr, &name, kind, &out).await?,
+            SendersCommand::Reissue { data, cvr, out } => {
+                cli::admin::senders_reissue(&data.load()?, cvr, &out).await?
+            }
+            SendersCommand::Suspend { data, cvr } => {
+                cli::admin::senders_suspend(&data.load()?, cvr, true).await?
+            }
+            SendersCommand::Resume { data, cvr } => {
+                cli::admin::senders_suspend(&data.load()?, cvr, false).await?
+            }
+            SendersCommand::List { data } => cli::admin::senders_list(&data.load()?).await?,
+        },
+        Command::Registry {
+            command:
+                RegistryCommand::Import {
+                    data,
+                    recipients,
+                    subscriptions,
+                },
+        } => {
+            cli::admin::registry_import(&data.load()?, &recipients, subscriptions.as_deref())
+                .await?
+        }
+        Command::Send {
+            sender,
+            input,
+            report,
+        } => {
+            let report = report.unwrap_or_else(|| {
+                let mut p = input.clone().into_os_string();
+                p.push(".receipts.csv");
+                PathBuf::from(p)
+            });
+            let mut client = cli::client::connect(&sender.server, &sender.cert_dir).await?;
+            let summary = cli::send::send(&mut client, &input, &report).await?;
+            summary.print();
+            println!("receipt report: {}", report.display());
+            println!("dashboard:      http://127.0.0.1:9180/metrics (on the gateway host)");
+        }
+        Command::Status { sender, id } => {
+            let mut client = cli::client::connect(&sender.server, &sender.cert_dir).await?;
+            cli::status::status(&mut client, &id).await?;
+        }
         Command::Id {
             command: IdCommand::Check { ids },
         } => {
-            let all_valid = brevdue::cli::id_check::run(&ids, &mut std::io::stdout().lock())?;
-            Ok(if all_valid {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            let all_valid = cli::id_check::run(&ids, &mut std::io::stdout().lock())?;
+            if !all_valid {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate { data },
+        } => cli::admin::keys_rotate(&data.load()?)?,
+        Command::Dead { command } => match command {
+            DeadCommand::List { data } => {
+                cli::admin::dead_letters(&data.load()?, cli::admin::DeadAction::List).await?
+            }
+            DeadCommand::Retry { data, letter_id } => {
+                cli::admin::dead_letters(&data.load()?, cli::admin::DeadAction::Retry(letter_id))
+                    .await?
+            }
+            DeadCommand::Purge { data, letter_id } => {
+                cli::admin::dead_letters(&data.load()?, cli::admin::DeadAction::Purge(letter_id))
+                    .await?
+            }
+        },
+        Command::Loadgen(args) => cli::loadgen::run(args).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
         }
     }
+    let _ = ctrl_c.await;
 }

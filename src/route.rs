@@ -72,7 +72,11 @@ pub struct SenderRef {
 /// A recipient missing from the registry is UNKNOWN. That includes every citizen under 15:
 /// Digital Post becomes mandatory at 15 and children are never registered, so for a public
 /// sender their letters go to print and for a private sender they are not reachable.
-pub fn decide(sender: SenderRef, entry: Option<RecipientEntry<'_>>, print_fallback: bool) -> Decision {
+pub fn decide(
+    sender: SenderRef,
+    entry: Option<RecipientEntry<'_>>,
+    print_fallback: bool,
+) -> Decision {
     let status = entry.map(|e| e.status);
     let subscribed = entry.is_some_and(|e| e.is_subscribed_to(sender.cvr));
     match (sender.kind, status) {
@@ -83,7 +87,9 @@ pub fn decide(sender: SenderRef, entry: Option<RecipientEntry<'_>>, print_fallba
             Decision::Reject(RejectReason::NotReachable)
         }
         (SenderKind::Public, Some(RecipientStatus::Active)) => Decision::Deliver(Route::Mailbox),
-        (SenderKind::Public, Some(RecipientStatus::Exempt) | None) => Decision::Deliver(Route::Print),
+        (SenderKind::Public, Some(RecipientStatus::Exempt) | None) => {
+            Decision::Deliver(Route::Print)
+        }
         (SenderKind::Private, Some(RecipientStatus::Active | RecipientStatus::Exempt))
             if subscribed =>
         {
@@ -180,7 +186,12 @@ mod tests {
     }
 
     fn go(kind: SenderKind, cvr: &str, to: &str, fallback: bool) -> Decision {
-        route(&registry(), sender(kind, cvr), &to.parse().unwrap(), fallback)
+        route(
+            &registry(),
+            sender(kind, cvr),
+            &to.parse().unwrap(),
+            fallback,
+        )
     }
 
     const MAILBOX: Decision = Decision::Deliver(Route::Mailbox);
@@ -241,7 +252,11 @@ mod tests {
         ]
     }
 
-    fn one_entry(status: Option<RecipientStatus>, subscribed: bool, id: RecipientId) -> RegistryIndex {
+    fn one_entry(
+        status: Option<RecipientStatus>,
+        subscribed: bool,
+        id: RecipientId,
+    ) -> RegistryIndex {
         let mut b = RegistryBuilder::default();
         if let Some(st) = status {
             // A company cannot be exempt; treat that draw as an active company.
@@ -262,8 +277,15 @@ mod tests {
     fn batch_routing_equals_single_routing() {
         let index = registry();
         let ids = [
-            "0101901111", "0101902222", "0101903333", "0101904444", "0101905555", "61126228",
-            "10150817", "0101909999", "0106154321",
+            "0101901111",
+            "0101902222",
+            "0101903333",
+            "0101904444",
+            "0101905555",
+            "61126228",
+            "10150817",
+            "0101909999",
+            "0106154321",
         ];
         let mut queries = Vec::new();
         for (i, id) in ids.iter().cycle().take(200).enumerate() {

@@ -36,7 +36,13 @@ mod tests {
         assert!(!ok);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "61126228: valid CVR 61126228");
-        assert_eq!(lines[1], "0101901234: valid CPR 0101901234 (born 1990-01-01)");
-        assert_eq!(lines[2], "3102901234: invalid: CPR 3102901234: 31 February is not a date");
+        assert_eq!(
+            lines[1],
+            "0101901234: valid CPR 0101901234 (born 1990-01-01)"
+        );
+        assert_eq!(
+            lines[2],
+            "3102901234: invalid: CPR 3102901234: 31 February is not a date"
+        );
     }
 }

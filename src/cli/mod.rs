@@ -1,3 +1,11 @@
-//! The command line: argument types and one function per command. `main.rs` only dispatches.
+//! The command line: one function per command. `main.rs` parses arguments and dispatches.
+//! These are the edges of the program, so they use `anyhow` and print for people.
 
+pub mod admin;
+pub mod batchfile;
+pub mod client;
+pub mod demo;
 pub mod id_check;
+pub mod loadgen;
+pub mod send;
+pub mod status;

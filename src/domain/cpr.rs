@@ -141,9 +141,8 @@ impl FromStr for Cpr {
                 &format!("month {month:02} does not exist"),
             ));
         }
-        let month_enum = Month::try_from(month).map_err(|_| {
-            IdError::cpr(&normalised, &format!("month {month:02} does not exist"))
-        })?;
+        let month_enum = Month::try_from(month)
+            .map_err(|_| IdError::cpr(&normalised, &format!("month {month:02} does not exist")))?;
         if Date::from_calendar_date(i32::from(year), month_enum, day).is_err() {
             let name = MONTH_NAMES[usize::from(month - 1)];
             let problem = if day == 29 && month == 2 {
@@ -216,7 +215,10 @@ mod tests {
     #[test]
     fn leap_years_follow_the_century() {
         // 2000 is a leap year (serial 4, yy 00 -> 2000).
-        assert_eq!(parse("2902004000").unwrap().birth_date(), date!(2000 - 02 - 29));
+        assert_eq!(
+            parse("2902004000").unwrap().birth_date(),
+            date!(2000 - 02 - 29)
+        );
         // 1900 is not (serial 0 -> 1900s).
         assert_eq!(
             parse("2902000000").unwrap_err(),
@@ -226,7 +228,10 @@ mod tests {
         assert!(parse("2902961234").is_ok());
         assert!(parse("2902971234").is_err());
         // 1800s: serial 5-8 with yy > 57. 1860 is a leap year, 1859 is not.
-        assert_eq!(parse("2902605000").unwrap().birth_date(), date!(1860 - 02 - 29));
+        assert_eq!(
+            parse("2902605000").unwrap().birth_date(),
+            date!(1860 - 02 - 29)
+        );
         assert!(parse("2902595000").is_err());
     }
 
@@ -250,16 +255,29 @@ mod tests {
         // 0101901234 fails mod 11 (weights 4,3,2,7,6,5,4,3,2,1) and is still valid.
         let w = [4u64, 3, 2, 7, 6, 5, 4, 3, 2, 1];
         let cpr = parse("0101901234").unwrap();
-        let sum: u64 = cpr.digits().iter().zip(w).map(|(d, w)| u64::from(*d) * w).sum();
+        let sum: u64 = cpr
+            .digits()
+            .iter()
+            .zip(w)
+            .map(|(d, w)| u64::from(*d) * w)
+            .sum();
         assert_ne!(sum % 11, 0);
     }
 
     #[test]
     fn rejects_malformed_input() {
         assert!(parse("").unwrap_err().contains("must be 10 digits"));
-        assert!(parse("123456789").unwrap_err().contains("must be 10 digits"));
+        assert!(
+            parse("123456789")
+                .unwrap_err()
+                .contains("must be 10 digits")
+        );
         assert!(parse("01019O1234").unwrap_err().contains("only digits"));
-        assert!(parse("0101-901234").unwrap_err().contains("must be 10 digits"));
+        assert!(
+            parse("0101-901234")
+                .unwrap_err()
+                .contains("must be 10 digits")
+        );
         assert!(parse("+101901234").unwrap_err().contains("only digits"));
         assert!(parse("０１０１９０１２３４").is_err());
     }

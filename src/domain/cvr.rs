@@ -38,7 +38,7 @@ impl FromStr for Cvr {
         }
         let digits = s.bytes().map(|b| u32::from(b - b'0'));
         let sum: u32 = digits.clone().zip(WEIGHTS).map(|(d, w)| d * w).sum();
-        if sum % 11 != 0 {
+        if !sum.is_multiple_of(11) {
             return Err(IdError::cvr(
                 s,
                 "fails the modulus-11 check (a digit is wrong or two are swapped)",
@@ -101,7 +101,10 @@ mod tests {
     #[test]
     fn invalid_numbers_say_why() {
         let err = |s: &str| s.parse::<Cvr>().unwrap_err().to_string();
-        assert_eq!(err("61126229"), "CVR 61126229: fails the modulus-11 check (a digit is wrong or two are swapped)");
+        assert_eq!(
+            err("61126229"),
+            "CVR 61126229: fails the modulus-11 check (a digit is wrong or two are swapped)"
+        );
         assert_eq!(err("01126228"), "CVR 01126228: cannot start with 0");
         assert_eq!(err("6112622"), "CVR 6112622: must be 8 digits");
         assert_eq!(err("6112622a"), "CVR 6112622a: must contain only digits");

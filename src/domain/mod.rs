@@ -3,6 +3,7 @@
 
 mod cpr;
 mod cvr;
+mod letter;
 mod sender;
 
 use std::fmt;
@@ -10,6 +11,7 @@ use std::str::FromStr;
 
 pub use cpr::Cpr;
 pub use cvr::{Cvr, complete_cvr};
+pub use letter::{Document, Letter, LetterId, LetterState, MessageUuid, Priority};
 pub use sender::{SenderKind, SenderKindParseError};
 
 /// Why an identifier is not valid, in words a person understands.
@@ -178,9 +180,18 @@ mod tests {
 
     #[test]
     fn detects_the_register_from_the_shape() {
-        assert!(matches!(RecipientId::detect("61126228"), Ok(RecipientId::Cvr(_))));
-        assert!(matches!(RecipientId::detect("0101901234"), Ok(RecipientId::Cpr(_))));
-        assert!(matches!(RecipientId::detect("010190-1234"), Ok(RecipientId::Cpr(_))));
+        assert!(matches!(
+            RecipientId::detect("61126228"),
+            Ok(RecipientId::Cvr(_))
+        ));
+        assert!(matches!(
+            RecipientId::detect("0101901234"),
+            Ok(RecipientId::Cpr(_))
+        ));
+        assert!(matches!(
+            RecipientId::detect("010190-1234"),
+            Ok(RecipientId::Cpr(_))
+        ));
         assert_eq!(
             RecipientId::detect("3102901234").unwrap_err().to_string(),
             "CPR 3102901234: 31 February is not a date"

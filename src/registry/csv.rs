@@ -151,7 +151,10 @@ pub fn read_recipients<R: Read>(
         if record.len() != 3 {
             problems.add(
                 line,
-                format!("expected 3 fields (id_type,id,status), found {}", record.len()),
+                format!(
+                    "expected 3 fields (id_type,id,status), found {}",
+                    record.len()
+                ),
             );
             continue;
         }
@@ -181,11 +184,12 @@ pub fn read_recipients<R: Read>(
     problems.finish(rows)
 }
 
-/// Reads a subscriptions file: which recipient subscribed to which private sender.
+/// Reads a subscriptions file: which recipient subscribed to which private sender, with the
+/// line each came from.
 pub fn read_subscriptions<R: Read>(
     input: R,
     file: &str,
-) -> Result<Vec<(RecipientId, Cvr)>, CsvError> {
+) -> Result<Vec<(u64, RecipientId, Cvr)>, CsvError> {
     let mut rdr = reader(input);
     check_header(&mut rdr, file, "recipient_id,sender_cvr")?;
     let mut problems = Problems::new(file);
@@ -203,14 +207,17 @@ pub fn read_subscriptions<R: Read>(
         if record.len() != 2 {
             problems.add(
                 line,
-                format!("expected 2 fields (recipient_id,sender_cvr), found {}", record.len()),
+                format!(
+                    "expected 2 fields (recipient_id,sender_cvr), found {}",
+                    record.len()
+                ),
             );
             continue;
         }
         let recipient = record[0].parse::<RecipientId>();
         let sender = record[1].parse::<Cvr>();
         match (recipient, sender) {
-            (Ok(r), Ok(s)) => rows.push((r, s)),
+            (Ok(r), Ok(s)) => rows.push((line, r, s)),
             (Err(e), _) => problems.add(line, e),
             (_, Err(e)) => problems.add(line, format!("sender: {e}")),
         }
@@ -271,16 +278,28 @@ mod tests {
                     CVR,61126228,sleeping\n\
                     CPR,0101901234\n";
         let err = read_recipients(data.as_bytes(), "r.csv").unwrap_err();
-        let CsvError::Rows { problems, total, .. } = &err else {
+        let CsvError::Rows {
+            problems, total, ..
+        } = &err
+        else {
             panic!("{err}");
         };
         assert_eq!(*total, 6);
         let lines: Vec<u64> = problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, vec![3, 4, 5, 6, 7, 8]);
         let text = err.to_string();
-        assert!(text.contains("line 3: CPR 3102901234: 31 February is not a date"), "{text}");
-        assert!(text.contains("line 4: a company (CVR) cannot be exempt"), "{text}");
-        assert!(text.contains("line 6: CPR:0101901234 is already listed on line 2"), "{text}");
+        assert!(
+            text.contains("line 3: CPR 3102901234: 31 February is not a date"),
+            "{text}"
+        );
+        assert!(
+            text.contains("line 4: a company (CVR) cannot be exempt"),
+            "{text}"
+        );
+        assert!(
+            text.contains("line 6: CPR:0101901234 is already listed on line 2"),
+            "{text}"
+        );
         assert!(text.contains("line 7: status \"sleeping\""), "{text}");
         assert!(text.contains("nothing imported"), "{text}");
     }
@@ -299,9 +318,15 @@ mod tests {
         ];
         let mut buf = Vec::new();
         write_subscriptions(&mut buf, rows.clone()).unwrap();
-        assert_eq!(read_subscriptions(buf.as_slice(), "s.csv").unwrap(), rows);
+        let read = read_subscriptions(buf.as_slice(), "s.csv").unwrap();
+        assert_eq!(
+            read,
+            vec![(2, rows[0].0, rows[0].1), (3, rows[1].0, rows[1].1)]
+        );
         let bad = "recipient_id,sender_cvr\n0101901234,10103941\n";
-        let err = read_subscriptions(bad.as_bytes(), "s.csv").unwrap_err().to_string();
+        let err = read_subscriptions(bad.as_bytes(), "s.csv")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2: sender: CVR 10103941"), "{err}");
     }
 }

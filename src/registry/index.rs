@@ -166,7 +166,11 @@ impl RegistryIndex {
                 .arena
                 .get(offset + 1..offset + 1 + count)
                 .unwrap_or(&[]);
-            (key, RecipientStatus::from_bits(packed >> STATUS_SHIFT), subs)
+            (
+                key,
+                RecipientStatus::from_bits(packed >> STATUS_SHIFT),
+                subs,
+            )
         })
     }
 }
@@ -187,7 +191,11 @@ impl RegistryBuilder {
     }
 
     /// Adds a recipient; a second entry for the same id is refused.
-    pub fn insert(&mut self, id: RecipientId, status: RecipientStatus) -> Result<(), RegistryError> {
+    pub fn insert(
+        &mut self,
+        id: RecipientId,
+        status: RecipientStatus,
+    ) -> Result<(), RegistryError> {
         if matches!(id, RecipientId::Cvr(_)) && status == RecipientStatus::Exempt {
             return Err(RegistryError::ExemptCompany);
         }
@@ -201,7 +209,11 @@ impl RegistryBuilder {
     }
 
     /// Adds or replaces a recipient (used when applying later changes on top of a registry).
-    pub fn upsert(&mut self, id: RecipientId, status: RecipientStatus) -> Result<(), RegistryError> {
+    pub fn upsert(
+        &mut self,
+        id: RecipientId,
+        status: RecipientStatus,
+    ) -> Result<(), RegistryError> {
         if matches!(id, RecipientId::Cvr(_)) && status == RecipientStatus::Exempt {
             return Err(RegistryError::ExemptCompany);
         }
@@ -292,7 +304,10 @@ mod tests {
         let e = index.lookup(&id("0202801234")).unwrap();
         assert_eq!(e.status, RecipientStatus::Exempt);
         assert_eq!(e.subscription_count(), 0);
-        assert_eq!(index.lookup(&id("61126228")).unwrap().status, RecipientStatus::Closed);
+        assert_eq!(
+            index.lookup(&id("61126228")).unwrap().status,
+            RecipientStatus::Closed
+        );
         assert!(index.lookup(&id("0303701234")).is_none());
         assert_eq!(index.len(), 3);
         assert_eq!(index.iter().count(), 3);

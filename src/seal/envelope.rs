@@ -71,7 +71,11 @@ fn aes_key(bytes: &[u8]) -> Result<LessSafeKey, SealError> {
 
 /// Seals `plaintext` (consumed and encrypted in place) with a fresh data key wrapped by the
 /// ring's active KEK.
-pub fn seal(ring: &KeyRing, binding: &Binding<'_>, plaintext: Vec<u8>) -> Result<Sealed, SealError> {
+pub fn seal(
+    ring: &KeyRing,
+    binding: &Binding<'_>,
+    plaintext: Vec<u8>,
+) -> Result<Sealed, SealError> {
     let rng = SystemRandom::new();
     let (kek_id, kek) = ring.active();
     let dek = random::<DEK_LEN>(&rng)?;
@@ -182,7 +186,10 @@ mod tests {
             assert!(tampered(&|s| s.ciphertext[i] ^= 1), "ciphertext byte {i}");
         }
         for i in [0, 11, 12, 43, 59] {
-            assert!(tampered(&|s| s.wrapped_key[i] ^= 0x80), "wrapped key byte {i}");
+            assert!(
+                tampered(&|s| s.wrapped_key[i] ^= 0x80),
+                "wrapped key byte {i}"
+            );
         }
         for i in 0..NONCE_LEN {
             assert!(tampered(&|s| s.nonce[i] ^= 1), "nonce byte {i}");
@@ -201,34 +208,54 @@ mod tests {
         let sealed = seal(&ring, &binding(), b"hello".to_vec()).unwrap();
         let other_tag = [8u8; 32];
         let cases = [
-            Binding { letter_id: "0193c2f4-1111-7000-8000-000000000002", ..binding() },
-            Binding { sender: "10103940".parse().unwrap(), ..binding() },
-            Binding { recipient: &other_tag, ..binding() },
+            Binding {
+                letter_id: "0193c2f4-1111-7000-8000-000000000002",
+                ..binding()
+            },
+            Binding {
+                sender: "10103940".parse().unwrap(),
+                ..binding()
+            },
+            Binding {
+                recipient: &other_tag,
+                ..binding()
+            },
         ];
         for b in cases {
-            assert!(matches!(open(&ring, &b, &sealed), Err(SealError::Tampered)), "{b:?}");
+            assert!(
+                matches!(open(&ring, &b, &sealed), Err(SealError::Tampered)),
+                "{b:?}"
+            );
         }
     }
 
     #[test]
     fn wrong_or_missing_kek_fails() {
         let sealed = seal(&ring(1, 9), &binding(), b"hello".to_vec()).unwrap();
-        assert!(matches!(open(&ring(1, 10), &binding(), &sealed), Err(SealError::Tampered)));
+        assert!(matches!(
+            open(&ring(1, 10), &binding(), &sealed),
+            Err(SealError::Tampered)
+        ));
         assert!(matches!(
             open(&ring(2, 9), &binding(), &sealed),
             Err(SealError::UnknownKek(KekId(1)))
         ));
         let mut relabelled = sealed.clone();
         relabelled.kek_id = KekId(2);
-        let both = KeyRing::from_keys(KekId(2), [(KekId(1), [9; 32]), (KekId(2), [9; 32])]).unwrap();
-        assert!(matches!(open(&both, &binding(), &relabelled), Err(SealError::Tampered)));
+        let both =
+            KeyRing::from_keys(KekId(2), [(KekId(1), [9; 32]), (KekId(2), [9; 32])]).unwrap();
+        assert!(matches!(
+            open(&both, &binding(), &relabelled),
+            Err(SealError::Tampered)
+        ));
     }
 
     #[test]
     fn rotation_keeps_old_letters_readable() {
         let old = ring(1, 9);
         let sealed_old = seal(&old, &binding(), b"old".to_vec()).unwrap();
-        let rotated = KeyRing::from_keys(KekId(2), [(KekId(1), [9; 32]), (KekId(2), [10; 32])]).unwrap();
+        let rotated =
+            KeyRing::from_keys(KekId(2), [(KekId(1), [9; 32]), (KekId(2), [10; 32])]).unwrap();
         let sealed_new = seal(&rotated, &binding(), b"new".to_vec()).unwrap();
         assert_eq!(sealed_new.kek_id, KekId(2));
         assert_eq!(open(&rotated, &binding(), &sealed_old).unwrap(), b"old");

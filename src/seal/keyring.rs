@@ -109,8 +109,8 @@ impl KeyRing {
     /// Loads every `kek-*.key` in `dir` and the active id.
     pub fn load(dir: &Path) -> Result<Self, SealError> {
         let active_path = dir.join("active");
-        let active_text = fs::read_to_string(&active_path)
-            .map_err(|e| key_file_error(&active_path, e))?;
+        let active_text =
+            fs::read_to_string(&active_path).map_err(|e| key_file_error(&active_path, e))?;
         let active = active_text
             .trim()
             .parse::<u32>()
@@ -248,7 +248,10 @@ mod tests {
         assert_eq!(ring.active_id(), KekId(2));
         assert_eq!(open(&ring, &b, &old).unwrap(), b"old letter");
 
-        let mode = fs::metadata(dir.join("kek-0002.key")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.join("kek-0002.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let mode = fs::metadata(&dir).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
@@ -261,7 +264,10 @@ mod tests {
         KeyRing::load_or_create(dir).unwrap();
         fs::write(dir.join("kek-0001.key"), "not base64!").unwrap();
         let err = KeyRing::load(dir).unwrap_err().to_string();
-        assert!(err.contains("kek-0001.key") && err.contains("not base64"), "{err}");
+        assert!(
+            err.contains("kek-0001.key") && err.contains("not base64"),
+            "{err}"
+        );
         fs::write(dir.join("active"), "7").unwrap();
         fs::write(dir.join("kek-0001.key"), STANDARD.encode([0u8; 32])).unwrap();
         let err = KeyRing::load(dir).unwrap_err().to_string();

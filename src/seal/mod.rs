@@ -1,5 +1,6 @@
 //! Sealing: what makes a letter safe to store and provable to its sender.
 //!
+//! - [`body`]: the byte form of a letter inside its envelope, its content digest and fingerprint.
 //! - [`digest`]: the SHA-256 of a letter's content, carried on the receipt.
 //! - [`envelope`]: AES-256-GCM envelope encryption, one data key per letter wrapped by a
 //!   key-encryption key (KEK) named by a key id, with the letter id, sender and recipient bound in
@@ -9,22 +10,27 @@
 //! - [`pseudonym`]: keyed hashes that stand in for recipient ids wherever something must be found
 //!   again by recipient without storing the id in clear.
 
+pub mod body;
 pub mod digest;
 pub mod envelope;
 pub mod keyring;
 pub mod pseudonym;
+pub mod rowkey;
 
 pub use digest::{ContentDigest, DigestWriter, sha256};
 pub use envelope::{Binding, Sealed, open, seal};
 pub use keyring::{KekId, KeyRing};
 pub use pseudonym::{Pseudonymizer, RecipientTag};
+pub use rowkey::RowCipher;
 
 /// Why sealing or opening failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
     #[error("no key-encryption key with id {0} in the key ring")]
     UnknownKek(KekId),
-    #[error("the sealed letter does not authenticate: it was altered or opened with the wrong key or binding")]
+    #[error(
+        "the sealed letter does not authenticate: it was altered or opened with the wrong key or binding"
+    )]
     Tampered,
     #[error("the system random number generator failed")]
     Random,

@@ -1,0 +1,230 @@
+//! Operator commands that change gateway data: onboarding senders, importing the registry,
+//! rotating keys, handling dead letters. They work while a gateway runs on the same data; the
+//! gateway picks the changes up at its next refresh.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::directory::Secrets;
+use crate::domain::{Cvr, SenderKind};
+use crate::pki::Pki;
+use crate::registry::SenderInfo;
+use crate::registry::csv::{read_recipients, read_subscriptions};
+use crate::seal::KeyRing;
+use crate::store::{self, Store};
+
+/// The store a command should use, from the configuration.
+pub async fn open_store(config: &Config) -> Result<(DataDir, Arc<dyn Store>)> {
+    let data = DataDir::create(&config.data_dir)?;
+    let store = store::open(&config.store_url(), data.root())
+        .await
+        .with_context(|| format!("cannot open the store {}", config.store_url()))?;
+    Ok((data, store))
+}
+
+/// Registers a sender, issues its client certificate and writes `ca.pem`, `sender.pem`,
+/// `sender.key` into `out`.
+pub async fn senders_add(
+    config: &Config,
+    cvr: Cvr,
+    name: &str,
+    kind: SenderKind,
+    out: &Path,
+) -> Result<()> {
+    let (data, store) = open_store(config).await?;
+    let pki = Pki::open_or_create(&data.pki())?;
+    let issued = pki.issue_sender(&cvr.to_string(), name)?;
+    let info = SenderInfo {
+        cvr,
+        name: name.to_string(),
+        kind,
+        suspended: false,
+    };
+    store.add_sender(&info, issued.fingerprint).await?;
+    write_cert_dir(out, &pki.ca_pem()?, &issued.cert_pem, &issued.key_pem)?;
+    println!(
+        "registered {kind} sender {cvr} ({name}); certificate, key and gateway CA written to {}",
+        out.display()
+    );
+    Ok(())
+}
+
+/// Issues a fresh certificate for a registered sender (the old one keeps working).
+pub async fn senders_reissue(config: &Config, cvr: Cvr, out: &Path) -> Result<()> {
+    let (data, store) = open_store(config).await?;
+    let pki = Pki::open_or_create(&data.pki())?;
+    let (senders, _) = store.senders().await?;
+    let Some(info) = senders.iter().find(|s| s.cvr == cvr) else {
+        bail!("no sender with CVR {cvr} is registered");
+    };
+    let issued = pki.issue_sender(&cvr.to_string(), &info.name)?;
+    store.add_sender_cert(cvr, issued.fingerprint).await?;
+    write_cert_dir(out, &pki.ca_pem()?, &issued.cert_pem, &issued.key_pem)?;
+    println!(
+        "issued a new certificate for sender {cvr} into {}",
+        out.display()
+    );
+    Ok(())
+}
+
+pub async fn senders_suspend(config: &Config, cvr: Cvr, suspended: bool) -> Result<()> {
+    let (_, store) = open_store(config).await?;
+    store.set_suspended(cvr, suspended).await?;
+    println!(
+        "sender {cvr} {}",
+        if suspended {
+            "suspended"
+        } else {
+            "may send again"
+        }
+    );
+    Ok(())
+}
+
+pub async fn senders_list(config: &Config) -> Result<()> {
+    let (_, store) = open_store(config).await?;
+    let (mut senders, certs) = store.senders().await?;
+    senders.sort_by_key(|s| s.cvr);
+    println!(
+        "{:<10} {:<8} {:<10} {:>5}  name",
+        "cvr", "kind", "state", "certs"
+    );
+    for s in senders {
+        let n = certs.iter().filter(|(_, c)| *c == s.cvr).count();
+        let state = if s.suspended { "suspended" } else { "active" };
+        println!(
+            "{:<10} {:<8} {:<10} {:>5}  {}",
+            s.cvr, s.kind, state, n, s.name
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn write_cert_dir(out: &Path, ca: &str, cert: &str, key: &str) -> Result<()> {
+    fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    for (name, content, mode) in [
+        ("ca.pem", ca, 0o644),
+        ("sender.pem", cert, 0o644),
+        ("sender.key", key, 0o600),
+    ] {
+        let path = out.join(name);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        f.write_all(content.as_bytes())?;
+        f.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Imports registry CSV files: all or nothing.
+pub async fn registry_import(
+    config: &Config,
+    recipients: &Path,
+    subscriptions: Option<&Path>,
+) -> Result<()> {
+    let open = |p: &Path| fs::File::open(p).with_context(|| format!("cannot open {}", p.display()));
+    let rows = read_recipients(
+        std::io::BufReader::new(open(recipients)?),
+        &recipients.display().to_string(),
+    )?;
+    let subs = match subscriptions {
+        Some(p) => Some(read_subscriptions(
+            std::io::BufReader::new(open(p)?),
+            &p.display().to_string(),
+        )?),
+        None => None,
+    };
+    let (data, store) = open_store(config).await?;
+    let secrets = Secrets::load_or_create(&data.keys())?;
+    let recipient_rows = secrets.recipient_rows(&rows)?;
+    let sub_rows = subs
+        .as_deref()
+        .map(|s| secrets.subscription_rows(s))
+        .unwrap_or_default();
+    store
+        .import_registry(&recipient_rows, &sub_rows)
+        .await
+        .map_err(|e| match (e, subscriptions) {
+            (store::StoreError::UnknownSubscribers(lines), Some(p)) => anyhow::anyhow!(
+                "{}: nothing imported: {}",
+                p.display(),
+                store::StoreError::UnknownSubscribers(lines)
+            ),
+            (e, _) => e.into(),
+        })?;
+    println!(
+        "imported {} recipients{}",
+        rows.len(),
+        subs.map(|s| format!(" and {} subscriptions", s.len()))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Adds a key-encryption key and makes it active.
+pub fn keys_rotate(config: &Config) -> Result<()> {
+    let data = DataDir::create(&config.data_dir)?;
+    let id = KeyRing::rotate(&data.keys())?;
+    println!(
+        "new key-encryption key {id} is active; older keys stay to open older letters (running gateways switch within seconds)"
+    );
+    Ok(())
+}
+
+/// Lists, retries or purges dead letters.
+pub async fn dead_letters(config: &Config, action: DeadAction) -> Result<()> {
+    let (data, store) = open_store(config).await?;
+    let queue = crate::queue::open(&config.queue_url(), data.root(), false).await?;
+    match action {
+        DeadAction::List => {
+            let dead = queue.dead_letters().await?;
+            if dead.is_empty() {
+                println!("no dead letters");
+            }
+            for d in dead {
+                println!(
+                    "{}  {:<7} attempts {:>3}  {}",
+                    d.delivery.letter_id,
+                    crate::telemetry::route_label(d.delivery.route),
+                    d.attempts,
+                    d.last_error
+                );
+            }
+        }
+        DeadAction::Retry(id) => {
+            let id = id.parse().context("not a letter id")?;
+            store.reopen(id).await?;
+            if queue.revive(id).await? {
+                println!("letter {id} is queued for delivery again");
+            } else {
+                bail!("letter {id} is not among the dead letters");
+            }
+        }
+        DeadAction::Purge(id) => {
+            let id = id.parse().context("not a letter id")?;
+            if !queue.purge(id).await? {
+                bail!("letter {id} is not among the dead letters");
+            }
+            println!("dead letter {id} purged (it stays FAILED in the store)");
+        }
+    }
+    Ok(())
+}
+
+pub enum DeadAction {
+    List,
+    Retry(String),
+    Purge(String),
+}

@@ -1,0 +1,231 @@
+//! `brevdue send`: submit a batch file (or a directory of them) as one stream, with a progress
+//! bar, a receipt report (CSV) and a summary by outcome and reason.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::batchfile::parse_line;
+use super::client::{self, Client, outcome_name, reason_name};
+use crate::ingest::pb;
+
+/// Counts of what came back.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub letters: u64,
+    pub by_outcome: BTreeMap<&'static str, u64>,
+    pub rejected_by_reason: BTreeMap<&'static str, u64>,
+    pub duplicates: u64,
+    /// Lines that were not letters, with why (never sent).
+    pub unreadable: Vec<(String, String)>,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    pub fn add(&mut self, r: &pb::Receipt) {
+        self.letters += 1;
+        *self.by_outcome.entry(outcome_name(r.outcome)).or_default() += 1;
+        if r.outcome == pb::Outcome::Rejected as i32 {
+            *self
+                .rejected_by_reason
+                .entry(reason_name(r.reason))
+                .or_default() += 1;
+        }
+        if r.duplicate {
+            self.duplicates += 1;
+        }
+    }
+
+    pub fn count(&self, outcome: &str) -> u64 {
+        self.by_outcome.get(outcome).copied().unwrap_or(0)
+    }
+
+    pub fn print(&self) {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        println!(
+            "\n{} letters answered in {:.1} s ({:.0} letters/s)",
+            self.letters,
+            secs,
+            self.letters as f64 / secs
+        );
+        for (outcome, n) in &self.by_outcome {
+            println!("  {outcome:<17} {n:>9}");
+        }
+        for (reason, n) in &self.rejected_by_reason {
+            println!("    {reason:<23} {n:>7}");
+        }
+        if self.duplicates > 0 {
+            println!(
+                "  (of which {} duplicates: accepted before, not delivered again)",
+                self.duplicates
+            );
+        }
+        if !self.unreadable.is_empty() {
+            println!(
+                "  {} lines were not letters and were not sent:",
+                self.unreadable.len()
+            );
+            for (where_, why) in self.unreadable.iter().take(10) {
+                println!("    {where_}: {why}");
+            }
+        }
+    }
+}
+
+/// The batch files a path names: the file itself, or every `*.jsonl` in a directory.
+fn batch_files(input: &Path) -> Result<Vec<PathBuf>> {
+    if input.is_dir() {
+        let mut files: Vec<PathBuf> = fs::read_dir(input)
+            .with_context(|| format!("cannot read {}", input.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl" || x == "json"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            bail!("{} holds no .jsonl batch files", input.display());
+        }
+        Ok(files)
+    } else if input.exists() {
+        Ok(vec![input.to_path_buf()])
+    } else {
+        bail!("{} does not exist", input.display())
+    }
+}
+
+fn letter_lines(files: &[PathBuf]) -> Result<usize> {
+    let mut n = 0;
+    for f in files {
+        let r = BufReader::new(
+            fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?,
+        );
+        n += r
+            .lines()
+            .map_while(|l| l.ok())
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .count();
+    }
+    Ok(n)
+}
+
+/// Sends the batch and writes the report. Returns the summary.
+pub async fn send(client: &mut Client, input: &Path, report: &Path) -> Result<Summary> {
+    let files = batch_files(input)?;
+    let total = letter_lines(&files)?;
+    let unreadable: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let mut letters: Vec<Box<dyn Iterator<Item = (String, pb::Letter)> + Send>> = Vec::new();
+    for f in &files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let reader = BufReader::new(
+            fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?,
+        );
+        let bad = unreadable.clone();
+        letters.push(Box::new(reader.lines().enumerate().filter_map(
+            move |(i, line)| {
+                let where_ = format!("{name}:{}", i + 1);
+                let line = match line {
+                    Ok(l) => l,
+                    Err(e) => {
+                        if let Ok(mut b) = bad.lock() {
+                            b.push((where_, format!("unreadable: {e}")));
+                        }
+                        return None;
+                    }
+                };
+                if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                    return None;
+                }
+                match parse_line(&line) {
+                    Ok(l) => Some((where_, l)),
+                    Err(why) => {
+                        if let Ok(mut b) = bad.lock() {
+                            b.push((where_, why));
+                        }
+                        None
+                    }
+                }
+            },
+        )));
+    }
+    let summary =
+        stream_with_report(client, letters.into_iter().flatten(), total as u64, report).await?;
+    let mut summary = summary;
+    summary.unreadable = unreadable.lock().map(|v| v.clone()).unwrap_or_default();
+    Ok(summary)
+}
+
+pub fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} letters  {per_sec}  eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Streams letters tagged with where they came from, writing one report row per receipt.
+pub async fn stream_with_report(
+    client: &mut Client,
+    letters: impl Iterator<Item = (String, pb::Letter)> + Send,
+    total: u64,
+    report: &Path,
+) -> Result<Summary> {
+    let mut out = csv::Writer::from_path(report)
+        .with_context(|| format!("cannot write {}", report.display()))?;
+    out.write_record([
+        "source",
+        "message_uuid",
+        "letter_id",
+        "outcome",
+        "reason",
+        "detail",
+        "duplicate",
+        "content_sha256",
+        "accepted_at_unix_ms",
+    ])?;
+    let bar = progress_bar(total);
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let mut write_error = None;
+    client::stream_batch(client, letters, |source, r| {
+        summary.add(&r);
+        bar.inc(1);
+        let row = [
+            source,
+            r.message_uuid.clone(),
+            r.letter_id.clone(),
+            outcome_name(r.outcome).to_string(),
+            if r.outcome == pb::Outcome::Rejected as i32 {
+                reason_name(r.reason).to_string()
+            } else {
+                String::new()
+            },
+            r.detail.clone(),
+            r.duplicate.to_string(),
+            r.content_sha256.clone(),
+            r.accepted_at_unix_ms.to_string(),
+        ];
+        if let Err(e) = out.write_record(&row)
+            && write_error.is_none()
+        {
+            write_error = Some(e);
+        }
+    })
+    .await?;
+    bar.finish_and_clear();
+    summary.elapsed = started.elapsed();
+    if let Some(e) = write_error {
+        return Err(e).with_context(|| format!("writing {}", report.display()));
+    }
+    out.flush()?;
+    Ok(summary)
+}

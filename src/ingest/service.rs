@@ -1,0 +1,222 @@
+//! The `LetterGateway` service: authenticate, extract, call the pipeline, convert.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tonic::transport::server::Router;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::domain::RecipientId;
+use crate::pipeline::{Gateway, SubmitError};
+use crate::route::{Decision, RejectReason};
+use crate::store::LetterKey;
+use crate::telemetry;
+
+use super::convert::{draft_from_letter, reach_to_pb, receipt_to_pb, status_to_pb};
+use super::identity::authenticate;
+use super::pb;
+use super::pb::letter_gateway_server::{LetterGateway, LetterGatewayServer};
+
+/// How long a client should wait before retrying after UNAVAILABLE.
+const RETRY_AFTER_MS: &str = "1000";
+
+pub struct GatewayService {
+    gateway: Arc<Gateway>,
+    /// Letters of one stream in the pipeline at once; further letters wait in the transport
+    /// (HTTP/2 flow control), so a fast sender is slowed instead of buffered.
+    in_flight: usize,
+}
+
+fn unavailable(e: SubmitError) -> Status {
+    let mut status = Status::unavailable(format!(
+        "{e}; nothing was accepted for this letter, resend it (safe: idempotent)"
+    ));
+    if let Ok(v) = RETRY_AFTER_MS.parse() {
+        status.metadata_mut().insert("retry-after-ms", v);
+    }
+    status
+}
+
+/// Keeps the open-streams gauge right however a stream ends.
+struct StreamGuard;
+
+impl StreamGuard {
+    fn new() -> Self {
+        telemetry::stream_opened();
+        StreamGuard
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        telemetry::stream_closed();
+    }
+}
+
+type ReceiptStream = Pin<Box<dyn Stream<Item = Result<pb::Receipt, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl LetterGateway for GatewayService {
+    async fn submit_letter(
+        &self,
+        request: Request<pb::Letter>,
+    ) -> Result<Response<pb::Receipt>, Status> {
+        let sender = authenticate(&self.gateway.directory, &request)?;
+        telemetry::letter_received(&sender);
+        let receipt = self
+            .gateway
+            .submit(&sender, draft_from_letter(request.into_inner()))
+            .await
+            .map_err(unavailable)?;
+        Ok(Response::new(receipt_to_pb(receipt)))
+    }
+
+    type SubmitBatchStream = ReceiptStream;
+
+    async fn submit_batch(
+        &self,
+        request: Request<Streaming<pb::Letter>>,
+    ) -> Result<Response<Self::SubmitBatchStream>, Status> {
+        let sender = Arc::new(authenticate(&self.gateway.directory, &request)?);
+        let gateway = self.gateway.clone();
+        let guard = StreamGuard::new();
+        let receipts = request
+            .into_inner()
+            .map(move |item| {
+                let gateway = gateway.clone();
+                let sender = sender.clone();
+                async move {
+                    match item {
+                        Ok(letter) => {
+                            telemetry::letter_received(&sender);
+                            gateway
+                                .submit(&sender, draft_from_letter(letter))
+                                .await
+                                .map(receipt_to_pb)
+                                .map_err(unavailable)
+                        }
+                        Err(status) => Err(Status::invalid_argument(format!(
+                            "the letter stream is malformed: {}; receipts already sent stand, resend the rest",
+                            status.message()
+                        ))),
+                    }
+                }
+            })
+            .buffered(self.in_flight)
+            .map(move |r| {
+                let _ = &guard;
+                r
+            });
+        Ok(Response::new(Box::pin(receipts)))
+    }
+
+    async fn get_status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::LetterStatus>, Status> {
+        let sender = authenticate(&self.gateway.directory, &request)?;
+        let key = match request.into_inner().key {
+            Some(pb::status_request::Key::LetterId(id)) => {
+                LetterKey::LetterId(id.parse().map_err(|_| {
+                    Status::invalid_argument(format!(
+                        "letter_id {id:?} is not a letter id (a UUID)"
+                    ))
+                })?)
+            }
+            Some(pb::status_request::Key::MessageUuid(u)) => {
+                LetterKey::MessageUuid(u.parse().map_err(|_| {
+                    Status::invalid_argument(format!("message_uuid {u:?} is not a UUID"))
+                })?)
+            }
+            None => {
+                return Err(Status::invalid_argument(
+                    "give a letter_id or a message_uuid",
+                ));
+            }
+        };
+        match self
+            .gateway
+            .status(&sender, key)
+            .await
+            .map_err(unavailable)?
+        {
+            Some(record) => Ok(Response::new(status_to_pb(record))),
+            None => Err(Status::not_found("no such letter from this sender")),
+        }
+    }
+
+    async fn check_recipient(
+        &self,
+        request: Request<pb::RecipientQuery>,
+    ) -> Result<Response<pb::Reachability>, Status> {
+        let sender = authenticate(&self.gateway.directory, &request)?;
+        let q = request.into_inner();
+        let draft = draft_from_letter(pb::Letter {
+            recipient: q.recipient,
+            ..Default::default()
+        });
+        let parsed = match draft.recipient_type {
+            Some(t) => RecipientId::parse_as(t, &draft.recipient_id),
+            None => RecipientId::detect(&draft.recipient_id),
+        };
+        let decision = match parsed {
+            Ok(id) => self.gateway.check(&sender, &id, q.print_fallback),
+            Err(_) => Decision::Reject(RejectReason::InvalidRecipientId),
+        };
+        Ok(Response::new(reach_to_pb(decision)))
+    }
+}
+
+/// TLS material for the gRPC port.
+pub struct TlsMaterial {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+}
+
+/// The gRPC server with the gateway, health and reflection services, over mutual TLS. Client
+/// certificates are verified against the gateway CA when presented; they are optional at the
+/// TLS layer so health probes can connect, and every gateway call refuses a caller without one.
+pub async fn grpc_server(
+    gateway: Arc<Gateway>,
+    tls: &TlsMaterial,
+    max_letter_bytes: usize,
+    in_flight_per_stream: usize,
+) -> Result<Router, tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<LetterGatewayServer<GatewayService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let tls_config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+        .client_ca_root(Certificate::from_pem(&tls.ca_pem))
+        .client_auth_optional(true);
+    let service = LetterGatewayServer::new(GatewayService {
+        gateway,
+        in_flight: in_flight_per_stream.max(1),
+    })
+    // Room for the largest letter the limits allow plus its envelope; anything larger than
+    // the limit but under this gets a TOO_LARGE receipt instead of a transport error.
+    .max_decoding_message_size(max_letter_bytes.saturating_add(4 << 20));
+    let mut builder = Server::builder()
+        .tls_config(tls_config)?
+        .initial_connection_window_size(Some(16 << 20))
+        .initial_stream_window_size(Some(8 << 20))
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)));
+    let router = builder.add_service(health_service).add_service(service);
+    Ok(match reflection {
+        Ok(r) => router.add_service(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "server reflection unavailable");
+            router
+        }
+    })
+}

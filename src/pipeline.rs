@@ -1,0 +1,248 @@
+//! The acceptance pipeline for one letter: validate → route → seal → store and queue (through
+//! the group committer) → receipt. `ingest` calls it; it knows nothing of gRPC.
+
+use std::sync::Arc;
+
+use crate::clock::now_ms;
+use crate::directory::Directory;
+use crate::domain::{LetterId, RecipientId};
+use crate::registry::SenderInfo;
+use crate::route::{Decision, RejectReason, Route, SenderRef};
+use crate::seal::{Binding, ContentDigest, body, seal};
+use crate::store::{Committed, Committer, LetterKey, LetterRecord, NewLetter, Store, StoreError};
+use crate::telemetry;
+use crate::validate::{Draft, Limits, Rejection, validate};
+
+/// Letters above this size are sealed on the blocking pool so they do not stall other streams.
+const SEAL_INLINE_MAX: usize = 1 << 20;
+
+/// The outcome a receipt reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted(Route),
+    Rejected(RejectReason),
+}
+
+/// The answer for one submitted letter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// As the sender wrote it (normalised when it parsed), for correlation.
+    pub message_uuid: String,
+    pub letter_id: Option<LetterId>,
+    pub outcome: Outcome,
+    pub detail: String,
+    pub duplicate: bool,
+    pub content_sha256: Option<ContentDigest>,
+    pub accepted_at_ms: i64,
+}
+
+impl Receipt {
+    fn rejected(message_uuid: String, r: Rejection) -> Self {
+        Receipt {
+            message_uuid,
+            letter_id: None,
+            outcome: Outcome::Rejected(r.reason),
+            detail: r.detail,
+            duplicate: false,
+            content_sha256: None,
+            accepted_at_ms: 0,
+        }
+    }
+
+    fn from_record(rec: &LetterRecord, duplicate: bool) -> Self {
+        Receipt {
+            message_uuid: rec.message_uuid.to_string(),
+            letter_id: Some(rec.letter_id),
+            outcome: Outcome::Accepted(rec.route),
+            detail: String::new(),
+            duplicate,
+            content_sha256: Some(rec.content_sha256),
+            accepted_at_ms: rec.accepted_at_ms,
+        }
+    }
+}
+
+/// The gateway could not take letters now; retry later (resending is safe).
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for SubmitError {
+    fn from(e: StoreError) -> Self {
+        SubmitError::Unavailable(e.to_string())
+    }
+}
+
+pub struct Gateway {
+    pub directory: Arc<Directory>,
+    pub store: Arc<dyn Store>,
+    committer: Committer,
+    limits: Limits,
+}
+
+impl Gateway {
+    pub fn new(
+        directory: Arc<Directory>,
+        store: Arc<dyn Store>,
+        committer: Committer,
+        limits: Limits,
+    ) -> Self {
+        Gateway {
+            directory,
+            store,
+            committer,
+            limits,
+        }
+    }
+
+    /// Takes one letter through the pipeline. Per-letter problems are rejected receipts; an
+    /// error means nothing was accepted and the letter may be sent again.
+    pub async fn submit(&self, sender: &SenderInfo, draft: Draft) -> Result<Receipt, SubmitError> {
+        let started = std::time::Instant::now();
+        let raw_uuid = draft.message_uuid.clone();
+        let letter = match validate(draft, &self.limits) {
+            Ok(l) => l,
+            Err(r) => {
+                telemetry::letter_rejected(sender, r.reason);
+                return Ok(Receipt::rejected(raw_uuid, r));
+            }
+        };
+        let uuid = letter.message_uuid.to_string();
+        let who = SenderRef {
+            cvr: sender.cvr,
+            kind: sender.kind,
+        };
+        let route = match crate::route::route(
+            &self.directory.registry(),
+            who,
+            &letter.recipient,
+            letter.print_fallback,
+        ) {
+            Decision::Deliver(route) => route,
+            Decision::Reject(reason) => {
+                telemetry::letter_rejected(sender, reason);
+                return Ok(Receipt::rejected(
+                    uuid,
+                    Rejection::new(reason, reject_detail(reason)),
+                ));
+            }
+        };
+
+        let content = body::content_digest(&letter);
+        let fingerprint = body::fingerprint(&letter, &content);
+        let letter_id = LetterId::new();
+        let tag = self.directory.tag(&letter.recipient);
+        let keyring = self.directory.keyring();
+        let plaintext = body::encode(&letter);
+        let sender_cvr = sender.cvr;
+        let do_seal = move || {
+            let id = letter_id.to_string();
+            let binding = Binding {
+                letter_id: &id,
+                sender: sender_cvr,
+                recipient: &tag,
+            };
+            seal(&keyring, &binding, plaintext)
+        };
+        let sealed = if letter.content_len() > SEAL_INLINE_MAX {
+            tokio::task::spawn_blocking(do_seal)
+                .await
+                .map_err(|e| SubmitError::Unavailable(format!("sealing was interrupted: {e}")))?
+        } else {
+            do_seal()
+        }
+        .map_err(|e| SubmitError::Unavailable(format!("sealing failed: {e}")))?;
+
+        let accepted_at_ms = now_ms();
+        let new = NewLetter {
+            letter_id,
+            sender: sender.cvr,
+            message_uuid: letter.message_uuid,
+            recipient_tag: tag,
+            fingerprint,
+            content_sha256: content,
+            route,
+            priority: letter.priority,
+            sealed,
+            accepted_at_ms,
+            not_before_ms: None,
+        };
+        let committed = self
+            .committer
+            .commit(new)
+            .await
+            .map_err(|e| SubmitError::Unavailable(e.0))?;
+        let receipt = match committed {
+            Committed::Stored => {
+                telemetry::letter_accepted(sender, route, started.elapsed());
+                Receipt {
+                    message_uuid: uuid,
+                    letter_id: Some(letter_id),
+                    outcome: Outcome::Accepted(route),
+                    detail: String::new(),
+                    duplicate: false,
+                    content_sha256: Some(content),
+                    accepted_at_ms,
+                }
+            }
+            Committed::Existing(rec) if rec.fingerprint == fingerprint => {
+                telemetry::letter_duplicate(sender);
+                Receipt::from_record(&rec, true)
+            }
+            Committed::Existing(rec) => {
+                telemetry::letter_rejected(sender, RejectReason::DuplicateConflict);
+                Receipt::rejected(
+                    uuid.clone(),
+                    Rejection::new(
+                        RejectReason::DuplicateConflict,
+                        format!(
+                            "message_uuid {uuid} was already used for a different letter (letter {}); \
+                             a new letter needs a new message_uuid",
+                            rec.letter_id
+                        ),
+                    ),
+                )
+            }
+        };
+        Ok(receipt)
+    }
+
+    /// One of the sender's own letters.
+    pub async fn status(
+        &self,
+        sender: &SenderInfo,
+        key: LetterKey,
+    ) -> Result<Option<LetterRecord>, SubmitError> {
+        Ok(self.store.letter(sender.cvr, key).await?)
+    }
+
+    /// Where a letter from `sender` to `recipient` would go.
+    pub fn check(
+        &self,
+        sender: &SenderInfo,
+        recipient: &RecipientId,
+        print_fallback: bool,
+    ) -> Decision {
+        let who = SenderRef {
+            cvr: sender.cvr,
+            kind: sender.kind,
+        };
+        crate::route::route(&self.directory.registry(), who, recipient, print_fallback)
+    }
+}
+
+/// What a routing rejection tells the sender. A private sender's NOT_REACHABLE never says why
+/// (privacy rule); it says what the sender can do.
+pub fn reject_detail(reason: RejectReason) -> &'static str {
+    match reason {
+        RejectReason::RecipientClosed => {
+            "the recipient's mailbox is closed (deceased person or ceased company); the letter cannot be delivered"
+        }
+        RejectReason::NotReachable => {
+            "the recipient cannot receive digital mail from this sender; send with print_fallback to have it printed"
+        }
+        _ => "",
+    }
+}

@@ -1,0 +1,728 @@
+//! The gateway's own certificate authority: the TLS server identity and the senders' client
+//! certificates.
+//!
+//! Senders authenticate to the gateway with mutual TLS, and the gateway records a sender by the
+//! SHA-256 [`fingerprint`] of its certificate. Rather than depend on an outside PKI, the gateway
+//! keeps a small CA of its own in one directory (mode 0700; every file in it 0600):
+//!
+//! - `ca.pem`, `ca.key`: the self-signed CA, created on first use and never replaced, because
+//!   every sender trusts the gateway through it and every issued certificate chains to it;
+//! - `server.pem`, `server.key`: the gateway's TLS server certificate, signed by the CA.
+//!
+//! Sender certificates are not stored here: [`Pki::issue_sender`] returns them and the caller
+//! decides where they go.
+//!
+//! A running gateway and an admin command may open the same directory at the same moment, so
+//! files are published without locks: each is written in full under a temporary name, fsynced,
+//! then hard-linked to its final name. A hard link fails if the name is taken, so exactly one
+//! writer wins and the others adopt its files. A private key is always published before its
+//! certificate; hence a certificate without its key means a damaged directory, and a key without
+//! its certificate means either a creator in mid-publish (we wait briefly) or a damaged directory.
+//! Either damage is reported, never repaired by making a new CA.
+//!
+//! rcgen cannot read certificates back without its x509-parser feature, so the CA's
+//! parameters are rebuilt by [`ca_params`] whenever it signs. An issued certificate chains to
+//! `ca.pem` because the issuer name it carries is encoded from the same distinguished name and it
+//! is signed with the key from `ca.key`.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration as StdDuration, Instant};
+
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use ring::digest::{SHA256, digest};
+use ring::rand::{SecureRandom, SystemRandom};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use time::{Duration, OffsetDateTime};
+
+const CA_CERT: &str = "ca.pem";
+const CA_KEY: &str = "ca.key";
+const SERVER_CERT: &str = "server.pem";
+const SERVER_KEY: &str = "server.key";
+
+/// The CA's common name. Issued certificates name their issuer by it, so changing it orphans
+/// every certificate already issued.
+const CA_COMMON_NAME: &str = "brevdue gateway CA";
+
+const CA_VALIDITY: Duration = Duration::days(20 * 365);
+const LEAF_VALIDITY: Duration = Duration::days(2 * 365);
+
+/// Certificates start this far in the past so that a peer whose clock is a little behind does
+/// not reject a certificate made moments ago.
+const BACKDATE: Duration = Duration::hours(1);
+
+/// How long to wait for a certificate whose key is already published by another process. The
+/// other process only has a hard link left to make, so this is generous.
+const PUBLISH_GRACE: StdDuration = StdDuration::from_secs(2);
+const PUBLISH_POLL: StdDuration = StdDuration::from_millis(20);
+
+/// Why the certificate authority could not be opened or could not issue a certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{present} exists but {missing} does not: the certificate directory is damaged; restore \
+         {missing} from a backup (a new CA is not made, as senders would no longer trust it)"
+    )]
+    Incomplete { present: String, missing: String },
+    #[error("{file}: not a usable private key: {source}")]
+    BadKey {
+        file: String,
+        #[source]
+        source: rcgen::Error,
+    },
+    #[error("{file}: does not hold a PEM certificate")]
+    BadCert { file: String },
+    #[error("{cert} was not made for the key in {key}: the pair has been mixed up")]
+    KeyMismatch { cert: String, key: String },
+    #[error("cannot make {what}: {source}")]
+    Generate {
+        what: String,
+        #[source]
+        source: rcgen::Error,
+    },
+    #[error("sender {field} {value:?} cannot go in a certificate: {problem}")]
+    Subject {
+        field: &'static str,
+        value: String,
+        problem: &'static str,
+    },
+    #[error("the system random number generator failed")]
+    Random,
+}
+
+/// The gateway's certificate authority, kept as files in one directory.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    dir: PathBuf,
+}
+
+/// A freshly issued sender certificate. Nothing of it is on disk yet.
+pub struct IssuedCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// SHA-256 of the certificate's DER: how the gateway will recognise the sender.
+    pub fingerprint: [u8; 32],
+}
+
+impl fmt::Debug for IssuedCert {
+    /// Leaves the private key out, so the struct can be logged or shown in a failed assertion.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedCert")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"[elided]")
+            .field("fingerprint", &hex(&self.fingerprint))
+            .finish()
+    }
+}
+
+/// SHA-256 of a certificate's DER bytes: the sender's identity as the gateway records it.
+pub fn fingerprint(der: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, der).as_ref());
+    out
+}
+
+impl Pki {
+    /// Opens the gateway's certificate authority in `dir` (mode 0700), creating it on first use:
+    /// `ca.pem` (self-signed CA, CN "brevdue gateway CA", key usages cert-sign + CRL-sign, valid 20 years) and `ca.key` (mode 0600).
+    pub fn open_or_create(dir: &Path) -> Result<Pki, PkiError> {
+        ensure_dir(dir)?;
+        let pki = Pki {
+            dir: dir.to_path_buf(),
+        };
+        let (cert_pem, key_pem) = pki.load_or_publish(CA_CERT, CA_KEY, new_ca)?;
+        check_pair(&pki.path(CA_CERT), &cert_pem, &pki.path(CA_KEY), &key_pem)?;
+        Ok(pki)
+    }
+
+    /// The CA certificate (PEM): what senders install to trust the gateway, and what the
+    /// gateway trusts sender certificates by.
+    pub fn ca_pem(&self) -> Result<String, PkiError> {
+        read(&self.path(CA_CERT))
+    }
+
+    /// The gateway's TLS server certificate and key (PEM), kept as server.pem/server.key (0600) in dir and created on first use,
+    /// signed by the CA, SANs `localhost`, `127.0.0.1` and `::1`, EKU serverAuth, valid 2 years.
+    pub fn server_identity(&self) -> Result<(String, String), PkiError> {
+        let (cert_pem, key_pem) =
+            self.load_or_publish(SERVER_CERT, SERVER_KEY, || self.new_server())?;
+        check_pair(
+            &self.path(SERVER_CERT),
+            &cert_pem,
+            &self.path(SERVER_KEY),
+            &key_pem,
+        )?;
+        Ok((cert_pem, key_pem))
+    }
+
+    /// Issues a client certificate for a sender: CN "<cvr> <name>" (and O = name), EKU clientAuth, valid 2 years, signed by the CA.
+    /// Nothing is written to disk here (the caller writes the files); returns cert PEM, key PEM and the SHA-256 fingerprint of the cert DER.
+    pub fn issue_sender(&self, cvr: &str, name: &str) -> Result<IssuedCert, PkiError> {
+        check_subject("CVR", cvr)?;
+        check_subject("name", name)?;
+        let what = || format!("a certificate for sender {cvr}");
+        let mut params = leaf_params(Vec::new(), &what())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{cvr} {name}"));
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let (cert, key) = self.sign(&params, &what())?;
+        Ok(IssuedCert {
+            fingerprint: fingerprint(cert.der()),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn new_server(&self) -> Result<(String, String), PkiError> {
+        let what = "the gateway's server certificate";
+        let sans = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+        let mut params = leaf_params(sans, what)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "brevdue gateway");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let (cert, key) = self.sign(&params, what)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// Signs `params` with the stored CA for a new key pair.
+    fn sign(
+        &self,
+        params: &CertificateParams,
+        what: &str,
+    ) -> Result<(Certificate, KeyPair), PkiError> {
+        let ca_key_path = self.path(CA_KEY);
+        let ca_key =
+            KeyPair::from_pem(&read(&ca_key_path)?).map_err(|source| PkiError::BadKey {
+                file: ca_key_path.display().to_string(),
+                source,
+            })?;
+        let generate = |source| PkiError::Generate {
+            what: what.to_string(),
+            source,
+        };
+        // Only the name, key-identifier method and key usages of these params reach the issued
+        // certificate; the validity rebuilt here is never written anywhere.
+        let issuer = Issuer::new(ca_params().map_err(generate)?, ca_key);
+        let key = KeyPair::generate().map_err(generate)?;
+        let cert = params.signed_by(&key, &issuer).map_err(generate)?;
+        Ok((cert, key))
+    }
+
+    /// Returns the (certificate, key) PEMs stored under the given names, publishing the pair
+    /// `create` makes if there is none yet. When several processes race, all get the winner's.
+    fn load_or_publish(
+        &self,
+        cert_name: &str,
+        key_name: &str,
+        create: impl FnOnce() -> Result<(String, String), PkiError>,
+    ) -> Result<(String, String), PkiError> {
+        let cert_path = self.path(cert_name);
+        let key_path = self.path(key_name);
+        if let Some(pair) = read_pair(&cert_path, &key_path)? {
+            return Ok(pair);
+        }
+        let (cert_pem, key_pem) = create()?;
+        // Both are complete on disk before either is visible under its real name.
+        let key_tmp = TempFile::write(&self.dir, key_name, &key_pem)?;
+        let cert_tmp = TempFile::write(&self.dir, cert_name, &cert_pem)?;
+        if key_tmp.publish(&key_path)? {
+            // Our key is the one; nobody else publishes a certificate for a key they lost with,
+            // so a taken certificate name means it was there, keyless, before we looked. Take our
+            // key back so the directory is left as damaged as we found it, not mismatched.
+            if !cert_tmp.publish(&cert_path)? {
+                let _ = fs::remove_file(&key_path);
+                return Err(PkiError::Incomplete {
+                    present: cert_path.display().to_string(),
+                    missing: key_path.display().to_string(),
+                });
+            }
+        }
+        sync_dir(&self.dir)?;
+        read_pair(&cert_path, &key_path)?.ok_or_else(|| PkiError::Incomplete {
+            present: key_path.display().to_string(),
+            missing: cert_path.display().to_string(),
+        })
+    }
+}
+
+/// The CA's parameters. The only definition of the CA's name and usages: both creating the CA
+/// and signing with it use this, which is what makes issued certificates chain to `ca.pem`.
+fn ca_params() -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::new())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, CA_COMMON_NAME);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - BACKDATE;
+    params.not_after = now + CA_VALIDITY;
+    Ok(params)
+}
+
+fn new_ca() -> Result<(String, String), PkiError> {
+    let generate = |source| PkiError::Generate {
+        what: format!("the CA ({CA_CERT})"),
+        source,
+    };
+    let key = KeyPair::generate().map_err(generate)?;
+    let cert = ca_params()
+        .and_then(|params| params.self_signed(&key))
+        .map_err(generate)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Parameters shared by every end-entity certificate; the caller adds the name and purpose.
+fn leaf_params(sans: Vec<String>, what: &str) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::new(sans).map_err(|source| PkiError::Generate {
+        what: what.to_string(),
+        source,
+    })?;
+    // Drop rcgen's placeholder common name; the caller sets the real one.
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    // rcgen's default serial is a hash of the subject key, and every certificate gets a fresh
+    // key, so serials are unique. Random serials would add nothing.
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - BACKDATE;
+    params.not_after = now + LEAF_VALIDITY;
+    Ok(params)
+}
+
+/// Rejects a sender CVR or name that would make a misleading subject.
+fn check_subject(field: &'static str, value: &str) -> Result<(), PkiError> {
+    let problem = if value.trim().is_empty() {
+        "it is empty"
+    } else if value.trim() != value {
+        "it has leading or trailing spaces"
+    } else if value.chars().any(char::is_control) {
+        "it contains control characters"
+    } else {
+        return Ok(());
+    };
+    Err(PkiError::Subject {
+        field,
+        value: value.to_string(),
+        problem,
+    })
+}
+
+/// Checks that the certificate holds the key's public half. Without an X.509 parser this is a
+/// byte search, but a public key is long and random enough that a match cannot be by chance.
+fn check_pair(
+    cert_path: &Path,
+    cert_pem: &str,
+    key_path: &Path,
+    key_pem: &str,
+) -> Result<(), PkiError> {
+    let der =
+        CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| PkiError::BadCert {
+            file: cert_path.display().to_string(),
+        })?;
+    let key = KeyPair::from_pem(key_pem).map_err(|source| PkiError::BadKey {
+        file: key_path.display().to_string(),
+        source,
+    })?;
+    let public = key.public_key_raw();
+    if public.is_empty() || !der.windows(public.len()).any(|w| w == public) {
+        return Err(PkiError::KeyMismatch {
+            cert: cert_path.display().to_string(),
+            key: key_path.display().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Reads a published (certificate, key) pair: `None` if neither exists yet.
+///
+/// The certificate is read first: it is published after its key, so if it is there the key must
+/// be too. A key alone may be a creator between its two links, so that gets a short wait.
+fn read_pair(cert_path: &Path, key_path: &Path) -> Result<Option<(String, String)>, PkiError> {
+    let incomplete = |present: &Path, missing: &Path| PkiError::Incomplete {
+        present: present.display().to_string(),
+        missing: missing.display().to_string(),
+    };
+    if let Some(cert) = read_optional(cert_path)? {
+        let key = read_optional(key_path)?.ok_or_else(|| incomplete(cert_path, key_path))?;
+        return Ok(Some((cert, key)));
+    }
+    let Some(key) = read_optional(key_path)? else {
+        return Ok(None);
+    };
+    let deadline = Instant::now() + PUBLISH_GRACE;
+    loop {
+        if let Some(cert) = read_optional(cert_path)? {
+            return Ok(Some((cert, key)));
+        }
+        if Instant::now() >= deadline {
+            return Err(incomplete(key_path, cert_path));
+        }
+        thread::sleep(PUBLISH_POLL);
+    }
+}
+
+/// A file written under a unique temporary name; removed when dropped, so a failure or a lost
+/// race leaves nothing behind (the published copy is a separate hard link and stays).
+struct TempFile {
+    path: PathBuf,
+}
+
+impl TempFile {
+    /// Writes `contents` in full and fsyncs it. Mode 0600 from creation: keys are never readable
+    /// by others, not even for a moment.
+    fn write(dir: &Path, name: &str, contents: &str) -> Result<TempFile, PkiError> {
+        // Unique per process and call, so concurrent creators never share or truncate a file.
+        let mut nonce = [0u8; 8];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| PkiError::Random)?;
+        let path = dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            hex(&nonce)
+        ));
+        let io_err = |source| PkiError::Io {
+            file: path.display().to_string(),
+            source,
+        };
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err)?;
+        let tmp = TempFile { path: path.clone() };
+        file.write_all(contents.as_bytes()).map_err(io_err)?;
+        file.sync_all().map_err(io_err)?;
+        Ok(tmp)
+    }
+
+    /// Links the file to `target`. `Ok(false)` if `target` already exists: someone else won.
+    fn publish(&self, target: &Path) -> Result<bool, PkiError> {
+        match fs::hard_link(&self.path, target) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(source) => Err(PkiError::Io {
+                file: target.display().to_string(),
+                source,
+            }),
+        }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // Best effort: a leftover is 0600 inside a 0700 directory and nothing reads temp names.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), PkiError> {
+    let io_err = |source| PkiError::Io {
+        file: dir.display().to_string(),
+        source,
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err)?;
+    // An existing directory keeps its mode through create(); the CA key must not be reachable by
+    // others, so tighten it every time.
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err)
+}
+
+/// Makes the new directory entries durable, so a crash cannot lose a CA that has been handed out.
+fn sync_dir(dir: &Path) -> Result<(), PkiError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| PkiError::Io {
+            file: dir.display().to_string(),
+            source,
+        })
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    fs::read_to_string(path).map_err(|source| PkiError::Io {
+        file: path.display().to_string(),
+        source,
+    })
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PkiError::Io {
+            file: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
+    use rustls::RootCertStore;
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::crypto::ring::default_provider;
+    use rustls::pki_types::{ServerName, UnixTime};
+    use rustls::server::WebPkiClientVerifier;
+    use rustls::server::danger::ClientCertVerifier;
+
+    use super::*;
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM certificate")
+    }
+
+    fn roots(ca_pem: &str) -> Arc<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        roots.add(der(ca_pem)).expect("CA is a usable trust anchor");
+        Arc::new(roots)
+    }
+
+    fn client_verifier(ca_pem: &str) -> Arc<dyn ClientCertVerifier> {
+        WebPkiClientVerifier::builder_with_provider(roots(ca_pem), Arc::new(default_provider()))
+            .build()
+            .expect("client verifier")
+    }
+
+    fn server_verifier(ca_pem: &str) -> Arc<WebPkiServerVerifier> {
+        WebPkiServerVerifier::builder_with_provider(roots(ca_pem), Arc::new(default_provider()))
+            .build()
+            .expect("server verifier")
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn sender_cert_from_reopened_ca_verifies_as_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Pki::open_or_create(dir.path()).unwrap();
+        let ca_pem = first.ca_pem().unwrap();
+
+        let again = Pki::open_or_create(dir.path()).unwrap();
+        let issued = again.issue_sender("12345674", "Aarhus Kommune").unwrap();
+        let cert = der(&issued.cert_pem);
+        assert_eq!(issued.fingerprint, fingerprint(&cert));
+        assert!(KeyPair::from_pem(&issued.key_pem).is_ok());
+
+        client_verifier(&ca_pem)
+            .verify_client_cert(&cert, &[], UnixTime::now())
+            .expect("sender certificate chains to ca.pem");
+    }
+
+    #[test]
+    fn server_cert_verifies_for_localhost_and_loopback_ip() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::open_or_create(dir.path()).unwrap();
+        let (cert_pem, key_pem) = pki.server_identity().unwrap();
+        assert!(KeyPair::from_pem(&key_pem).is_ok());
+        let verifier = server_verifier(&pki.ca_pem().unwrap());
+        let cert = der(&cert_pem);
+        for name in [
+            ServerName::try_from("localhost").unwrap(),
+            ServerName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST).into()),
+            ServerName::try_from("::1").unwrap(),
+        ] {
+            verifier
+                .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
+                .unwrap_or_else(|e| panic!("server cert for {name:?}: {e}"));
+        }
+        let elsewhere = ServerName::try_from("example.org").unwrap();
+        assert!(
+            verifier
+                .verify_server_cert(&cert, &[], &elsewhere, &[], UnixTime::now())
+                .is_err()
+        );
+
+        // Created once, then reused, also by another handle on the same directory.
+        let again = Pki::open_or_create(dir.path()).unwrap();
+        assert_eq!(again.server_identity().unwrap(), (cert_pem, key_pem));
+    }
+
+    #[test]
+    fn cert_from_another_ca_is_rejected() {
+        let ours = tempfile::tempdir().unwrap();
+        let theirs = tempfile::tempdir().unwrap();
+        let ours = Pki::open_or_create(ours.path()).unwrap();
+        let theirs = Pki::open_or_create(theirs.path()).unwrap();
+        assert_ne!(ours.ca_pem().unwrap(), theirs.ca_pem().unwrap());
+
+        let foreign = theirs.issue_sender("12345674", "Aarhus Kommune").unwrap();
+        let result = client_verifier(&ours.ca_pem().unwrap()).verify_client_cert(
+            &der(&foreign.cert_pem),
+            &[],
+            UnixTime::now(),
+        );
+        assert!(result.is_err());
+
+        // A sender certificate is not a server certificate, even from the right CA.
+        let sender = ours.issue_sender("12345674", "Aarhus Kommune").unwrap();
+        let as_server = server_verifier(&ours.ca_pem().unwrap()).verify_server_cert(
+            &der(&sender.cert_pem),
+            &[],
+            &ServerName::try_from("localhost").unwrap(),
+            &[],
+            UnixTime::now(),
+        );
+        assert!(as_server.is_err());
+    }
+
+    #[test]
+    fn keys_are_0600_and_dir_is_0700() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("pki");
+        let pki = Pki::open_or_create(&dir).unwrap();
+        pki.server_identity().unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        for name in [CA_KEY, SERVER_KEY, CA_CERT, SERVER_CERT] {
+            assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+        }
+
+        // A pre-existing, too-open directory is tightened.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        Pki::open_or_create(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+    }
+
+    #[test]
+    fn reopening_keeps_the_ca_and_fingerprints_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Pki::open_or_create(dir.path()).unwrap();
+        let ca_bytes = fs::read(dir.path().join(CA_CERT)).unwrap();
+        let key_bytes = fs::read(dir.path().join(CA_KEY)).unwrap();
+        let a = first.issue_sender("12345674", "Aarhus Kommune").unwrap();
+
+        let second = Pki::open_or_create(dir.path()).unwrap();
+        assert_eq!(fs::read(dir.path().join(CA_CERT)).unwrap(), ca_bytes);
+        assert_eq!(fs::read(dir.path().join(CA_KEY)).unwrap(), key_bytes);
+        let b = second.issue_sender("12345674", "Aarhus Kommune").unwrap();
+        assert_ne!(a.fingerprint, b.fingerprint);
+        assert_ne!(a.key_pem, b.key_pem);
+        // Nothing was written for the senders, and no temp files were left.
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [CA_KEY, CA_CERT]);
+    }
+
+    #[test]
+    fn concurrent_openers_agree_on_one_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let results: Vec<(String, String)> = thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        let pki = Pki::open_or_create(dir.path()).unwrap();
+                        (pki.ca_pem().unwrap(), pki.server_identity().unwrap().0)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(results.windows(2).all(|w| w[0] == w[1]));
+        let names = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(names, 4, "only the four published files remain");
+    }
+
+    #[test]
+    fn missing_ca_key_is_an_error_not_a_new_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        Pki::open_or_create(dir.path()).unwrap();
+        let ca_bytes = fs::read(dir.path().join(CA_CERT)).unwrap();
+        fs::remove_file(dir.path().join(CA_KEY)).unwrap();
+
+        let err = Pki::open_or_create(dir.path()).unwrap_err();
+        assert!(matches!(err, PkiError::Incomplete { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("ca.pem exists") && msg.contains("ca.key does not"),
+            "{msg}"
+        );
+        assert!(!dir.path().join(CA_KEY).exists());
+        assert_eq!(fs::read(dir.path().join(CA_CERT)).unwrap(), ca_bytes);
+    }
+
+    #[test]
+    fn missing_ca_cert_is_an_error_after_a_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        Pki::open_or_create(dir.path()).unwrap();
+        fs::remove_file(dir.path().join(CA_CERT)).unwrap();
+
+        let err = Pki::open_or_create(dir.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("ca.key exists") && msg.contains("ca.pem does not"),
+            "{msg}"
+        );
+        assert!(!dir.path().join(CA_CERT).exists());
+    }
+
+    #[test]
+    fn mixed_up_pair_is_detected() {
+        let ours = tempfile::tempdir().unwrap();
+        let theirs = tempfile::tempdir().unwrap();
+        Pki::open_or_create(ours.path()).unwrap();
+        Pki::open_or_create(theirs.path()).unwrap();
+        fs::copy(theirs.path().join(CA_KEY), ours.path().join(CA_KEY)).unwrap();
+        let err = Pki::open_or_create(ours.path()).unwrap_err();
+        assert!(matches!(err, PkiError::KeyMismatch { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn bad_sender_subjects_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::open_or_create(dir.path()).unwrap();
+        for (cvr, name) in [("", "A"), ("12345674", " "), ("12345674", "A\nB")] {
+            let err = pki.issue_sender(cvr, name).unwrap_err();
+            assert!(matches!(err, PkiError::Subject { .. }), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn fingerprint_is_sha256_of_der() {
+        // SHA-256("abc"), FIPS 180-2 test vector.
+        assert_eq!(
+            hex(&fingerprint(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! The embedded durable queue: a SQLite file of its own in the data directory.
+//!
+//! Same durability settings as the store (WAL, synchronous FULL). Only one gateway process uses
+//! a data directory at a time, so leases left by a killed process are cleared on open.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::{Row, SqlitePool};
+use tokio::sync::Notify;
+
+use crate::clock::now_ms;
+use crate::domain::{LetterId, Priority};
+use crate::route::Route;
+use crate::store::{route_code, route_from_code};
+
+use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/queue-sqlite");
+
+pub struct EmbeddedQueue {
+    pool: SqlitePool,
+    work: Notify,
+}
+
+impl EmbeddedQueue {
+    pub async fn open(path: &Path, owner: bool) -> Result<Self, QueueError> {
+        let pool = crate::store::open_sqlite(path, &MIGRATOR)
+            .await
+            .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        if owner {
+            sqlx::query("UPDATE deliveries SET lease_until = 0 WHERE lease_until > 0")
+                .execute(&pool)
+                .await?;
+        }
+        Ok(EmbeddedQueue {
+            pool,
+            work: Notify::new(),
+        })
+    }
+}
+
+fn corrupt(what: &str) -> QueueError {
+    QueueError::Corrupt(what.to_string())
+}
+
+fn delivery_from(r: &sqlx::sqlite::SqliteRow) -> Result<Delivery, QueueError> {
+    let id: String = r.try_get("letter_id")?;
+    Ok(Delivery {
+        letter_id: id.parse().map_err(|_| corrupt("letter id"))?,
+        route: route_from_code(r.try_get("route")?),
+        priority: Priority::from_code(r.try_get("priority")?),
+        not_before_ms: r.try_get("not_before").unwrap_or(0),
+        enqueued_at_ms: r.try_get("enqueued_at")?,
+    })
+}
+
+#[async_trait]
+impl Queue for EmbeddedQueue {
+    async fn enqueue(&self, items: &[Delivery]) -> Result<(), QueueError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for d in items {
+            sqlx::query(
+                "INSERT INTO deliveries (letter_id, route, priority, not_before, enqueued_at) \
+                 SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM dead_letters WHERE letter_id = ?) \
+                 ON CONFLICT (letter_id) DO NOTHING",
+            )
+            .bind(d.letter_id.to_string())
+            .bind(route_code(d.route))
+            .bind(d.priority.code())
+            .bind(d.not_before_ms)
+            .bind(d.enqueued_at_ms)
+            .bind(d.letter_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.work.notify_waiters();
+        Ok(())
+    }
+
+    async fn lease(
+        &self,
+        route: Route,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Leased>, QueueError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query(
+            "SELECT letter_id, route, priority, not_before, enqueued_at, attempts FROM deliveries \
+             WHERE route = ? AND not_before <= ? AND lease_until <= ? \
+             ORDER BY priority DESC, not_before, enqueued_at LIMIT ?",
+        )
+        .bind(route_code(route))
+        .bind(now)
+        .bind(now)
+        .bind(max as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let until = now + lease.as_millis() as i64;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let d = delivery_from(r)?;
+            let attempts: i64 = r.try_get("attempts")?;
+            sqlx::query("UPDATE deliveries SET lease_until = ? WHERE letter_id = ?")
+                .bind(until)
+                .bind(d.letter_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            out.push(Leased {
+                delivery: d,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn ack(&self, ids: &[LetterId]) -> Result<(), QueueError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for id in ids {
+            sqlx::query("DELETE FROM deliveries WHERE letter_id = ?")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn retry(&self, id: LetterId, not_before_ms: i64, error: &str) -> Result<(), QueueError> {
+        sqlx::query(
+            "UPDATE deliveries SET attempts = attempts + 1, not_before = ?, lease_until = 0, last_error = ? \
+             WHERE letter_id = ?",
+        )
+        .bind(not_before_ms)
+        .bind(error)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, id: LetterId, error: &str) -> Result<(), QueueError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO dead_letters (letter_id, route, priority, enqueued_at, attempts, failed_at, last_error) \
+             SELECT letter_id, route, priority, enqueued_at, attempts + 1, ?, ? FROM deliveries WHERE letter_id = ?",
+        )
+        .bind(now_ms())
+        .bind(error)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM deliveries WHERE letter_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
+        let rows = sqlx::query(
+            "SELECT letter_id, route, priority, 0 AS not_before, enqueued_at, attempts, failed_at, last_error \
+             FROM dead_letters ORDER BY failed_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let attempts: i64 = r.try_get("attempts")?;
+                Ok(DeadLetter {
+                    delivery: delivery_from(r)?,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    failed_at_ms: r.try_get("failed_at")?,
+                    last_error: r.try_get("last_error")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revive(&self, id: LetterId) -> Result<bool, QueueError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let n = sqlx::query(
+            "INSERT OR IGNORE INTO deliveries (letter_id, route, priority, not_before, enqueued_at) \
+             SELECT letter_id, route, priority, 0, ? FROM dead_letters WHERE letter_id = ?",
+        )
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM dead_letters WHERE letter_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.work.notify_waiters();
+        Ok(n == 1)
+    }
+
+    async fn purge(&self, id: LetterId) -> Result<bool, QueueError> {
+        let n = sqlx::query("DELETE FROM dead_letters WHERE letter_id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let rows = sqlx::query("SELECT route, COUNT(*) AS n FROM deliveries GROUP BY route")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut d = QueueDepth::default();
+        for r in rows {
+            let n: i64 = r.try_get("n")?;
+            match route_from_code(r.try_get("route")?) {
+                Route::Mailbox => d.mailbox = n as u64,
+                Route::Print => d.print = n as u64,
+            }
+        }
+        let dead: i64 = sqlx::query("SELECT COUNT(*) FROM dead_letters")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        d.dead = dead as u64;
+        Ok(d)
+    }
+
+    async fn wait_for_work(&self, max_wait: Duration) {
+        let _ = tokio::time::timeout(max_wait, self.work.notified()).await;
+    }
+}

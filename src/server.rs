@@ -1,0 +1,283 @@
+//! Running the gateway: wires the stages together on bound listeners and runs until the
+//! shutdown future completes, then drains within the grace period.
+//!
+//! Order of shutdown: the gRPC server stops taking calls and finishes the ones in flight (their
+//! letters are committed and receipted), then the committer drains, then delivery and the
+//! background tasks stop. Queued deliveries stay in the queue for the next start.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::deliver::{Deliverer, PrintSpool};
+use crate::directory::Directory;
+use crate::ingest::{TlsMaterial, grpc_server};
+use crate::pipeline::Gateway;
+use crate::pki::Pki;
+use crate::queue::{self, Delivery, Queue};
+use crate::store::{self, Committer, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    DataDir(#[from] crate::datadir::DataDirError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Queue(#[from] queue::QueueError),
+    #[error(transparent)]
+    Directory(#[from] crate::directory::DirectoryError),
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    #[error("print spool: {0}")]
+    Spool(String),
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("operator HTTP server: {0}")]
+    Admin(std::io::Error),
+}
+
+/// Re-queues every stored letter still waiting for delivery (idempotent). Covers a crash
+/// between a batch's store commit and its queue commit.
+pub async fn requeue_undelivered(
+    store: &dyn Store,
+    queue: &dyn Queue,
+) -> Result<usize, ServerError> {
+    let pending = store.undelivered().await?;
+    let items: Vec<Delivery> = pending
+        .iter()
+        .map(|p| Delivery {
+            letter_id: p.letter_id,
+            route: p.route,
+            priority: p.priority,
+            not_before_ms: p.not_before_ms,
+            enqueued_at_ms: p.accepted_at_ms,
+        })
+        .collect();
+    for chunk in items.chunks(10_000) {
+        queue.enqueue(chunk).await?;
+    }
+    Ok(items.len())
+}
+
+/// Runs a gateway on the given listeners until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    grpc: TcpListener,
+    admin_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let data = DataDir::create(&config.data_dir)?;
+    let _lock = data.lock()?;
+    let store = store::open(&config.store_url(), data.root()).await?;
+    let queue = queue::open(&config.queue_url(), data.root(), true).await?;
+    let directory = Directory::load(store.clone(), &data.keys()).await?;
+    let pki = Pki::open_or_create(&data.pki())?;
+    let (cert_pem, key_pem) = pki.server_identity()?;
+    let tls = TlsMaterial {
+        cert_pem,
+        key_pem,
+        ca_pem: pki.ca_pem()?,
+    };
+
+    let deliverer = Arc::new(Deliverer {
+        store: store.clone(),
+        queue: queue.clone(),
+        directory: directory.clone(),
+        spool: PrintSpool::open(&data.print_spool())
+            .map_err(|e| ServerError::Spool(e.to_string()))?,
+        config: config.delivery.clone(),
+    });
+    deliverer
+        .recover_spool()
+        .await
+        .map_err(ServerError::Spool)?;
+    let requeued = requeue_undelivered(&*store, &*queue).await?;
+
+    let tracker = TaskTracker::new();
+    let work = CancellationToken::new();
+    let commit_stop = CancellationToken::new();
+    let committer = Committer::spawn(
+        store.clone(),
+        queue.clone(),
+        config.commit.clone(),
+        &tracker,
+        commit_stop.clone(),
+    );
+    deliverer.spawn(&tracker, work.clone());
+    tracker.spawn(maintain(
+        directory.clone(),
+        store.clone(),
+        queue.clone(),
+        committer.clone(),
+        config.refresh_interval,
+        work.clone(),
+    ));
+
+    let gateway = Arc::new(Gateway::new(
+        directory,
+        store.clone(),
+        committer,
+        config.limits.clone(),
+    ));
+    let router = grpc_server(
+        gateway,
+        &tls,
+        config.limits.max_letter_size.as_u64() as usize,
+        config.stream_in_flight,
+    )
+    .await?;
+
+    let stop = CancellationToken::new();
+    let admin_app = admin::router(AdminState {
+        store: store.clone(),
+        queue: queue.clone(),
+        metrics: crate::telemetry::prometheus(),
+    });
+    let admin_stop = stop.clone();
+    let admin_task = tokio::spawn(async move {
+        axum::serve(admin_listener, admin_app)
+            .with_graceful_shutdown(async move { admin_stop.cancelled().await })
+            .await
+    });
+
+    tracing::info!(
+        grpc = %grpc.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        requeued,
+        "brevdue gateway serving"
+    );
+    let grpc_stop = stop.clone();
+    let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+        grpc_stop.cancelled().await
+    });
+    tokio::pin!(serve);
+    let stop_on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop_on_signal.cancel();
+    });
+    let served = tokio::select! {
+        r = &mut serve => r,
+        () = async { stop.cancelled().await; tokio::time::sleep(config.shutdown_grace).await } => {
+            tracing::warn!("shutdown grace period over; closing the remaining streams");
+            Ok(())
+        }
+    };
+    stop.cancel();
+    tracing::info!("gRPC server stopped; draining the committer and delivery");
+    commit_stop.cancel();
+    work.cancel();
+    tracker.close();
+    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks did not finish within the grace period");
+    }
+    match admin_task.await {
+        Ok(Err(e)) => return Err(ServerError::Admin(e)),
+        Err(e) => return Err(ServerError::Admin(std::io::Error::other(e))),
+        Ok(Ok(())) => {}
+    }
+    served?;
+    tracing::info!("brevdue gateway stopped");
+    Ok(())
+}
+
+/// Periodic upkeep: pick up admin changes, re-queue after a queue outage, publish queue depth.
+async fn maintain(
+    directory: Arc<Directory>,
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    committer: Committer,
+    every: Duration,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = directory.refresh().await {
+            tracing::warn!(error = %e, "could not refresh senders, registry or keys; keeping the current ones");
+        }
+        if committer.needs_resync.swap(false, Ordering::SeqCst) {
+            match requeue_undelivered(&*store, &*queue).await {
+                Ok(n) => tracing::info!(
+                    letters = n,
+                    "re-queued waiting letters after a queue outage"
+                ),
+                Err(e) => {
+                    committer.needs_resync.store(true, Ordering::SeqCst);
+                    tracing::warn!(error = %e, "re-queueing failed; will try again");
+                }
+            }
+        }
+        if let Ok(d) = queue.depth().await {
+            crate::telemetry::queue_depth(d.mailbox, d.print, d.dead);
+        }
+    }
+}
+
+/// A gateway running in this process (the demo, the load generator and the tests use it).
+pub struct Running {
+    pub grpc_addr: std::net::SocketAddr,
+    pub admin_addr: std::net::SocketAddr,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), ServerError>>,
+}
+
+impl Running {
+    /// Stops the gateway the way SIGTERM does and waits for it.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        self.stop.cancel();
+        self.task
+            .await
+            .map_err(|e| ServerError::Spool(format!("gateway task: {e}")))?
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Binds the configured addresses (port 0 picks a free port) and starts a gateway in the
+/// background.
+pub async fn start(config: Config) -> Result<Running, ServerError> {
+    let grpc = TcpListener::bind(config.listen)
+        .await
+        .map_err(ServerError::Admin)?;
+    let admin = TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(ServerError::Admin)?;
+    let grpc_addr = grpc.local_addr().map_err(ServerError::Admin)?;
+    let admin_addr = admin.local_addr().map_err(ServerError::Admin)?;
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    let task = tokio::spawn(run(
+        config,
+        grpc,
+        admin,
+        async move { signal.cancelled().await },
+    ));
+    Ok(Running {
+        grpc_addr,
+        admin_addr,
+        stop,
+        task,
+    })
+}

@@ -1,0 +1,205 @@
+//! Group commit: many letters, one transaction, one fsync.
+//!
+//! Every stream hands its sealed letters to one committer task through a bounded channel. The
+//! committer takes whatever has gathered (up to a batch limit), stores it in one transaction,
+//! records the deliveries in the queue, and only then answers each letter. While one batch is
+//! on disk the next one gathers, so the fsync cost is shared by every letter waiting for it; a
+//! full channel makes the streams wait (back-pressure) instead of buffering without bound.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::domain::LetterState;
+use crate::queue::{Delivery, Queue};
+
+use super::{InsertOutcome, NewLetter, Store};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommitterConfig {
+    /// Most letters in one transaction.
+    pub max_batch_letters: usize,
+    /// Most ciphertext bytes in one transaction.
+    pub max_batch_bytes: bytesize::ByteSize,
+    /// Letters waiting for the committer before submitters wait.
+    pub queue_capacity: usize,
+}
+
+impl Default for CommitterConfig {
+    fn default() -> Self {
+        CommitterConfig {
+            max_batch_letters: 1024,
+            max_batch_bytes: bytesize::ByteSize::mib(64),
+            queue_capacity: 4096,
+        }
+    }
+}
+
+/// The result of committing one letter.
+#[derive(Debug)]
+pub enum Committed {
+    /// Stored and queued durably.
+    Stored,
+    /// The sender already had this message uuid; the stored record is returned unchanged.
+    Existing(Box<super::LetterRecord>),
+}
+
+/// Why a letter could not be committed; retryable.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct CommitError(pub String);
+
+struct Job {
+    letter: NewLetter,
+    reply: oneshot::Sender<Result<Committed, CommitError>>,
+}
+
+/// The handle submitters use. Cheap to clone.
+#[derive(Clone)]
+pub struct Committer {
+    jobs: mpsc::Sender<Job>,
+    /// Set when letters were stored but their queue entries may be missing; the caller's
+    /// resync task re-queues from the store.
+    pub needs_resync: Arc<AtomicBool>,
+}
+
+impl Committer {
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        config: CommitterConfig,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> Committer {
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let needs_resync = Arc::new(AtomicBool::new(false));
+        let flag = needs_resync.clone();
+        tracker.spawn(run(store, queue, config, rx, flag, cancel));
+        Committer {
+            jobs: tx,
+            needs_resync,
+        }
+    }
+
+    /// Stores and queues one letter, waiting for the batch it joins to be durable.
+    pub async fn commit(&self, letter: NewLetter) -> Result<Committed, CommitError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { letter, reply })
+            .await
+            .map_err(|_| CommitError("the gateway is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| CommitError("the gateway is shutting down".into()))?
+    }
+}
+
+async fn run(
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    config: CommitterConfig,
+    mut rx: mpsc::Receiver<Job>,
+    needs_resync: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
+    let max_letters = config.max_batch_letters.max(1);
+    let max_bytes = config.max_batch_bytes.as_u64() as usize;
+    let mut batch: Vec<Job> = Vec::with_capacity(max_letters);
+    loop {
+        // Cancellation comes after the gRPC server has drained; whatever is still in the
+        // channel has a submitter waiting for its receipt, so it is committed before exiting.
+        let first = tokio::select! {
+            biased;
+            job = rx.recv() => job,
+            () = cancel.cancelled() => rx.try_recv().ok(),
+        };
+        let Some(first) = first else { break };
+        let mut bytes = first.letter.sealed.ciphertext.len();
+        batch.push(first);
+        while batch.len() < max_letters && bytes < max_bytes {
+            match rx.try_recv() {
+                Ok(job) => {
+                    bytes += job.letter.sealed.ciphertext.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_batch(&*store, &*queue, &mut batch, &needs_resync).await;
+        crate::telemetry::record_commit_batch(batch.len());
+        batch.clear();
+    }
+}
+
+async fn commit_batch(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    batch: &mut Vec<Job>,
+    needs_resync: &AtomicBool,
+) {
+    let letters: Vec<NewLetter> = batch.iter().map(|j| j.letter.clone()).collect();
+    let outcomes = match store.insert_letters(&letters).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, letters = batch.len(), "storing a batch failed; no letter of it was accepted");
+            for job in batch.drain(..) {
+                let _ = job
+                    .reply
+                    .send(Err(CommitError(format!("the store is unavailable: {e}"))));
+            }
+            return;
+        }
+    };
+    // New letters, and resent ones still waiting: enqueueing is idempotent, and re-recording a
+    // waiting letter's delivery is what lets its duplicate receipt promise delivery too.
+    let deliveries: Vec<Delivery> = letters
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(l, o)| match o {
+            InsertOutcome::Inserted => Some(Delivery {
+                letter_id: l.letter_id,
+                route: l.route,
+                priority: l.priority,
+                not_before_ms: l.not_before_ms.unwrap_or(0),
+                enqueued_at_ms: l.accepted_at_ms,
+            }),
+            InsertOutcome::Existing(r)
+                if matches!(r.state, LetterState::Accepted | LetterState::Scheduled) =>
+            {
+                Some(Delivery {
+                    letter_id: r.letter_id,
+                    route: r.route,
+                    priority: r.priority,
+                    not_before_ms: r.not_before_ms.unwrap_or(0),
+                    enqueued_at_ms: r.accepted_at_ms,
+                })
+            }
+            InsertOutcome::Existing(_) => None,
+        })
+        .collect();
+    if let Err(e) = queue.enqueue(&deliveries).await {
+        // The letters are stored but their deliveries are not recorded: no accepted receipt may
+        // go out. The senders retry (their resends find the stored letters and get receipts
+        // once the queue is back); the resync task re-queues from the store.
+        needs_resync.store(true, Ordering::SeqCst);
+        tracing::error!(error = %e, letters = deliveries.len(), "queueing a stored batch failed; receipts withheld, resync scheduled");
+        for job in batch.drain(..) {
+            let _ = job
+                .reply
+                .send(Err(CommitError(format!("the queue is unavailable: {e}"))));
+        }
+        return;
+    }
+    for (job, outcome) in batch.drain(..).zip(outcomes) {
+        let answer = match outcome {
+            InsertOutcome::Inserted => Committed::Stored,
+            InsertOutcome::Existing(rec) => Committed::Existing(Box::new(rec)),
+        };
+        let _ = job.reply.send(Ok(answer));
+    }
+}

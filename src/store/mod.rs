@@ -1,0 +1,280 @@
+//! The store: accepted letters (sealed), their life, the mailboxes, senders and the registry.
+//!
+//! One small trait, one file per backend, chosen once at start-up from a URL (`open`). Every
+//! method's doc says what it guarantees. Rows never hold a recipient id, title or content in
+//! clear: callers hand in pseudonyms and sealed bytes.
+
+mod committer;
+mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::{Cvr, LetterId, LetterState, MessageUuid, Priority};
+use crate::registry::{RecipientStatus, SenderInfo};
+use crate::route::Route;
+use crate::seal::{ContentDigest, RecipientTag, Sealed};
+
+pub use committer::{CommitError, Committed, Committer, CommitterConfig};
+pub use sqlite::SqliteStore;
+pub(crate) use sqlite::open_sqlite;
+
+/// Why a store operation failed. Only `Unavailable` is worth retrying as is.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("a sender with CVR {0} is already registered")]
+    SenderExists(Cvr),
+    #[error("no sender with CVR {0} is registered")]
+    UnknownSender(Cvr),
+    #[error("subscriptions name recipients that are neither in the registry nor in the recipients file (lines {})", lines_list(.0))]
+    UnknownSubscribers(Vec<u64>),
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    #[error("store URL {0:?} is not supported (use sqlite://PATH)")]
+    UnsupportedUrl(String),
+}
+
+fn lines_list(lines: &[u64]) -> String {
+    let shown: Vec<String> = lines.iter().take(20).map(u64::to_string).collect();
+    if lines.len() > 20 {
+        format!("{}, … {} in all", shown.join(", "), lines.len())
+    } else {
+        shown.join(", ")
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// An accepted, sealed letter to store.
+#[derive(Clone, Debug)]
+pub struct NewLetter {
+    pub letter_id: LetterId,
+    pub sender: Cvr,
+    pub message_uuid: MessageUuid,
+    pub recipient_tag: RecipientTag,
+    /// Identity of the submission for idempotency: content plus delivery options.
+    pub fingerprint: ContentDigest,
+    pub content_sha256: ContentDigest,
+    pub route: Route,
+    pub priority: Priority,
+    pub sealed: Sealed,
+    pub accepted_at_ms: i64,
+    /// Not delivered before this time (unix ms), if set.
+    pub not_before_ms: Option<i64>,
+}
+
+/// What the store knows of a letter's life (no content).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LetterRecord {
+    pub letter_id: LetterId,
+    pub sender: Cvr,
+    pub message_uuid: MessageUuid,
+    pub fingerprint: ContentDigest,
+    pub content_sha256: ContentDigest,
+    pub route: Route,
+    pub priority: Priority,
+    pub state: LetterState,
+    pub accepted_at_ms: i64,
+    pub not_before_ms: Option<i64>,
+    pub delivered_at_ms: Option<i64>,
+    pub attempts: u32,
+    pub detail: String,
+}
+
+/// The result of storing one letter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted,
+    /// The sender already has a letter with this message uuid; here it is, unchanged.
+    Existing(LetterRecord),
+}
+
+/// A letter as delivery needs it.
+#[derive(Clone, Debug)]
+pub struct StoredLetter {
+    pub record: LetterRecord,
+    pub recipient_tag: RecipientTag,
+    pub sealed: Sealed,
+}
+
+/// How a sender names one of its letters.
+#[derive(Clone, Copy, Debug)]
+pub enum LetterKey {
+    LetterId(LetterId),
+    MessageUuid(MessageUuid),
+}
+
+/// A delivery the queue should hold (used to re-queue after a crash).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingDelivery {
+    pub letter_id: LetterId,
+    pub route: Route,
+    pub priority: Priority,
+    pub not_before_ms: i64,
+    pub accepted_at_ms: i64,
+}
+
+/// A registry row as stored: pseudonym, sealed index key, status.
+#[derive(Clone, Debug)]
+pub struct RecipientRow {
+    pub tag: RecipientTag,
+    pub sealed_key: Vec<u8>,
+    pub status: RecipientStatus,
+}
+
+/// A subscription as stored, with the import file line it came from (for error messages).
+#[derive(Clone, Debug)]
+pub struct SubscriptionRow {
+    pub line: u64,
+    pub tag: RecipientTag,
+    pub sender: Cvr,
+}
+
+/// The registry as stored: recipients (pseudonym, sealed key, status) and subscriptions
+/// (the subscriber's pseudonym and sealed key, the sender).
+#[derive(Default, Debug)]
+pub struct StoredRegistry {
+    pub recipients: Vec<(RecipientTag, Vec<u8>, RecipientStatus)>,
+    pub subscriptions: Vec<(RecipientTag, Vec<u8>, Cvr)>,
+}
+
+/// Change counters, bumped by every admin change, polled by running gateways.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Generations {
+    pub senders: i64,
+    pub registry: i64,
+}
+
+/// Letters by state, for operators.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    pub accepted: u64,
+    pub scheduled: u64,
+    pub delivered: u64,
+    pub print_spooled: u64,
+    pub failed: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores accepted letters in one transaction. Durable (committed and synced) on return.
+    /// Per letter, in order: `Inserted`, or `Existing` when the sender already has that message
+    /// uuid (stored earlier or earlier in this same batch); an existing letter is never changed.
+    async fn insert_letters(&self, letters: &[NewLetter])
+    -> Result<Vec<InsertOutcome>, StoreError>;
+
+    /// One of `sender`'s letters; another sender's letter is `None`.
+    async fn letter(&self, sender: Cvr, key: LetterKey)
+    -> Result<Option<LetterRecord>, StoreError>;
+
+    /// The letters with these ids (missing ids are left out).
+    async fn load_for_delivery(&self, ids: &[LetterId]) -> Result<Vec<StoredLetter>, StoreError>;
+
+    /// Moves letters to `Delivered` (and into the recipient's mailbox, in the same transaction)
+    /// or `PrintSpooled` (recording the print batch). Only letters still waiting change; the ids
+    /// that changed are returned, so a letter is delivered exactly once however often this is
+    /// called for it. Durable on return.
+    async fn mark_delivered(
+        &self,
+        ids: &[LetterId],
+        state: LetterState,
+        at_ms: i64,
+        print_batch: Option<&str>,
+    ) -> Result<Vec<LetterId>, StoreError>;
+
+    /// Records a failed delivery attempt and its reason (no recipient data in `detail`).
+    async fn record_attempt(&self, id: LetterId, detail: &str) -> Result<(), StoreError>;
+
+    /// Ends a letter as `Failed` after its retries are spent.
+    async fn mark_failed(&self, id: LetterId, detail: &str) -> Result<(), StoreError>;
+
+    /// Puts a failed letter back to waiting (an operator's retry from the dead letters).
+    async fn reopen(&self, id: LetterId) -> Result<bool, StoreError>;
+
+    /// Every letter accepted but not yet delivered, for re-queueing after a crash.
+    async fn undelivered(&self) -> Result<Vec<PendingDelivery>, StoreError>;
+
+    /// Whether any letter records this print batch (decides a half-written spool batch's fate).
+    async fn print_batch_recorded(&self, batch: &str) -> Result<bool, StoreError>;
+
+    /// How many letters are in the recipient's mailbox (for tests and operators).
+    async fn mailbox_count(&self, tag: &RecipientTag) -> Result<u64, StoreError>;
+
+    async fn state_counts(&self) -> Result<StateCounts, StoreError>;
+
+    /// Registers a sender with its first certificate. Refuses a CVR already registered.
+    async fn add_sender(
+        &self,
+        sender: &SenderInfo,
+        cert_fingerprint: [u8; 32],
+    ) -> Result<(), StoreError>;
+
+    /// Records one more certificate for a registered sender (re-issue).
+    async fn add_sender_cert(&self, cvr: Cvr, cert_fingerprint: [u8; 32])
+    -> Result<(), StoreError>;
+
+    async fn set_suspended(&self, cvr: Cvr, suspended: bool) -> Result<(), StoreError>;
+
+    /// All senders and all certificate fingerprints with their sender.
+    async fn senders(&self) -> Result<(Vec<SenderInfo>, Vec<([u8; 32], Cvr)>), StoreError>;
+
+    /// Upserts recipients and, for every recipient named in `subscriptions`, replaces its
+    /// subscriptions with those listed. All or nothing: a subscription whose recipient is in
+    /// neither the registry nor `recipients` fails the whole import.
+    async fn import_registry(
+        &self,
+        recipients: &[RecipientRow],
+        subscriptions: &[SubscriptionRow],
+    ) -> Result<(), StoreError>;
+
+    async fn load_registry(&self) -> Result<StoredRegistry, StoreError>;
+
+    async fn generations(&self) -> Result<Generations, StoreError>;
+
+    /// Whether the store answers (for readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store a URL names: `sqlite://PATH` (or a bare path). Created if missing.
+pub async fn open(url: &str, data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = if path.is_empty() {
+            data_dir.join("brevdue.db")
+        } else {
+            path.into()
+        };
+        Ok(Arc::new(SqliteStore::open(&path).await?))
+    } else if url.contains("://") {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    } else {
+        Ok(Arc::new(SqliteStore::open(Path::new(url)).await?))
+    }
+}
+
+pub(crate) fn route_code(route: Route) -> i64 {
+    match route {
+        Route::Mailbox => 1,
+        Route::Print => 2,
+    }
+}
+
+pub(crate) fn route_from_code(code: i64) -> Route {
+    if code == 2 {
+        Route::Print
+    } else {
+        Route::Mailbox
+    }
+}
