@@ -78,6 +78,16 @@ pub async fn run(
     admin_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    run_signalling(config, grpc, admin_listener, shutdown, None).await
+}
+
+async fn run_signalling(
+    config: Config,
+    grpc: TcpListener,
+    admin_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
+) -> Result<(), ServerError> {
     config.validate()?;
     let data = DataDir::create(&config.data_dir)?;
     let _lock = data.lock()?;
@@ -163,6 +173,9 @@ pub async fn run(
         grpc_stop.cancelled().await
     });
     tokio::pin!(serve);
+    if let Some(ready) = ready {
+        let _ = ready.send(());
+    }
     let stop_on_signal = stop.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -256,7 +269,7 @@ impl Running {
 }
 
 /// Binds the configured addresses (port 0 picks a free port) and starts a gateway in the
-/// background.
+/// background; returns once it serves (or with the error that stopped it starting).
 pub async fn start(config: Config) -> Result<Running, ServerError> {
     let grpc = TcpListener::bind(config.listen)
         .await
@@ -268,12 +281,24 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let admin_addr = admin.local_addr().map_err(ServerError::Admin)?;
     let stop = CancellationToken::new();
     let signal = stop.clone();
-    let task = tokio::spawn(run(
+    let (ready, is_ready) = tokio::sync::oneshot::channel();
+    let mut task = tokio::spawn(run_signalling(
         config,
         grpc,
         admin,
         async move { signal.cancelled().await },
+        Some(ready),
     ));
+    if is_ready.await.is_err() {
+        // The signal was dropped: the gateway stopped before serving; report why.
+        return match (&mut task).await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Err(ServerError::Spool(
+                "the gateway stopped while starting".into(),
+            )),
+            Err(e) => Err(ServerError::Spool(format!("gateway task: {e}"))),
+        };
+    }
     Ok(Running {
         grpc_addr,
         admin_addr,

@@ -1,0 +1,253 @@
+//! The shared harness for end-to-end tests: a real gateway (in-process on port 0, or the built
+//! binary) on a fresh data directory, a known registry, three senders with certificates, and
+//! clients that speak gRPC over mutual TLS exactly as a sender's system would.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use brevdue::cli::client::{self, Client};
+use brevdue::config::Config;
+use brevdue::domain::SenderKind;
+use brevdue::ingest::pb;
+use brevdue::server::{self, Running};
+use tempfile::TempDir;
+
+pub const AUTHORITY: &str = "29403473"; // public
+pub const BANK: &str = "10103940"; // private
+pub const OTHER_BANK: &str = "25313763"; // private
+
+pub const ACTIVE_SUBSCRIBED: &str = "0101901111"; // active, subscribed to BANK
+pub const ACTIVE_OTHER: &str = "0101902222"; // active, subscribed to OTHER_BANK only
+pub const EXEMPT_SUBSCRIBED: &str = "0101903333"; // exempt, subscribed to BANK
+pub const EXEMPT: &str = "0101904444"; // exempt, no subscriptions
+pub const CLOSED: &str = "0101905555"; // closed (was subscribed to BANK)
+pub const UNKNOWN: &str = "0101909999"; // not in the registry
+pub const COMPANY: &str = "61126228"; // active company, subscribed to BANK
+pub const COMPANY_CLOSED: &str = "10150817"; // ceased company
+
+/// A citizen born ten years before today: under 15, never registered.
+pub fn child_cpr() -> String {
+    let d = time::OffsetDateTime::now_utc().date();
+    let born = d.replace_year(d.year() - 10).unwrap_or(d);
+    format!(
+        "{:02}{:02}{:02}4{:03}",
+        born.day(),
+        born.month() as u8,
+        born.year() % 100,
+        123
+    )
+}
+
+pub struct Harness {
+    /// Everything outside the data directory: certificates, CSV files, reports.
+    pub outside: TempDir,
+    pub data: TempDir,
+    pub config: Config,
+    pub running: Option<Running>,
+}
+
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Harness {
+    /// A data directory with the registry and senders, and a gateway running on it.
+    pub async fn start() -> Harness {
+        let mut h = Harness::prepare().await;
+        h.boot().await;
+        h
+    }
+
+    /// The data directory with the registry and senders, no gateway yet.
+    pub async fn prepare() -> Harness {
+        init();
+        let outside = tempfile::tempdir().expect("tempdir");
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut config = Config {
+            data_dir: data.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            admin_listen: "127.0.0.1:0".parse().expect("addr"),
+            refresh_interval: Duration::from_millis(100),
+            shutdown_grace: Duration::from_secs(10),
+            ..Config::default()
+        };
+        config.delivery.idle_poll = Duration::from_millis(50);
+        let h = Harness {
+            outside,
+            data,
+            config,
+            running: None,
+        };
+        let recipients = h.outside.path().join("recipients.csv");
+        std::fs::write(
+            &recipients,
+            format!(
+                "id_type,id,status\nCPR,{ACTIVE_SUBSCRIBED},active\nCPR,{ACTIVE_OTHER},active\n\
+                 CPR,{EXEMPT_SUBSCRIBED},exempt\nCPR,{EXEMPT},exempt\nCPR,{CLOSED},closed\n\
+                 CVR,{COMPANY},active\nCVR,{COMPANY_CLOSED},closed\n"
+            ),
+        )
+        .expect("write");
+        let subscriptions = h.outside.path().join("subscriptions.csv");
+        std::fs::write(
+            &subscriptions,
+            format!(
+                "recipient_id,sender_cvr\n{ACTIVE_SUBSCRIBED},{BANK}\n{ACTIVE_OTHER},{OTHER_BANK}\n\
+                 {EXEMPT_SUBSCRIBED},{BANK}\n{CLOSED},{BANK}\n{COMPANY},{BANK}\n"
+            ),
+        )
+        .expect("write");
+        brevdue::cli::admin::registry_import(&h.config, &recipients, Some(&subscriptions))
+            .await
+            .expect("registry import");
+        for (cvr, name, kind) in [
+            (AUTHORITY, "Test Styrelsen", SenderKind::Public),
+            (BANK, "Test Bank A/S", SenderKind::Private),
+            (OTHER_BANK, "Anden Bank A/S", SenderKind::Private),
+        ] {
+            brevdue::cli::admin::senders_add(
+                &h.config,
+                cvr.parse().expect("cvr"),
+                name,
+                kind,
+                &h.cert_dir(cvr),
+            )
+            .await
+            .expect("senders add");
+        }
+        h
+    }
+
+    pub fn cert_dir(&self, cvr: &str) -> PathBuf {
+        self.outside.path().join("senders").join(cvr)
+    }
+
+    pub async fn boot(&mut self) {
+        let running = server::start(self.config.clone())
+            .await
+            .expect("gateway starts");
+        self.config.listen = running.grpc_addr;
+        self.config.admin_listen = running.admin_addr;
+        self.running = Some(running);
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.boot().await;
+    }
+
+    pub fn server_url(&self) -> String {
+        format!("https://{}", self.config.listen)
+    }
+
+    pub async fn client(&self, cvr: &str) -> Client {
+        connect(&self.server_url(), &self.cert_dir(cvr)).await
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.config.admin_listen)
+    }
+
+    pub async fn store(&self) -> std::sync::Arc<dyn brevdue::store::Store> {
+        brevdue::store::open(&self.config.store_url(), self.data.path())
+            .await
+            .expect("store opens")
+    }
+
+    /// Waits until no letter is waiting for delivery.
+    pub async fn wait_for_delivery(&self) -> brevdue::store::StateCounts {
+        let store = self.store().await;
+        for _ in 0..300 {
+            let c = store.state_counts().await.expect("counts");
+            if c.accepted + c.scheduled == 0 {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("letters were still waiting for delivery after 15 s");
+    }
+}
+
+pub async fn connect(server: &str, cert_dir: &Path) -> Client {
+    let mut last = None;
+    for _ in 0..100 {
+        match client::connect(server, cert_dir).await {
+            Ok(c) => return c,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot connect to {server}: {last:?}");
+}
+
+/// A valid letter to `recipient` (a CPR or CVR number).
+pub fn letter(recipient: &str, title: &str, content: &[u8]) -> pb::Letter {
+    let id_type = if recipient.len() == 8 {
+        pb::IdType::Cvr
+    } else {
+        pb::IdType::Cpr
+    };
+    pb::Letter {
+        message_uuid: uuid::Uuid::new_v4().to_string(),
+        recipient: Some(pb::RecipientId {
+            r#type: id_type as i32,
+            id: recipient.to_string(),
+        }),
+        title: title.to_string(),
+        main_document: Some(pb::Document {
+            filename: "brev.pdf".into(),
+            media_type: "application/pdf".into(),
+            content: content.to_vec(),
+        }),
+        attachments: vec![],
+        print_fallback: false,
+        priority: pb::Priority::Normal as i32,
+        sender_reference: String::new(),
+        memo_xml: vec![],
+    }
+}
+
+pub fn outcome(r: &pb::Receipt) -> pb::Outcome {
+    pb::Outcome::try_from(r.outcome).expect("known outcome")
+}
+
+pub fn reason(r: &pb::Receipt) -> pb::RejectReason {
+    pb::RejectReason::try_from(r.reason).expect("known reason")
+}
+
+/// Streams letters and returns one receipt per letter, in order.
+pub async fn stream(client: &mut Client, letters: Vec<pb::Letter>) -> Vec<pb::Receipt> {
+    let mut out = Vec::new();
+    client::stream_batch(client, letters.into_iter().map(|l| ((), l)), |_, r| {
+        out.push(r)
+    })
+    .await
+    .expect("batch streams");
+    out
+}
+
+/// Letter ids and the number of times each appears in a published print batch.
+pub fn spooled_letters(data_dir: &Path) -> std::collections::HashMap<String, usize> {
+    let mut seen = std::collections::HashMap::new();
+    let spool = data_dir.join("spool").join("print");
+    for batch in std::fs::read_dir(&spool).expect("spool").flatten() {
+        if batch.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        for letter in std::fs::read_dir(batch.path()).expect("batch").flatten() {
+            if letter.path().is_dir() {
+                *seen
+                    .entry(letter.file_name().to_string_lossy().to_string())
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    seen
+}
