@@ -90,7 +90,13 @@ async fn run_signalling(
 ) -> Result<(), ServerError> {
     config.validate()?;
     let data = DataDir::create(&config.data_dir)?;
-    let _lock = data.lock()?;
+    // The embedded store and queue are files of this process alone; the production backends
+    // are shared by design (several gateways, one database, one broker, one data directory).
+    let store_url = config.store_url();
+    let embedded = store_url.starts_with("sqlite://")
+        || !store_url.contains("://")
+        || config.queue_url().starts_with("embedded://");
+    let _lock = if embedded { Some(data.lock()?) } else { None };
     let store = store::open(&config.store_url(), data.root()).await?;
     let queue = queue::open(&config.queue_url(), data.root(), true).await?;
     let directory = Directory::load(store.clone(), &data.keys()).await?;

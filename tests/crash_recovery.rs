@@ -149,7 +149,7 @@ async fn sigkill_mid_batch_loses_nothing_and_duplicates_nothing() {
         std::fs::read_dir(h.data.path().join("spool/print"))
             .expect("spool")
             .flatten()
-            .all(|e| !e.file_name().to_string_lossy().starts_with(".tmp-")),
+            .all(|e| !e.file_name().to_string_lossy().starts_with(".tmp.")),
         "no half-written print batch is left behind"
     );
 

@@ -85,20 +85,28 @@ impl Deliverer {
     /// Finishes what a crash left half-done in the print spool. Run before the workers start.
     pub async fn recover_spool(&self) -> Result<(), String> {
         let unfinished = self.spool.unfinished().map_err(|e| e.to_string())?;
-        for batch in unfinished {
+        for u in unfinished {
             let recorded = self
                 .store
-                .print_batch_recorded(&batch)
+                .print_batch_letters(&u.batch)
                 .await
                 .map_err(|e| e.to_string())?;
-            if recorded {
-                self.spool.publish(&batch).map_err(|e| e.to_string())?;
-                tracing::info!(batch, "published a print batch a crash left unfinished");
-            } else {
-                self.spool.discard(&batch).map_err(|e| e.to_string())?;
+            if recorded.is_empty() {
+                self.spool
+                    .discard_unfinished(&u)
+                    .map_err(|e| e.to_string())?;
                 tracing::info!(
-                    batch,
+                    batch = u.batch,
                     "discarded an unrecorded print batch; its letters are still queued"
+                );
+            } else {
+                let keep = recorded.into_iter().collect();
+                self.spool
+                    .publish_unfinished(&u, &keep)
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(
+                    batch = u.batch,
+                    "published a print batch a crash left unfinished"
                 );
             }
         }
@@ -215,7 +223,9 @@ impl Deliverer {
                         .store
                         .mark_delivered(&ready_ids, LetterState::PrintSpooled, now, Some(&batch))
                         .await?;
-                    self.spool.publish(&batch)?;
+                    // Letters another gateway delivered meanwhile are pruned from this batch.
+                    self.spool
+                        .publish(&batch, &changed.iter().copied().collect())?;
                     telemetry::delivered(route, changed.len());
                 }
             }

@@ -207,8 +207,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every letter accepted but not yet delivered, for re-queueing after a crash.
     async fn undelivered(&self) -> Result<Vec<PendingDelivery>, StoreError>;
 
-    /// Whether any letter records this print batch (decides a half-written spool batch's fate).
-    async fn print_batch_recorded(&self, batch: &str) -> Result<bool, StoreError>;
+    /// The letters recorded as printed in this batch (decides a half-written spool batch's
+    /// fate after a crash: none means discard, otherwise publish exactly these).
+    async fn print_batch_letters(&self, batch: &str) -> Result<Vec<LetterId>, StoreError>;
 
     /// How many letters are in the recipient's mailbox (for tests and operators).
     async fn mailbox_count(&self, tag: &RecipientTag) -> Result<u64, StoreError>;

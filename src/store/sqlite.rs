@@ -46,7 +46,10 @@ pub(crate) async fn open_sqlite(
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(30))
-        .foreign_keys(true);
+        .foreign_keys(true)
+        // Letters are 10 KB to 100 MB: large pages keep a letter's ciphertext in a few
+        // overflow pages instead of dozens (only takes effect when the file is created).
+        .page_size(65536);
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(options)
@@ -349,12 +352,17 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn print_batch_recorded(&self, batch: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 FROM letters WHERE print_batch = ? LIMIT 1")
+    async fn print_batch_letters(&self, batch: &str) -> Result<Vec<LetterId>, StoreError> {
+        let rows = sqlx::query("SELECT letter_id FROM letters WHERE print_batch = ?")
             .bind(batch)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-        Ok(row.is_some())
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("letter_id")?;
+                id.parse().map_err(|_| corrupt("letter id"))
+            })
+            .collect()
     }
 
     async fn mailbox_count(&self, tag: &RecipientTag) -> Result<u64, StoreError> {
