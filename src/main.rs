@@ -139,6 +139,18 @@ enum Command {
         #[command(subcommand)]
         command: DeadCommand,
     },
+    /// Ask a gateway's gRPC health service whether it serves (exit 0) or not (exit 1).
+    Health {
+        #[arg(
+            long,
+            env = "BREVDUE_SERVER",
+            default_value = "https://127.0.0.1:50051"
+        )]
+        server: String,
+        /// The gateway CA certificate (pki/ca.pem in the data directory).
+        #[arg(long, env = "BREVDUE_CA")]
+        ca: PathBuf,
+    },
     /// Measure durable end-to-end throughput against the raw ceilings of this machine.
     Loadgen(cli::loadgen::LoadgenArgs),
 }
@@ -379,6 +391,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Loadgen(args) => cli::loadgen::run(args).await?,
+        Command::Health { server, ca } => cli::health::check(&server, &ca).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -171,6 +171,23 @@ async fn serve_send_status_end_to_end() {
     }
     assert!(delivered, "status shows the letter delivered");
 
+    // The gRPC health service answers over TLS without a client certificate.
+    let ca = h.data.path().join("pki").join("ca.pem");
+    let health = brevdue(&[
+        "health",
+        "--server",
+        &server,
+        "--ca",
+        ca.to_str().expect("utf8"),
+    ]);
+    assert_eq!(
+        health.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&health.stdout).trim(), "serving");
+
     // A second gateway on the same data directory is refused with a clear error.
     let second = brevdue(&[
         "serve",

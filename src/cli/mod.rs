@@ -5,6 +5,7 @@ pub mod admin;
 pub mod batchfile;
 pub mod client;
 pub mod demo;
+pub mod health;
 pub mod id_check;
 pub mod loadgen;
 pub mod send;
