@@ -4,6 +4,7 @@
 //! method's doc says what it guarantees. Rows never hold a recipient id, title or content in
 //! clear: callers hand in pseudonyms and sealed bytes.
 
+mod blobs;
 mod committer;
 mod sqlite;
 

@@ -10,6 +10,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -20,6 +22,7 @@ use crate::domain::{Cvr, LetterId, LetterState, Priority, SenderKind};
 use crate::registry::{RecipientStatus, SenderInfo};
 use crate::seal::{ContentDigest, KekId, RecipientTag, Sealed};
 
+use super::blobs::{BlobLog, BlobRef};
 use super::{
     Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter, PendingDelivery, RecipientRow,
     StateCounts, Store, StoreError, StoredLetter, StoredRegistry, SubscriptionRow, route_code,
@@ -28,6 +31,8 @@ use super::{
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Letter ciphertext, written once to append-only segments (see `blobs`).
+    blobs: Arc<BlobLog>,
 }
 
 /// Opens (creating if needed) a SQLite database with the durability settings every SQLite file
@@ -46,10 +51,7 @@ pub(crate) async fn open_sqlite(
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(30))
-        .foreign_keys(true)
-        // Letters are 10 KB to 100 MB: large pages keep a letter's ciphertext in a few
-        // overflow pages instead of dozens (only takes effect when the file is created).
-        .page_size(65536);
+        .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(options)
@@ -75,8 +77,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let blob_dir = path.with_extension("blobs");
+        let blobs = BlobLog::open(&blob_dir)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", blob_dir.display())))?;
         Ok(SqliteStore {
             pool: open_sqlite(path, &MIGRATOR).await?,
+            blobs: Arc::new(blobs),
         })
     }
 }
@@ -148,19 +154,53 @@ async fn bump(tx: &mut sqlx::SqliteConnection, key: &'static str) -> Result<(), 
     Ok(())
 }
 
+impl SqliteStore {
+    /// A letter's ciphertext: from its segment, or inline for letters stored before segments.
+    async fn read_ciphertext(&self, row: &SqliteRow) -> Result<Vec<u8>, StoreError> {
+        let segment: Option<i64> = row.try_get("blob_segment")?;
+        let Some(segment) = segment else {
+            return Ok(row.try_get("ciphertext")?);
+        };
+        let offset: i64 = row.try_get("blob_offset")?;
+        let len: i64 = row.try_get("blob_len")?;
+        let blob = BlobRef {
+            segment: u32::try_from(segment).map_err(|_| corrupt("blob segment"))?,
+            offset: u64::try_from(offset).map_err(|_| corrupt("blob offset"))?,
+            len: u64::try_from(len).map_err(|_| corrupt("blob length"))?,
+        };
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.read(&blob))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("blob reader: {e}")))?
+            .map_err(|e| StoreError::Corrupt(format!("letter content missing: {e}")))
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_letters(
         &self,
         letters: &[NewLetter],
     ) -> Result<Vec<InsertOutcome>, StoreError> {
+        // Content first, durable, then the rows that point at it.
+        let lens: Vec<usize> = letters.iter().map(|l| l.sealed.ciphertext.len()).collect();
+        let mut data = Vec::with_capacity(lens.iter().sum());
+        for l in letters {
+            data.extend_from_slice(&l.sealed.ciphertext);
+        }
+        let blobs = self.blobs.clone();
+        let refs = tokio::task::spawn_blocking(move || blobs.append(&data, &lens))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("blob writer: {e}")))?
+            .map_err(|e| StoreError::Unavailable(format!("writing letter content: {e}")))?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut out = Vec::with_capacity(letters.len());
-        for l in letters {
+        for (l, blob) in letters.iter().zip(&refs) {
             let inserted = sqlx::query(
                 "INSERT INTO letters (letter_id, sender_cvr, message_uuid, recipient_tag, fingerprint, \
                  content_sha256, route, priority, state, kek_id, wrapped_key, nonce, ciphertext, \
-                 accepted_at, not_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 accepted_at, not_before, blob_segment, blob_offset, blob_len) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, X'', ?, ?, ?, ?, ?) \
                  ON CONFLICT (sender_cvr, message_uuid) DO NOTHING",
             )
             .bind(l.letter_id.to_string())
@@ -175,9 +215,11 @@ impl Store for SqliteStore {
             .bind(i64::from(l.sealed.kek_id.0))
             .bind(&l.sealed.wrapped_key[..])
             .bind(&l.sealed.nonce[..])
-            .bind(&l.sealed.ciphertext[..])
             .bind(l.accepted_at_ms)
             .bind(l.not_before_ms)
+            .bind(i64::from(blob.segment))
+            .bind(blob.offset as i64)
+            .bind(blob.len as i64)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -239,7 +281,8 @@ impl Store for SqliteStore {
             let row = sqlx::query(
                 "SELECT letter_id, sender_cvr, message_uuid, fingerprint, content_sha256, route, priority, \
                  state, accepted_at, not_before, delivered_at, attempts, detail, \
-                 recipient_tag, kek_id, wrapped_key, nonce, ciphertext FROM letters WHERE letter_id = ?",
+                 recipient_tag, kek_id, wrapped_key, nonce, ciphertext, blob_segment, blob_offset, blob_len \
+                 FROM letters WHERE letter_id = ?",
             )
             .bind(id.to_string())
             .fetch_optional(&mut *conn)
@@ -254,7 +297,7 @@ impl Store for SqliteStore {
                     kek_id: KekId(u32::try_from(kek).map_err(|_| corrupt("kek id"))?),
                     wrapped_key: row.try_get("wrapped_key")?,
                     nonce: nonce.try_into().map_err(|_| corrupt("nonce length"))?,
-                    ciphertext: row.try_get("ciphertext")?,
+                    ciphertext: self.read_ciphertext(&row).await?,
                 },
             });
         }
