@@ -130,8 +130,9 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&*store, &*queue, &mut batch, &needs_resync).await;
+        // Recorded before committing: committing drains the batch.
         crate::telemetry::record_commit_batch(batch.len());
+        commit_batch(&*store, &*queue, &mut batch, &needs_resync).await;
         batch.clear();
     }
 }
