@@ -302,7 +302,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
             eprintln!(
                 "brevdue gateway on https://{} (dashboard on http://{}/dashboard), data in {}",
-                config.listen,
+                grpc.local_addr().unwrap_or(config.listen),
                 admin.local_addr().unwrap_or(config.admin_listen),
                 config.data_dir.display()
             );
