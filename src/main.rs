@@ -117,6 +117,10 @@ enum Command {
         /// Receipt report (CSV) [default: <input>.receipts.csv].
         #[arg(long)]
         report: Option<PathBuf>,
+        /// The gateway's operator HTTP address, for the dashboard link [default: the gateway
+        /// host, port 9180].
+        #[arg(long = "admin-url", env = "BREVDUE_ADMIN_URL")]
+        admin: Option<String>,
     },
     /// Show the state of one of your letters (by letter id or message uuid).
     Status {
@@ -309,9 +313,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .await
                 .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
             eprintln!(
-                "brevdue gateway on https://{} (operator HTTP on http://{}), data in {}",
-                config.listen,
-                config.admin_listen,
+                "brevdue gateway on https://{} (dashboard on http://{}/dashboard), data in {}",
+                grpc.local_addr().unwrap_or(config.listen),
+                admin.local_addr().unwrap_or(config.admin_listen),
                 config.data_dir.display()
             );
             brevdue::server::run(config, grpc, admin, shutdown_signal()).await?;
@@ -350,6 +354,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             sender,
             input,
             report,
+            admin,
         } => {
             let report = report.unwrap_or_else(|| {
                 let mut p = input.clone().into_os_string();
@@ -360,7 +365,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let summary = cli::send::send(&mut client, &input, &report).await?;
             summary.print();
             println!("receipt report: {}", report.display());
-            println!("dashboard:      http://127.0.0.1:9180/metrics (on the gateway host)");
+            println!(
+                "dashboard:      {}",
+                cli::send::dashboard_url(&sender.server, admin.as_deref())
+            );
         }
         Command::Status { sender, id } => {
             let mut client = cli::client::connect(&sender.server, &sender.cert_dir).await?;

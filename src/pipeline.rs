@@ -2,6 +2,7 @@
 //! the group committer) → receipt. `ingest` calls it; it knows nothing of gRPC.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::clock::now_ms;
 use crate::directory::Directory;
@@ -10,7 +11,7 @@ use crate::registry::SenderInfo;
 use crate::route::{Decision, RejectReason, Route, SenderRef};
 use crate::seal::{Binding, ContentDigest, body, seal};
 use crate::store::{Committed, Committer, LetterKey, LetterRecord, NewLetter, Store, StoreError};
-use crate::telemetry;
+use crate::telemetry::{self, Stage};
 use crate::validate::{Draft, Limits, Rejection, validate};
 
 /// Letters above this size are sealed on the blocking pool so they do not stall other streams.
@@ -100,9 +101,19 @@ impl Gateway {
     /// Takes one letter through the pipeline. Per-letter problems are rejected receipts; an
     /// error means nothing was accepted and the letter may be sent again.
     pub async fn submit(&self, sender: &SenderInfo, draft: Draft) -> Result<Receipt, SubmitError> {
-        let started = std::time::Instant::now();
+        let result = self.accept(sender, draft).await;
+        if result.is_err() {
+            telemetry::letter_unavailable(sender);
+        }
+        result
+    }
+
+    async fn accept(&self, sender: &SenderInfo, draft: Draft) -> Result<Receipt, SubmitError> {
+        let started = Instant::now();
         let raw_uuid = draft.message_uuid.clone();
-        let letter = match validate(draft, &self.limits) {
+        let validated = validate(draft, &self.limits);
+        telemetry::stage(Stage::Validate, started.elapsed());
+        let letter = match validated {
             Ok(l) => l,
             Err(r) => {
                 telemetry::letter_rejected(sender, r.reason);
@@ -114,12 +125,15 @@ impl Gateway {
             cvr: sender.cvr,
             kind: sender.kind,
         };
-        let route = match crate::route::route(
+        let routing = Instant::now();
+        let decision = crate::route::route(
             &self.directory.registry(),
             who,
             &letter.recipient,
             letter.print_fallback,
-        ) {
+        );
+        telemetry::stage(Stage::Route, routing.elapsed());
+        let route = match decision {
             Decision::Deliver(route) => route,
             Decision::Reject(reason) => {
                 telemetry::letter_rejected(sender, reason);
@@ -130,6 +144,7 @@ impl Gateway {
             }
         };
 
+        let sealing = Instant::now();
         let content = body::content_digest(&letter);
         let fingerprint = body::fingerprint(&letter, &content);
         let letter_id = LetterId::new();
@@ -154,6 +169,7 @@ impl Gateway {
             do_seal()
         }
         .map_err(|e| SubmitError::Unavailable(format!("sealing failed: {e}")))?;
+        telemetry::stage(Stage::Seal, sealing.elapsed());
 
         let accepted_at_ms = now_ms();
         let new = NewLetter {

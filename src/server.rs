@@ -15,7 +15,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminState, Sampler};
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::deliver::{Deliverer, PrintSpool};
@@ -133,6 +133,8 @@ async fn run_signalling(
         commit_stop.clone(),
     );
     deliverer.spawn(&tracker, work.clone());
+    let sampler = Sampler::new(queue.clone());
+    sampler.spawn(&tracker, work.clone());
     tracker.spawn(maintain(
         directory.clone(),
         store.clone(),
@@ -161,7 +163,12 @@ async fn run_signalling(
         store: store.clone(),
         queue: queue.clone(),
         metrics: crate::telemetry::prometheus(),
+        sampler,
     });
+    let dashboard = admin_listener
+        .local_addr()
+        .map(|a| format!("http://{a}/dashboard"))
+        .unwrap_or_default();
     let admin_stop = stop.clone();
     let admin_task = tokio::spawn(async move {
         axum::serve(admin_listener, admin_app)
@@ -171,6 +178,7 @@ async fn run_signalling(
 
     tracing::info!(
         grpc = %grpc.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        dashboard = %dashboard,
         requeued,
         "brevdue gateway serving"
     );
@@ -215,7 +223,8 @@ async fn run_signalling(
     Ok(())
 }
 
-/// Periodic upkeep: pick up admin changes, re-queue after a queue outage, publish queue depth.
+/// Periodic upkeep: pick up admin changes, re-queue after a queue outage. (Queue depth is
+/// published by the dashboard's sampler, every second.)
 async fn maintain(
     directory: Arc<Directory>,
     store: Arc<dyn Store>,
@@ -245,9 +254,6 @@ async fn maintain(
                     tracing::warn!(error = %e, "re-queueing failed; will try again");
                 }
             }
-        }
-        if let Ok(d) = queue.depth().await {
-            crate::telemetry::queue_depth(d.mailbox, d.print, d.dead);
         }
     }
 }

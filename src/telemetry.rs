@@ -1,62 +1,141 @@
-//! Metric names and what they mean, in one place. Stages call these functions; none of them
-//! carries a recipient id (only sender CVR and kind, route, reason).
+//! Metric names and what they mean, in one place. Stages call the recording functions below;
+//! none of them carries a recipient id (only sender CVR, name and kind, route, reason, stage).
+//!
+//! Each function records twice: into the `metrics` facade (Prometheus at `/metrics`) and into
+//! [`live`], the in-process totals the operator dashboard samples every second.
+
+pub mod live;
 
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::registry::SenderInfo;
 use crate::route::{RejectReason, Route};
+
+pub use live::live;
 
 pub const LETTERS_RECEIVED: &str = "brevdue_letters_received_total";
 pub const LETTERS_ACCEPTED: &str = "brevdue_letters_accepted_total";
 pub const LETTERS_REJECTED: &str = "brevdue_letters_rejected_total";
 pub const LETTERS_DUPLICATE: &str = "brevdue_letters_duplicate_total";
+pub const LETTERS_UNAVAILABLE: &str = "brevdue_letters_unavailable_total";
+pub const SENDER_LETTERS: &str = "brevdue_sender_letters_total";
 pub const ACCEPT_SECONDS: &str = "brevdue_accept_duration_seconds";
+pub const STAGE_SECONDS: &str = "brevdue_stage_duration_seconds";
 pub const COMMIT_BATCH: &str = "brevdue_store_commit_batch_letters";
 pub const DELIVERED: &str = "brevdue_letters_delivered_total";
+pub const DELIVERY_LAG: &str = "brevdue_delivery_lag_seconds";
 pub const DELIVERY_RETRIES: &str = "brevdue_delivery_retries_total";
 pub const DELIVERY_FAILED: &str = "brevdue_delivery_failed_total";
 pub const QUEUE_DEPTH: &str = "brevdue_queue_depth";
 pub const STREAMS_OPEN: &str = "brevdue_grpc_streams_open";
 
+/// What kind of series a metric is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric with its kind and help text: what `describe` registers and what the deploy
+/// files may refer to.
+pub const ALL: &[(&str, Kind, &str)] = &[
+    (
+        LETTERS_RECEIVED,
+        Kind::Counter,
+        "Letters received, by sender kind",
+    ),
+    (
+        LETTERS_ACCEPTED,
+        Kind::Counter,
+        "New letters accepted (stored and queued), by route and sender kind",
+    ),
+    (
+        LETTERS_REJECTED,
+        Kind::Counter,
+        "Letters rejected, by reason and sender kind",
+    ),
+    (
+        LETTERS_DUPLICATE,
+        Kind::Counter,
+        "Letters resent that matched an accepted one (original receipt returned), by sender kind",
+    ),
+    (
+        LETTERS_UNAVAILABLE,
+        Kind::Counter,
+        "Letters answered UNAVAILABLE because the store or queue failed (the sender resends), by sender kind",
+    ),
+    (
+        SENDER_LETTERS,
+        Kind::Counter,
+        "Letters per sender (CVR and name), by outcome mailbox, print or rejected",
+    ),
+    (
+        ACCEPT_SECONDS,
+        Kind::Histogram,
+        "Time from receiving a letter to its accepted receipt (end to end)",
+    ),
+    (
+        STAGE_SECONDS,
+        Kind::Histogram,
+        "Time a letter spends in each stage: validate, route, seal, store (group commit wait included), queue",
+    ),
+    (
+        COMMIT_BATCH,
+        Kind::Histogram,
+        "Letters per store transaction (group commit size)",
+    ),
+    (DELIVERED, Kind::Counter, "Letters delivered, by route"),
+    (
+        DELIVERY_LAG,
+        Kind::Histogram,
+        "Time from acceptance to delivery (mailbox) or hand-off to print, by route",
+    ),
+    (
+        DELIVERY_RETRIES,
+        Kind::Counter,
+        "Delivery attempts that failed and were scheduled again, by route",
+    ),
+    (
+        DELIVERY_FAILED,
+        Kind::Counter,
+        "Letters whose retries were spent (dead-lettered), by route",
+    ),
+    (
+        QUEUE_DEPTH,
+        Kind::Gauge,
+        "Letters waiting in the delivery queue, by route (dead for dead letters)",
+    ),
+    (STREAMS_OPEN, Kind::Gauge, "SubmitBatch streams open"),
+];
+
+/// Bucket bounds (seconds) for per-letter latencies: sub-millisecond stages to slow commits.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0,
+];
+/// Delivery waits range from milliseconds to the days of a retry schedule.
+const LAG_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21_600.0,
+    86_400.0, 259_200.0,
+];
+/// Group commit sizes, in letters, up to past the default batch limit.
+const COMMIT_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
+];
+
 /// Registers the help texts. Call once after installing a recorder.
 pub fn describe() {
-    describe_counter!(LETTERS_RECEIVED, "Letters received, by sender kind");
-    describe_counter!(
-        LETTERS_ACCEPTED,
-        "Letters accepted (stored and queued), by route, sender kind and sender CVR"
-    );
-    describe_counter!(
-        LETTERS_REJECTED,
-        "Letters rejected, by reason and sender kind"
-    );
-    describe_counter!(
-        LETTERS_DUPLICATE,
-        "Letters resent that matched an accepted one (original receipt returned)"
-    );
-    describe_histogram!(
-        ACCEPT_SECONDS,
-        "Time from receiving a letter to its accepted receipt"
-    );
-    describe_histogram!(
-        COMMIT_BATCH,
-        "Letters per store transaction (group commit size)"
-    );
-    describe_counter!(DELIVERED, "Letters delivered, by route");
-    describe_counter!(
-        DELIVERY_RETRIES,
-        "Delivery attempts that failed and were scheduled again, by route"
-    );
-    describe_counter!(
-        DELIVERY_FAILED,
-        "Letters whose retries were spent (dead-lettered), by route"
-    );
-    describe_gauge!(
-        QUEUE_DEPTH,
-        "Letters waiting in the delivery queue, by route (dead for dead letters)"
-    );
-    describe_gauge!(STREAMS_OPEN, "SubmitBatch streams open");
+    for (name, kind, help) in ALL {
+        match kind {
+            Kind::Counter => describe_counter!(*name, *help),
+            Kind::Gauge => describe_gauge!(*name, *help),
+            Kind::Histogram => describe_histogram!(*name, *help),
+        }
+    }
 }
 
 pub fn route_label(route: Route) -> &'static str {
@@ -73,23 +152,72 @@ fn kind(sender: &SenderInfo) -> &'static str {
     }
 }
 
+fn per_sender(sender: &SenderInfo, outcome: &'static str) {
+    counter!(SENDER_LETTERS, "sender" => sender.cvr.to_string(), "sender_name" => sender.name.clone(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// A stage of the acceptance pipeline, for [`STAGE_SECONDS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Validate,
+    Route,
+    Seal,
+    /// From handing the letter to the group committer until its batch is stored.
+    Store,
+    /// Recording the batch's deliveries in the queue.
+    Queue,
+}
+
+impl Stage {
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Validate => "validate",
+            Stage::Route => "route",
+            Stage::Seal => "seal",
+            Stage::Store => "store",
+            Stage::Queue => "queue",
+        }
+    }
+}
+
+pub fn stage(stage: Stage, took: Duration) {
+    histogram!(STAGE_SECONDS, "stage" => stage.label()).record(took.as_secs_f64());
+}
+
+/// The same stage time for `letters` letters (one batch-wide step).
+pub fn stage_batch(stage: Stage, took: Duration, letters: usize) {
+    histogram!(STAGE_SECONDS, "stage" => stage.label()).record_many(took.as_secs_f64(), letters);
+}
+
 pub fn letter_received(sender: &SenderInfo) {
     counter!(LETTERS_RECEIVED, "sender_kind" => kind(sender)).increment(1);
+    live().received();
 }
 
 pub fn letter_accepted(sender: &SenderInfo, route: Route, took: Duration) {
-    counter!(LETTERS_ACCEPTED, "route" => route_label(route), "sender_kind" => kind(sender), "sender" => sender.cvr.to_string())
+    counter!(LETTERS_ACCEPTED, "route" => route_label(route), "sender_kind" => kind(sender))
         .increment(1);
+    per_sender(sender, route_label(route));
     histogram!(ACCEPT_SECONDS).record(took.as_secs_f64());
+    live().accepted(sender, route, took);
 }
 
 pub fn letter_rejected(sender: &SenderInfo, reason: RejectReason) {
     counter!(LETTERS_REJECTED, "reason" => reason.as_str(), "sender_kind" => kind(sender))
         .increment(1);
+    per_sender(sender, "rejected");
+    live().rejected(sender, reason);
 }
 
 pub fn letter_duplicate(sender: &SenderInfo) {
     counter!(LETTERS_DUPLICATE, "sender_kind" => kind(sender)).increment(1);
+    live().duplicate();
+}
+
+pub fn letter_unavailable(sender: &SenderInfo) {
+    counter!(LETTERS_UNAVAILABLE, "sender_kind" => kind(sender)).increment(1);
+    live().unavailable();
 }
 
 pub fn record_commit_batch(letters: usize) {
@@ -98,14 +226,23 @@ pub fn record_commit_batch(letters: usize) {
 
 pub fn delivered(route: Route, n: usize) {
     counter!(DELIVERED, "route" => route_label(route)).increment(n as u64);
+    live().delivered(route, n);
+}
+
+/// How long one delivered letter waited since it was accepted.
+pub fn delivery_lag(route: Route, lag: Duration) {
+    histogram!(DELIVERY_LAG, "route" => route_label(route)).record(lag.as_secs_f64());
+    live().delivery_lag(route, lag);
 }
 
 pub fn delivery_retry(route: Route) {
     counter!(DELIVERY_RETRIES, "route" => route_label(route)).increment(1);
+    live().retry();
 }
 
 pub fn delivery_failed(route: Route) {
     counter!(DELIVERY_FAILED, "route" => route_label(route)).increment(1);
+    live().failed();
 }
 
 pub fn queue_depth(mailbox: u64, print: u64, dead: u64) {
@@ -116,24 +253,27 @@ pub fn queue_depth(mailbox: u64, print: u64, dead: u64) {
 
 pub fn stream_opened() {
     gauge!(STREAMS_OPEN).increment(1.0);
+    live().stream(1);
 }
 
 pub fn stream_closed() {
     gauge!(STREAMS_OPEN).decrement(1.0);
+    live().stream(-1);
 }
 
-static RECORDER: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
-    std::sync::OnceLock::new();
+static RECORDER: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder once (several gateways in one test process
 /// share it) and returns its handle.
-pub fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+pub fn prometheus() -> Option<PrometheusHandle> {
     RECORDER
         .get_or_init(|| {
-            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                ])
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(LATENCY_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(DELIVERY_LAG.into()), LAG_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(COMMIT_BATCH.into()), COMMIT_BUCKETS)
                 .ok()?
                 .build_recorder();
             let handle = recorder.handle();
@@ -142,4 +282,171 @@ pub fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
             Some(handle)
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The metric list against what `/metrics` renders and what the deploy files query.
+
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::domain::SenderKind;
+
+    const GRAFANA: &str = include_str!("../deploy/grafana/brevdue-dashboard.json");
+    const PROMETHEUS: &str = include_str!("../deploy/prometheus/prometheus.yml");
+
+    /// Every `brevdue_…` token in a PromQL expression.
+    fn metric_tokens(expr: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let bytes = expr.as_bytes();
+        let mut i = 0;
+        while let Some(at) = expr[i..].find("brevdue_") {
+            let start = i + at;
+            let boundary = start == 0 || {
+                let c = bytes[start - 1];
+                !(c.is_ascii_alphanumeric() || c == b'_')
+            };
+            let mut end = start;
+            while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+                end += 1;
+            }
+            if boundary {
+                out.push(expr[start..end].to_string());
+            }
+            i = end;
+        }
+        out
+    }
+
+    /// The queries of a Grafana dashboard: panel targets and template variables.
+    fn queries(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("expr" | "query" | "definition", serde_json::Value::String(s)) => {
+                            out.push(s.clone())
+                        }
+                        ("query", serde_json::Value::Object(q)) => {
+                            if let Some(serde_json::Value::String(s)) = q.get("query") {
+                                out.push(s.clone());
+                            }
+                        }
+                        _ => queries(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| queries(i, out)),
+            _ => {}
+        }
+    }
+
+    /// The metric a series name belongs to: histograms expose `_bucket`, `_sum` and `_count`.
+    fn metric_of(series: &str) -> Option<&'static str> {
+        if let Some((name, _, _)) = ALL.iter().find(|(n, _, _)| *n == series) {
+            return Some(name);
+        }
+        ["_bucket", "_sum", "_count"].iter().find_map(|suffix| {
+            let base = series.strip_suffix(suffix)?;
+            ALL.iter()
+                .find(|(n, k, _)| *n == base && *k == Kind::Histogram)
+                .map(|(n, _, _)| *n)
+        })
+    }
+
+    #[test]
+    fn every_metric_name_in_the_grafana_dashboard_exists() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(GRAFANA).expect("the Grafana dashboard is JSON");
+        let mut exprs = Vec::new();
+        queries(&dashboard, &mut exprs);
+        assert!(exprs.len() > 10, "found only {} queries", exprs.len());
+        let mut used = BTreeSet::new();
+        for expr in &exprs {
+            for token in metric_tokens(expr) {
+                let metric = metric_of(&token).unwrap_or_else(|| {
+                    panic!("the Grafana dashboard queries {token}, which telemetry.rs does not define (in {expr:?})")
+                });
+                used.insert(metric);
+            }
+        }
+        let unused: Vec<&str> = ALL
+            .iter()
+            .map(|(n, _, _)| *n)
+            .filter(|n| !used.contains(n))
+            .collect();
+        assert!(
+            unused.is_empty(),
+            "metrics missing from the Grafana dashboard: {unused:?}"
+        );
+    }
+
+    #[test]
+    fn prometheus_scrapes_the_operator_port() {
+        assert!(PROMETHEUS.contains("metrics_path: /metrics"));
+        assert!(PROMETHEUS.contains(":9180"));
+        assert!(!PROMETHEUS.contains('\t'), "YAML must not use tabs");
+    }
+
+    #[test]
+    fn tokens_are_whole_words() {
+        assert_eq!(
+            metric_tokens("sum(rate(brevdue_a_total[1m])) / x_brevdue_b + brevdue_c_bucket"),
+            vec!["brevdue_a_total", "brevdue_c_bucket"]
+        );
+        assert_eq!(
+            metric_of("brevdue_delivery_lag_seconds_bucket"),
+            Some(DELIVERY_LAG)
+        );
+        assert_eq!(metric_of("brevdue_letters_received_total_bucket"), None);
+    }
+
+    #[test]
+    fn every_metric_renders_with_its_help_text_and_type() {
+        let handle = prometheus().expect("the recorder installs");
+        let sender = SenderInfo {
+            cvr: "29403473".parse().expect("cvr"),
+            name: "Test Styrelsen".into(),
+            kind: SenderKind::Public,
+            suspended: false,
+        };
+        let ms = Duration::from_millis(1);
+        letter_received(&sender);
+        letter_accepted(&sender, Route::Mailbox, ms);
+        letter_rejected(&sender, RejectReason::NotReachable);
+        letter_duplicate(&sender);
+        letter_unavailable(&sender);
+        stage(Stage::Validate, ms);
+        stage_batch(Stage::Queue, ms, 3);
+        record_commit_batch(3);
+        delivered(Route::Print, 1);
+        delivery_lag(Route::Print, ms);
+        delivery_retry(Route::Print);
+        delivery_failed(Route::Print);
+        queue_depth(1, 2, 3);
+        stream_opened();
+        stream_closed();
+        let text = handle.render();
+        for (name, kind, help) in ALL {
+            assert!(
+                text.contains(&format!("# HELP {name} {help}\n")),
+                "{name} has no help text in:\n{text}"
+            );
+            let ty = match kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
+            assert!(
+                text.contains(&format!("# TYPE {name} {ty}\n")),
+                "{name} is not a {ty}"
+            );
+        }
+        assert!(
+            text.contains("brevdue_store_commit_batch_letters_bucket{le=\"4\"}"),
+            "commit sizes use letter-count buckets"
+        );
+        assert!(!text.contains("0101901111"), "no recipient ids in metrics");
+    }
 }

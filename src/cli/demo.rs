@@ -112,7 +112,7 @@ pub async fn run(data_dir: &Path, letters: usize, keep_running: bool) -> Result<
     };
     let server_url = format!("https://{}", running.grpc_addr);
     println!(
-        "gateway:  {server_url} (operator HTTP on http://{})\n",
+        "gateway:  {server_url} (live dashboard on http://{}/dashboard)\n",
         running.admin_addr
     );
 
@@ -175,9 +175,13 @@ pub async fn run(data_dir: &Path, letters: usize, keep_running: bool) -> Result<
         "  run it:        brevdue serve --data-dir {}   (then brevdue send --cert-dir … FILE.jsonl)",
         data.root().display()
     );
+    let dashboard = format!("http://{}/dashboard", running.admin_addr);
     if keep_running {
-        println!("\nthe gateway keeps running; Ctrl-C stops it");
+        println!("\ndashboard: {dashboard}");
+        println!("the gateway keeps running; Ctrl-C stops it");
         let _ = tokio::signal::ctrl_c().await;
+    } else {
+        println!("\ndashboard: {dashboard}   (live while a gateway runs: add --keep-running)");
     }
     running.shutdown().await?;
     Ok(())

@@ -229,3 +229,52 @@ pub async fn stream_with_report(
     out.flush()?;
     Ok(summary)
 }
+
+/// The operator dashboard of the gateway at `server`: on `admin` (host:port or a URL) when
+/// given, else on the gateway's host at the default operator port.
+pub fn dashboard_url(server: &str, admin: Option<&str>) -> String {
+    let base = match admin {
+        Some(a) if a.contains("://") => a.trim_end_matches('/').to_string(),
+        Some(a) => format!("http://{}", a.trim_end_matches('/')),
+        None => {
+            let authority = server.split("://").last().unwrap_or(server);
+            let authority = authority.split('/').next().unwrap_or(authority);
+            // "[::1]:50051" keeps its brackets; "host:50051" loses the port.
+            let host = match authority.rsplit_once(':') {
+                Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+                _ => authority,
+            };
+            format!("http://{host}:9180")
+        }
+    };
+    format!("{base}/dashboard")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dashboard_url;
+
+    #[test]
+    fn the_dashboard_is_on_the_gateway_host_unless_told() {
+        assert_eq!(
+            dashboard_url("https://127.0.0.1:50051", None),
+            "http://127.0.0.1:9180/dashboard"
+        );
+        assert_eq!(
+            dashboard_url("https://gw.example.dk", None),
+            "http://gw.example.dk:9180/dashboard"
+        );
+        assert_eq!(
+            dashboard_url("https://[::1]:50051", None),
+            "http://[::1]:9180/dashboard"
+        );
+        assert_eq!(
+            dashboard_url("x", Some("10.0.0.5:9999")),
+            "http://10.0.0.5:9999/dashboard"
+        );
+        assert_eq!(
+            dashboard_url("x", Some("https://ops.example.dk/")),
+            "https://ops.example.dk/dashboard"
+        );
+    }
+}

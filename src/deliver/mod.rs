@@ -9,6 +9,7 @@
 
 pub mod print;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -199,13 +200,17 @@ impl Deliverer {
         }
         let now = now_ms();
         let ready_ids: Vec<LetterId> = ready.iter().map(|(s, _)| s.record.letter_id).collect();
+        let accepted_at: HashMap<LetterId, i64> = ready
+            .iter()
+            .map(|(s, _)| (s.record.letter_id, s.record.accepted_at_ms))
+            .collect();
         match route {
             Route::Mailbox => {
                 let changed = self
                     .store
                     .mark_delivered(&ready_ids, LetterState::Delivered, now, None)
                     .await?;
-                telemetry::delivered(route, changed.len());
+                record_delivered(route, &changed, &accepted_at, now);
             }
             Route::Print => {
                 if !ready.is_empty() {
@@ -226,7 +231,7 @@ impl Deliverer {
                     // Letters another gateway delivered meanwhile are pruned from this batch.
                     self.spool
                         .publish(&batch, &changed.iter().copied().collect())?;
-                    telemetry::delivered(route, changed.len());
+                    record_delivered(route, &changed, &accepted_at, now);
                 }
             }
         }
@@ -267,6 +272,23 @@ impl Deliverer {
         if let Err(e) = result {
             // The lease runs out and the letter is handed out again: nothing is lost.
             tracing::warn!(error = %e, letter = %d.letter_id, "could not record a failed delivery");
+        }
+    }
+}
+
+/// Counts the letters that changed state now (not those a duplicate queue entry handed out
+/// again) and how long each waited since it was accepted.
+fn record_delivered(
+    route: Route,
+    changed: &[LetterId],
+    accepted_at: &HashMap<LetterId, i64>,
+    now: i64,
+) {
+    telemetry::delivered(route, changed.len());
+    for id in changed {
+        if let Some(at) = accepted_at.get(id) {
+            let waited = Duration::from_millis((now - at).max(0) as u64);
+            telemetry::delivery_lag(route, waited);
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
@@ -16,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::domain::LetterState;
 use crate::queue::{Delivery, Queue};
+use crate::telemetry::{self, Stage};
 
 use super::{InsertOutcome, NewLetter, Store};
 
@@ -56,6 +58,9 @@ pub struct CommitError(pub String);
 
 struct Job {
     letter: NewLetter,
+    /// When the submitter handed the letter over: the store stage's latency counts from here,
+    /// so the wait for the group commit is part of it.
+    queued_at: Instant,
     reply: oneshot::Sender<Result<Committed, CommitError>>,
 }
 
@@ -90,7 +95,11 @@ impl Committer {
     pub async fn commit(&self, letter: NewLetter) -> Result<Committed, CommitError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { letter, reply })
+            .send(Job {
+                letter,
+                queued_at: Instant::now(),
+                reply,
+            })
             .await
             .map_err(|_| CommitError("the gateway is shutting down".into()))?;
         answer
@@ -130,8 +139,9 @@ async fn run(
                 Err(_) => break,
             }
         }
+        // Recorded before committing: committing drains the batch.
+        telemetry::record_commit_batch(batch.len());
         commit_batch(&*store, &*queue, &mut batch, &needs_resync).await;
-        crate::telemetry::record_commit_batch(batch.len());
         batch.clear();
     }
 }
@@ -155,6 +165,10 @@ async fn commit_batch(
             return;
         }
     };
+    let stored_at = Instant::now();
+    for job in batch.iter() {
+        telemetry::stage(Stage::Store, stored_at.duration_since(job.queued_at));
+    }
     // New letters, and resent ones still waiting: enqueueing is idempotent, and re-recording a
     // waiting letter's delivery is what lets its duplicate receipt promise delivery too.
     let deliveries: Vec<Delivery> = letters
@@ -182,7 +196,9 @@ async fn commit_batch(
             InsertOutcome::Existing(_) => None,
         })
         .collect();
-    if let Err(e) = queue.enqueue(&deliveries).await {
+    let enqueued = queue.enqueue(&deliveries).await;
+    telemetry::stage_batch(Stage::Queue, stored_at.elapsed(), batch.len());
+    if let Err(e) = enqueued {
         // The letters are stored but their deliveries are not recorded: no accepted receipt may
         // go out. The senders retry (their resends find the stored letters and get receipts
         // once the queue is back); the resync task re-queues from the store.

@@ -1,30 +1,41 @@
 //! The operator's HTTP port: `/metrics` (Prometheus), `/healthz` (the process is up),
-//! `/readyz` (the store and queue answer).
+//! `/readyz` (the store and queue answer), and the live dashboard (`/dashboard`, fed by
+//! `/api/stats` from the sampler's per-second snapshots).
+
+mod dashboard;
+pub mod sampler;
+pub mod stats;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::queue::Queue;
 use crate::store::Store;
 
+pub use sampler::Sampler;
+
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
     pub metrics: Option<PrometheusHandle>,
+    pub sampler: Arc<Sampler>,
 }
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
+        .route("/", get(|| async { Redirect::temporary("/dashboard") }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/dashboard", get(dashboard::page))
+        .route("/api/stats", get(dashboard::stats))
         .with_state(state)
 }
 
