@@ -278,3 +278,38 @@ pub(crate) fn route_from_code(code: i64) -> Route {
         Route::Mailbox
     }
 }
+
+// Row decoding shared by the backends: both keep the same codes and byte lengths.
+
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+pub(crate) fn tag_from(bytes: Vec<u8>) -> Result<RecipientTag, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| corrupt("recipient tag length"))
+}
+
+pub(crate) fn digest_from(bytes: Vec<u8>) -> Result<ContentDigest, StoreError> {
+    Ok(ContentDigest(
+        bytes.try_into().map_err(|_| corrupt("digest length"))?,
+    ))
+}
+
+pub(crate) fn status_code(s: RecipientStatus) -> i64 {
+    match s {
+        RecipientStatus::Active => 0,
+        RecipientStatus::Exempt => 1,
+        RecipientStatus::Closed => 2,
+    }
+}
+
+pub(crate) fn status_from(code: i64) -> Result<RecipientStatus, StoreError> {
+    match code {
+        0 => Ok(RecipientStatus::Active),
+        1 => Ok(RecipientStatus::Exempt),
+        2 => Ok(RecipientStatus::Closed),
+        _ => Err(corrupt("recipient status")),
+    }
+}
