@@ -5,6 +5,7 @@
 //! clear: callers hand in pseudonyms and sealed bytes.
 
 mod committer;
+mod postgres;
 mod sqlite;
 
 use std::path::Path;
@@ -18,6 +19,7 @@ use crate::route::Route;
 use crate::seal::{ContentDigest, RecipientTag, Sealed};
 
 pub use committer::{CommitError, Committed, Committer, CommitterConfig};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub(crate) use sqlite::open_sqlite;
 
@@ -34,7 +36,9 @@ pub enum StoreError {
     UnknownSubscribers(Vec<u64>),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
-    #[error("store URL {0:?} is not supported (use sqlite://PATH)")]
+    #[error(
+        "store URL {0:?} is not supported (use sqlite://PATH or postgres://USER@HOST/DATABASE)"
+    )]
     UnsupportedUrl(String),
 }
 
@@ -248,9 +252,12 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Opens the store a URL names: `sqlite://PATH` (or a bare path). Created if missing.
+/// Opens the store a URL names: `sqlite://PATH` (or a bare path), created if missing, or
+/// `postgres://…` / `postgresql://…`, whose schema is created or migrated on open.
 pub async fn open(url: &str, data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url).await?))
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
         let path = if path.is_empty() {
             data_dir.join("brevdue.db")
         } else {
