@@ -98,8 +98,11 @@ impl Config {
             p.push(format!("listen and admin_listen are both {}", self.listen));
         }
         let store = self.store_url();
-        if !store.starts_with("sqlite://") && store.contains("://") {
-            p.push(format!("store {store:?}: supported is sqlite://PATH"));
+        let postgres = store.starts_with("postgres://") || store.starts_with("postgresql://");
+        if !store.starts_with("sqlite://") && !postgres && store.contains("://") {
+            p.push(format!(
+                "store {store:?}: supported are sqlite://PATH and postgres://USER@HOST/DATABASE"
+            ));
         }
         let queue = self.queue_url();
         if !queue.starts_with("embedded://") {
@@ -181,5 +184,21 @@ mod tests {
                 && e.contains("kafka"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn postgres_store_urls_are_accepted() {
+        for url in ["postgres://brevdue@db/brevdue", "postgresql://db/brevdue"] {
+            let c = Config {
+                store: Some(url.into()),
+                ..Config::default()
+            };
+            assert!(c.validate().is_ok(), "{url}");
+        }
+        let c = Config {
+            store: Some("mysql://db/brevdue".into()),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("mysql"));
     }
 }

@@ -6,6 +6,7 @@
 
 mod blobs;
 mod committer;
+mod postgres;
 mod sqlite;
 
 use std::path::Path;
@@ -19,6 +20,7 @@ use crate::route::Route;
 use crate::seal::{ContentDigest, RecipientTag, Sealed};
 
 pub use committer::{CommitError, Committed, Committer, CommitterConfig};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub(crate) use sqlite::open_sqlite;
 
@@ -35,7 +37,9 @@ pub enum StoreError {
     UnknownSubscribers(Vec<u64>),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
-    #[error("store URL {0:?} is not supported (use sqlite://PATH)")]
+    #[error(
+        "store URL {0:?} is not supported (use sqlite://PATH or postgres://USER@HOST/DATABASE)"
+    )]
     UnsupportedUrl(String),
 }
 
@@ -250,9 +254,12 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Opens the store a URL names: `sqlite://PATH` (or a bare path). Created if missing.
+/// Opens the store a URL names: `sqlite://PATH` (or a bare path), created if missing, or
+/// `postgres://…` / `postgresql://…`, whose schema is created or migrated on open.
 pub async fn open(url: &str, data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url).await?))
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
         let path = if path.is_empty() {
             data_dir.join("brevdue.db")
         } else {
@@ -278,5 +285,40 @@ pub(crate) fn route_from_code(code: i64) -> Route {
         Route::Print
     } else {
         Route::Mailbox
+    }
+}
+
+// Row decoding shared by the backends: both keep the same codes and byte lengths.
+
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+pub(crate) fn tag_from(bytes: Vec<u8>) -> Result<RecipientTag, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| corrupt("recipient tag length"))
+}
+
+pub(crate) fn digest_from(bytes: Vec<u8>) -> Result<ContentDigest, StoreError> {
+    Ok(ContentDigest(
+        bytes.try_into().map_err(|_| corrupt("digest length"))?,
+    ))
+}
+
+pub(crate) fn status_code(s: RecipientStatus) -> i64 {
+    match s {
+        RecipientStatus::Active => 0,
+        RecipientStatus::Exempt => 1,
+        RecipientStatus::Closed => 2,
+    }
+}
+
+pub(crate) fn status_from(code: i64) -> Result<RecipientStatus, StoreError> {
+    match code {
+        0 => Ok(RecipientStatus::Active),
+        1 => Ok(RecipientStatus::Exempt),
+        2 => Ok(RecipientStatus::Closed),
+        _ => Err(corrupt("recipient status")),
     }
 }

@@ -19,14 +19,14 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use crate::domain::{Cvr, LetterId, LetterState, Priority, SenderKind};
-use crate::registry::{RecipientStatus, SenderInfo};
+use crate::registry::SenderInfo;
 use crate::seal::{ContentDigest, KekId, RecipientTag, Sealed};
 
 use super::blobs::{BlobLog, BlobRef};
 use super::{
     Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter, PendingDelivery, RecipientRow,
-    StateCounts, Store, StoreError, StoredLetter, StoredRegistry, SubscriptionRow, route_code,
-    route_from_code,
+    StateCounts, Store, StoreError, StoredLetter, StoredRegistry, SubscriptionRow, corrupt,
+    digest_from, route_code, route_from_code, status_code, status_from, tag_from,
 };
 
 pub struct SqliteStore {
@@ -87,22 +87,6 @@ impl SqliteStore {
     }
 }
 
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn tag_from(bytes: Vec<u8>) -> Result<RecipientTag, StoreError> {
-    bytes
-        .try_into()
-        .map_err(|_| corrupt("recipient tag length"))
-}
-
-fn digest_from(bytes: Vec<u8>) -> Result<ContentDigest, StoreError> {
-    Ok(ContentDigest(
-        bytes.try_into().map_err(|_| corrupt("digest length"))?,
-    ))
-}
-
 fn record_from(row: &SqliteRow) -> Result<LetterRecord, StoreError> {
     let letter_id: String = row.try_get("letter_id")?;
     let message_uuid: String = row.try_get("message_uuid")?;
@@ -127,23 +111,6 @@ fn record_from(row: &SqliteRow) -> Result<LetterRecord, StoreError> {
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         detail: row.try_get("detail")?,
     })
-}
-
-fn status_code(s: RecipientStatus) -> i64 {
-    match s {
-        RecipientStatus::Active => 0,
-        RecipientStatus::Exempt => 1,
-        RecipientStatus::Closed => 2,
-    }
-}
-
-fn status_from(code: i64) -> Result<RecipientStatus, StoreError> {
-    match code {
-        0 => Ok(RecipientStatus::Active),
-        1 => Ok(RecipientStatus::Exempt),
-        2 => Ok(RecipientStatus::Closed),
-        _ => Err(corrupt("recipient status")),
-    }
 }
 
 async fn bump(tx: &mut sqlx::SqliteConnection, key: &'static str) -> Result<(), StoreError> {
