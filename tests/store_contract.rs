@@ -648,15 +648,17 @@ async fn undelivered_lists_only_waiting_letters(b: Backend) {
 async fn print_batch_recorded(b: Backend) {
     let store = b.open().await;
     let l = letter(cvr(AUTHORITY), "print me");
+    let other = letter(cvr(AUTHORITY), "print me too");
     store
-        .insert_letters(std::slice::from_ref(&l))
+        .insert_letters(&[l.clone(), other.clone()])
         .await
         .expect("insert");
     assert!(
-        !store
-            .print_batch_recorded("batch-7")
+        store
+            .print_batch_letters("batch-7")
             .await
             .expect("recorded")
+            .is_empty()
     );
     store
         .mark_delivered(
@@ -667,17 +669,36 @@ async fn print_batch_recorded(b: Backend) {
         )
         .await
         .expect("spool");
-    assert!(
+    // A letter already spooled elsewhere is not recorded in a second batch.
+    store
+        .mark_delivered(
+            &[l.letter_id, other.letter_id],
+            LetterState::PrintSpooled,
+            10,
+            Some("batch-8"),
+        )
+        .await
+        .expect("spool");
+    assert_eq!(
         store
-            .print_batch_recorded("batch-7")
+            .print_batch_letters("batch-7")
             .await
-            .expect("recorded")
+            .expect("recorded"),
+        vec![l.letter_id]
+    );
+    assert_eq!(
+        store
+            .print_batch_letters("batch-8")
+            .await
+            .expect("recorded"),
+        vec![other.letter_id]
     );
     assert!(
-        !store
-            .print_batch_recorded("batch-8")
+        store
+            .print_batch_letters("batch-9")
             .await
             .expect("recorded")
+            .is_empty()
     );
 }
 

@@ -481,12 +481,18 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn print_batch_recorded(&self, batch: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 FROM letters WHERE print_batch = $1 LIMIT 1")
+    async fn print_batch_letters(&self, batch: &str) -> Result<Vec<LetterId>, StoreError> {
+        let rows = sqlx::query("SELECT letter_id FROM letters WHERE print_batch = $1")
             .bind(batch)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-        Ok(row.is_some())
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("letter_id")?;
+                id.parse()
+                    .map_err(|_| StoreError::Corrupt("letter id".into()))
+            })
+            .collect()
     }
 
     async fn mailbox_count(&self, tag: &RecipientTag) -> Result<u64, StoreError> {
