@@ -56,6 +56,8 @@ pub enum Committed {
 #[error("{0}")]
 pub struct CommitError(pub String);
 
+type Reply = oneshot::Sender<Result<Committed, CommitError>>;
+
 struct Job {
     letter: NewLetter,
     /// When the submitter handed the letter over: the store stage's latency counts from here,
@@ -152,22 +154,27 @@ async fn commit_batch(
     batch: &mut Vec<Job>,
     needs_resync: &AtomicBool,
 ) {
-    let letters: Vec<NewLetter> = batch.iter().map(|j| j.letter.clone()).collect();
+    // The letters move out of their jobs (no copy of their ciphertext); the waiters stay.
+    let (letters, waiters): (Vec<NewLetter>, Vec<(Instant, Reply)>) = batch
+        .drain(..)
+        .map(|j| (j.letter, (j.queued_at, j.reply)))
+        .unzip();
+    let fail_all = |waiters: Vec<(Instant, Reply)>, why: String| {
+        for (_, reply) in waiters {
+            let _ = reply.send(Err(CommitError(why.clone())));
+        }
+    };
     let outcomes = match store.insert_letters(&letters).await {
         Ok(o) => o,
         Err(e) => {
-            tracing::error!(error = %e, letters = batch.len(), "storing a batch failed; no letter of it was accepted");
-            for job in batch.drain(..) {
-                let _ = job
-                    .reply
-                    .send(Err(CommitError(format!("the store is unavailable: {e}"))));
-            }
+            tracing::error!(error = %e, letters = letters.len(), "storing a batch failed; no letter of it was accepted");
+            fail_all(waiters, format!("the store is unavailable: {e}"));
             return;
         }
     };
     let stored_at = Instant::now();
-    for job in batch.iter() {
-        telemetry::stage(Stage::Store, stored_at.duration_since(job.queued_at));
+    for (queued_at, _) in &waiters {
+        telemetry::stage(Stage::Store, stored_at.duration_since(*queued_at));
     }
     // New letters, and resent ones still waiting: enqueueing is idempotent, and re-recording a
     // waiting letter's delivery is what lets its duplicate receipt promise delivery too.
@@ -197,25 +204,21 @@ async fn commit_batch(
         })
         .collect();
     let enqueued = queue.enqueue(&deliveries).await;
-    telemetry::stage_batch(Stage::Queue, stored_at.elapsed(), batch.len());
+    telemetry::stage_batch(Stage::Queue, stored_at.elapsed(), letters.len());
     if let Err(e) = enqueued {
         // The letters are stored but their deliveries are not recorded: no accepted receipt may
         // go out. The senders retry (their resends find the stored letters and get receipts
         // once the queue is back); the resync task re-queues from the store.
         needs_resync.store(true, Ordering::SeqCst);
         tracing::error!(error = %e, letters = deliveries.len(), "queueing a stored batch failed; receipts withheld, resync scheduled");
-        for job in batch.drain(..) {
-            let _ = job
-                .reply
-                .send(Err(CommitError(format!("the queue is unavailable: {e}"))));
-        }
+        fail_all(waiters, format!("the queue is unavailable: {e}"));
         return;
     }
-    for (job, outcome) in batch.drain(..).zip(outcomes) {
+    for ((_, reply), outcome) in waiters.into_iter().zip(outcomes) {
         let answer = match outcome {
             InsertOutcome::Inserted => Committed::Stored,
             InsertOutcome::Existing(rec) => Committed::Existing(Box::new(rec)),
         };
-        let _ = job.reply.send(Ok(answer));
+        let _ = reply.send(Ok(answer));
     }
 }

@@ -35,6 +35,8 @@ pub enum StoreError {
     UnknownSender(Cvr),
     #[error("subscriptions name recipients that are neither in the registry nor in the recipients file (lines {})", lines_list(.0))]
     UnknownSubscribers(Vec<u64>),
+    #[error("the store refused the change: {0}")]
+    Refused(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
     #[error(
@@ -58,6 +60,10 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::ColumnDecode { .. }
             | sqlx::Error::Decode(_)
             | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
+            // A constraint the database enforces: retrying the same write cannot succeed.
+            sqlx::Error::Database(ref d) if !matches!(d.kind(), sqlx::error::ErrorKind::Other) => {
+                StoreError::Refused(d.message().to_string())
+            }
             other => StoreError::Unavailable(other.to_string()),
         }
     }
@@ -267,7 +273,7 @@ pub async fn open(url: &str, data_dir: &Path) -> Result<Arc<dyn Store>, StoreErr
         };
         Ok(Arc::new(SqliteStore::open(&path).await?))
     } else if url.contains("://") {
-        Err(StoreError::UnsupportedUrl(url.to_string()))
+        Err(StoreError::UnsupportedUrl(postgres::without_password(url)))
     } else {
         Ok(Arc::new(SqliteStore::open(Path::new(url)).await?))
     }

@@ -87,7 +87,7 @@ impl PostgresStore {
 
 /// The URL as it may appear in an error message: everything before the host (user and
 /// password) left out.
-fn without_password(url: &str) -> String {
+pub(crate) fn without_password(url: &str) -> String {
     match (url.split_once("://"), url.rsplit_once('@')) {
         (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
         _ => url.to_string(),
