@@ -102,8 +102,10 @@ impl Config {
             p.push(format!("store {store:?}: supported is sqlite://PATH"));
         }
         let queue = self.queue_url();
-        if !queue.starts_with("embedded://") {
-            p.push(format!("queue {queue:?}: supported is embedded://PATH"));
+        if !queue.starts_with("embedded://") && !queue.starts_with("amqp://") {
+            p.push(format!(
+                "queue {queue:?}: supported are embedded://PATH and amqp://USER:PASS@HOST:PORT/VHOST"
+            ));
         }
         if self.stream_in_flight == 0 {
             p.push("stream_in_flight must be at least 1".into());
