@@ -25,45 +25,38 @@
 //!   replaced, the topology declared again and consumers started again. Publishes in flight
 //!   when it died fail with `Unavailable`; their callers retry.
 
+mod consume;
+mod dead;
+mod link;
 mod message;
 mod topology;
+mod url;
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
+use lapin::Acker;
+use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use lapin::uri::{AMQPScheme, AMQPUri};
-use lapin::{
-    Acker, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
-};
+use lapin::uri::AMQPUri;
 use tokio::sync::{Mutex, Notify};
-use tokio::task::JoinHandle;
 
 use crate::clock::now_ms;
 use crate::domain::LetterId;
 use crate::route::Route;
 
 use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError};
+use consume::{Held, RouteConsumer, Settle, settle};
+use link::{CALL_TIMEOUT, Link, Outgoing, within};
 use message::Msg;
-use topology::{Names, PRIORITIES, priority_level, tier_for};
+use topology::{Names, PRIORITIES, tier_for};
 
-/// Connecting and declaring the topology.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Any other broker call, including waiting for the confirms of one enqueue.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `lease` waits for a first message when nothing is buffered.
 const FIRST_DELIVERY_WAIT: Duration = Duration::from_millis(50);
-const DEFAULT_PREFIX: &str = "brevdue.";
 
 pub struct RabbitQueue {
     uri: AMQPUri,
@@ -83,232 +76,10 @@ pub struct RabbitQueue {
     work: Arc<Notify>,
 }
 
-/// One connection with its confirm-mode publishing channel.
-struct Link {
-    conn: Connection,
-    publish: Channel,
-    generation: u64,
-}
-
-impl Link {
-    fn healthy(&self) -> bool {
-        self.conn.status().connected() && self.publish.status().connected()
-    }
-}
-
-/// A route's consumers (one per priority queue) on one channel, feeding one inbox.
-struct RouteConsumer {
-    generation: u64,
-    channel: Channel,
-    inbox: Arc<Inbox>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for RouteConsumer {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-/// Messages a route's consumers received and `lease` has not taken yet, per priority.
-#[derive(Default)]
-struct Inbox {
-    state: StdMutex<InboxState>,
-    arrived: Notify,
-}
-
-#[derive(Default)]
-struct InboxState {
-    levels: [VecDeque<Incoming>; PRIORITIES.len()],
-    stopped: bool,
-}
-
-struct Incoming {
-    acker: Acker,
-    data: Vec<u8>,
-}
-
-struct Held {
-    msg: Msg,
-    /// Usually one; more when copies of the same letter arrived while it was held.
-    ackers: Vec<Acker>,
-    until: Instant,
-}
-
-#[derive(Clone, Copy)]
-enum Settle {
-    Ack,
-    Requeue,
-    Drop,
-}
-
-/// A message ready to publish.
-struct Outgoing {
-    exchange: String,
-    routing_key: String,
-    body: Vec<u8>,
-    properties: BasicProperties,
-}
-
-impl Inbox {
-    fn lock(&self) -> std::sync::MutexGuard<'_, InboxState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn push(&self, level: usize, item: Incoming) {
-        self.lock().levels[level].push_back(item);
-        self.arrived.notify_waiters();
-    }
-
-    fn stop(&self) {
-        let mut s = self.lock();
-        s.stopped = true;
-        // Their channel is gone: the broker hands these out again.
-        for l in &mut s.levels {
-            l.clear();
-        }
-        drop(s);
-        self.arrived.notify_waiters();
-    }
-
-    fn is_empty(&self) -> bool {
-        self.lock().levels.iter().all(VecDeque::is_empty)
-    }
-
-    fn stopped(&self) -> bool {
-        self.lock().stopped
-    }
-
-    /// Up to `max` messages, most urgent first, first come first within a priority.
-    fn take(&self, max: usize) -> Vec<Incoming> {
-        let mut s = self.lock();
-        let mut out = Vec::new();
-        for level in &mut s.levels {
-            while out.len() < max {
-                match level.pop_front() {
-                    Some(i) => out.push(i),
-                    None => break,
-                }
-            }
-        }
-        out
-    }
-}
-
-fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn unavailable(what: &str, e: impl std::fmt::Display) -> QueueError {
-    QueueError::Unavailable(format!("RabbitMQ {what}: {e}"))
-}
-
-/// Runs one broker call under a deadline.
-async fn within<T, E: std::fmt::Display>(
-    what: &str,
-    limit: Duration,
-    call: impl Future<Output = Result<T, E>>,
-) -> Result<T, QueueError> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(unavailable(what, e)),
-        Err(_) => Err(unavailable(what, format!("no answer within {limit:?}"))),
-    }
-}
-
-/// Settles messages; returns how many could not be (their channel is gone, so the broker
-/// hands them out again anyway).
-async fn settle(ackers: &[Acker], how: Settle) -> usize {
-    let results = futures::future::join_all(ackers.iter().map(|a| async move {
-        match how {
-            Settle::Ack => a.ack(BasicAckOptions::default()).await,
-            Settle::Requeue => a.reject(BasicRejectOptions { requeue: true }).await,
-            Settle::Drop => a.reject(BasicRejectOptions { requeue: false }).await,
-        }
-    }))
-    .await;
-    results.iter().filter(|r| !matches!(r, Ok(true))).count()
-}
-
-/// Feeds one consumer's deliveries into its route's inbox until the consumer ends.
-async fn forward(mut consumer: Consumer, inbox: Arc<Inbox>, level: usize, work: Arc<Notify>) {
-    while let Some(next) = consumer.next().await {
-        match next {
-            Ok(d) => {
-                inbox.push(
-                    level,
-                    Incoming {
-                        acker: d.acker,
-                        data: d.data,
-                    },
-                );
-                work.notify_waiters();
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "RabbitMQ consumer stopped; it restarts on the next lease");
-                break;
-            }
-        }
-    }
-    inbox.stop();
-    work.notify_waiters();
-}
-
-/// Splits `?prefix=` off the URL and checks the rest.
-fn parse_url(url: &str) -> Result<(AMQPUri, String, String), QueueError> {
-    let invalid = |why: &str| {
-        QueueError::InvalidUrl(format!(
-            "{why} (amqp://USER:PASS@HOST:PORT/VHOST[?prefix=NAME])"
-        ))
-    };
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut prefix = DEFAULT_PREFIX.to_string();
-    let mut rest = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.strip_prefix("prefix=") {
-            Some(p) => prefix = p.to_string(),
-            None => rest.push(pair),
-        }
-    }
-    let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if prefix.is_empty() || prefix.len() > 100 || !prefix.chars().all(name_ok) {
-        return Err(invalid("prefix: 1 to 100 letters, digits, '.', '_' or '-'"));
-    }
-    let lapin_url = if rest.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", rest.join("&"))
-    };
-    let mut uri: AMQPUri = lapin_url.parse().map_err(|e: String| invalid(&e))?;
-    if uri.scheme != AMQPScheme::AMQP {
-        return Err(invalid("only amqp:// is supported"));
-    }
-    // The URI parser reads only domain names and falls back to localhost for an IP address.
-    let authority = base
-        .split_once("://")
-        .map_or("", |(_, r)| r.split('/').next().unwrap_or(""));
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match hostport.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => hostport.split(':').next().unwrap_or(""),
-    };
-    if host.is_empty() {
-        return Err(invalid("no host"));
-    }
-    uri.authority.host = host.to_string();
-    let broker = format!(
-        "{}:{}/{}",
-        uri.authority.host, uri.authority.port, uri.vhost
-    );
-    Ok((uri, prefix, broker))
-}
-
 impl RabbitQueue {
     /// Connects and declares the topology, so a wrong URL or credentials fail at start-up.
     pub async fn open(url: &str) -> Result<RabbitQueue, QueueError> {
-        let (uri, prefix, broker) = parse_url(url)?;
+        let (uri, prefix, broker) = url::parse_url(url)?;
         let q = RabbitQueue {
             uri,
             broker,
@@ -345,61 +116,6 @@ impl RabbitQueue {
         Ok(dropped)
     }
 
-    /// The live connection, reconnecting (and redeclaring the topology) if it died.
-    async fn link(&self) -> Result<Arc<Link>, QueueError> {
-        let mut slot = self.link.lock().await;
-        if let Some(l) = slot.as_ref() {
-            if l.healthy() {
-                return Ok(l.clone());
-            }
-            tracing::warn!(broker = %self.broker, "RabbitMQ connection lost; reconnecting");
-        }
-        if let Some(old) = slot.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), old.conn.close(200, "OK".into()))
-                .await;
-        }
-        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let what = format!("at {}", self.broker);
-        let link = within(&what, CONNECT_TIMEOUT, self.connect(generation)).await?;
-        let link = Arc::new(link);
-        *slot = Some(link.clone());
-        Ok(link)
-    }
-
-    async fn connect(&self, generation: u64) -> Result<Link, String> {
-        let props = ConnectionProperties::default()
-            .with_connection_name(format!("brevdue {}", self.names.prefix()).into());
-        let conn = Connection::connect_uri(self.uri.clone(), props)
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let setup = conn.create_channel().await.map_err(|e| e.to_string())?;
-        topology::declare(&setup, &self.names)
-            .await
-            .map_err(|e| format!("declaring the queues failed: {e}"))?;
-        let _ = setup.close(200, "OK".into()).await;
-        let publish = conn.create_channel().await.map_err(|e| e.to_string())?;
-        publish
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(Link {
-            conn,
-            publish,
-            generation,
-        })
-    }
-
-    /// Drops the connection of `generation` so the next call starts afresh.
-    async fn invalidate(&self, generation: u64) {
-        let mut slot = self.link.lock().await;
-        if slot.as_ref().is_some_and(|l| l.generation == generation)
-            && let Some(old) = slot.take()
-        {
-            let _ = tokio::time::timeout(Duration::from_secs(1), old.conn.close(200, "OK".into()))
-                .await;
-        }
-    }
-
     /// Where a letter reference goes: its work queue when due, else the delay tier for what is
     /// left of its wait.
     fn to_work(&self, msg: &Msg, now: i64) -> Outgoing {
@@ -426,203 +142,6 @@ impl RabbitQueue {
             body: msg.encode(),
             properties: msg.properties(None),
         }
-    }
-
-    /// Publishes everything, then waits for every confirm: durable on `Ok`.
-    async fn publish(&self, out: &[Outgoing]) -> Result<(), QueueError> {
-        if out.is_empty() {
-            return Ok(());
-        }
-        let link = self.link().await?;
-        let confirmations = within("publishing", CALL_TIMEOUT, async {
-            let sends = out.iter().map(|o| {
-                link.publish.basic_publish(
-                    o.exchange.as_str().into(),
-                    o.routing_key.as_str().into(),
-                    // Mandatory: a message no queue takes comes back instead of vanishing.
-                    BasicPublishOptions {
-                        mandatory: true,
-                        immediate: false,
-                    },
-                    &o.body,
-                    o.properties.clone(),
-                )
-            });
-            let confirms = futures::future::try_join_all(sends).await?;
-            futures::future::try_join_all(confirms).await
-        })
-        .await?;
-        for c in confirmations {
-            match c {
-                Confirmation::Ack(None) => {}
-                Confirmation::Ack(Some(returned)) => {
-                    // A queue is missing (deleted by hand?): declare everything again next time.
-                    self.invalidate(link.generation).await;
-                    return Err(QueueError::Unavailable(format!(
-                        "RabbitMQ could not route a message to {:?} ({}); the queues are declared again on the next call",
-                        returned.delivery.routing_key.as_str(),
-                        returned.reply_text.as_str()
-                    )));
-                }
-                Confirmation::Nack(_) => {
-                    return Err(QueueError::Unavailable(
-                        "RabbitMQ refused to store a message (negative confirm)".into(),
-                    ));
-                }
-                Confirmation::NotRequested => {
-                    return Err(QueueError::Unavailable(
-                        "RabbitMQ publisher confirms are not enabled on the channel".into(),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The inbox of `route`'s consumers, starting them if needed (first use, or their channel
-    /// or connection died).
-    async fn inbox(&self, route: Route, max: usize) -> Result<Arc<Inbox>, QueueError> {
-        let link = self.link().await?;
-        let fresh = |c: &RouteConsumer| {
-            c.generation == link.generation && c.channel.status().connected() && !c.inbox.stopped()
-        };
-        if let Some(c) = lock(&self.consumers).get(&route).filter(|c| fresh(c)) {
-            return Ok(c.inbox.clone());
-        }
-        let _setup = self.consumer_setup.lock().await;
-        if let Some(c) = lock(&self.consumers).get(&route).filter(|c| fresh(c)) {
-            return Ok(c.inbox.clone());
-        }
-        let old = lock(&self.consumers).remove(&route);
-        if let Some(old) = old {
-            // Its unacknowledged messages go back to the queue.
-            let _ =
-                tokio::time::timeout(Duration::from_secs(1), old.channel.close(200, "OK".into()))
-                    .await;
-        }
-        // Room for the batch a worker holds and the next one.
-        let prefetch = u16::try_from(max.saturating_mul(2).clamp(16, 4096)).unwrap_or(4096);
-        let consumer = within(
-            "starting a consumer",
-            CALL_TIMEOUT,
-            self.start_consumers(&link, route, prefetch),
-        )
-        .await?;
-        let inbox = consumer.inbox.clone();
-        lock(&self.consumers).insert(route, consumer);
-        Ok(inbox)
-    }
-
-    async fn start_consumers(
-        &self,
-        link: &Link,
-        route: Route,
-        prefetch: u16,
-    ) -> lapin::Result<RouteConsumer> {
-        let channel = link.conn.create_channel().await?;
-        // Per consumer: each priority queue may have `prefetch` unacknowledged messages here.
-        channel
-            .basic_qos(prefetch, BasicQosOptions { global: false })
-            .await?;
-        let mut rc = RouteConsumer {
-            generation: link.generation,
-            channel,
-            inbox: Arc::new(Inbox::default()),
-            tasks: Vec::new(),
-        };
-        for p in PRIORITIES {
-            let consumer = rc
-                .channel
-                .basic_consume(
-                    self.names.work(route, p).into(),
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            rc.tasks.push(tokio::spawn(forward(
-                consumer,
-                rc.inbox.clone(),
-                priority_level(p),
-                self.work.clone(),
-            )));
-        }
-        Ok(rc)
-    }
-
-    /// Gives back leases held longer than they were granted for.
-    async fn expire_leases(&self) {
-        let now = Instant::now();
-        let expired: Vec<Acker> = {
-            let mut held = lock(&self.held);
-            let ids: Vec<LetterId> = held
-                .iter()
-                .filter(|(_, h)| h.until <= now)
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter()
-                .filter_map(|id| held.remove(id))
-                .flat_map(|h| h.ackers)
-                .collect()
-        };
-        if !expired.is_empty() {
-            tracing::warn!(
-                letters = expired.len(),
-                "leases ran out without an outcome; the letters are handed out again"
-            );
-            settle(&expired, Settle::Requeue).await;
-        }
-    }
-
-    /// Takes one dead letter's message(s) off the dead queue, after publishing a fresh copy to
-    /// its work queue when `revive`. Every other dead message goes back untouched.
-    async fn take_dead(&self, id: LetterId, revive: bool) -> Result<bool, QueueError> {
-        let link = self.link().await?;
-        let dead = self.names.dead();
-        let ch = within(
-            "opening a channel",
-            CALL_TIMEOUT,
-            link.conn.create_channel(),
-        )
-        .await?;
-        let mut found: Vec<(Msg, Acker)> = Vec::new();
-        loop {
-            let got = within(
-                "reading the dead letters",
-                CALL_TIMEOUT,
-                ch.basic_get(dead.as_str().into(), BasicGetOptions { no_ack: false }),
-            )
-            .await?;
-            let Some(m) = got else { break };
-            if let Ok(msg) = Msg::decode(&m.delivery.data)
-                && msg.letter_id() == id
-            {
-                found.push((msg, m.delivery.acker));
-            }
-        }
-        if revive && let Some((msg, _)) = found.first() {
-            let fresh = Msg::new(Delivery {
-                not_before_ms: 0,
-                enqueued_at_ms: now_ms(),
-                ..msg.delivery
-            });
-            self.publish(&[self.to_work(&fresh, 0)]).await?;
-        }
-        let ackers: Vec<Acker> = found.iter().map(|(_, a)| a.clone()).collect();
-        let failed = settle(&ackers, Settle::Ack).await;
-        // Closing the channel returns every message it read and did not acknowledge.
-        let _ = within(
-            "closing a channel",
-            CALL_TIMEOUT,
-            ch.close(200, "OK".into()),
-        )
-        .await;
-        if failed > 0 {
-            return Err(QueueError::Unavailable(
-                "RabbitMQ connection lost while taking a dead letter off its queue".into(),
-            ));
-        }
-        Ok(!found.is_empty())
     }
 }
 
@@ -734,6 +253,11 @@ impl Queue for RabbitQueue {
         let Some(h) = lock(&self.held).remove(&id) else {
             return Ok(());
         };
+        if h.ackers.iter().all(Acker::poisoned) {
+            // Its channel died: the broker has already put the message back (without the
+            // attempt counted); another copy would only be a duplicate.
+            return Ok(());
+        }
         let mut msg = h.msg.clone();
         msg.attempts = msg.attempts.saturating_add(1);
         msg.delivery.not_before_ms = not_before_ms;
@@ -753,6 +277,8 @@ impl Queue for RabbitQueue {
         let Some(h) = lock(&self.held).remove(&id) else {
             return Ok(());
         };
+        // Published even when the channel the lease came on has died: the copy the broker put
+        // back is skipped by delivery (the store says FAILED), so this is the one operators see.
         let mut msg = h.msg.clone();
         msg.attempts = msg.attempts.saturating_add(1);
         msg.delivery.not_before_ms = 0;
@@ -771,43 +297,7 @@ impl Queue for RabbitQueue {
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
-        let link = self.link().await?;
-        let dead = self.names.dead();
-        let msgs = within("listing the dead letters", CALL_TIMEOUT, async {
-            // Read everything without acknowledging, then close the channel: RabbitMQ puts
-            // every message back. Dead letters are few.
-            let ch = link.conn.create_channel().await?;
-            let mut msgs = Vec::new();
-            while let Some(m) = ch
-                .basic_get(dead.as_str().into(), BasicGetOptions { no_ack: false })
-                .await?
-            {
-                match Msg::decode(&m.delivery.data) {
-                    Ok(msg) => msgs.push(msg),
-                    Err(e) => tracing::warn!(error = %e, "unreadable dead letter skipped"),
-                }
-            }
-            ch.close(200, "OK".into()).await?;
-            Ok::<_, lapin::Error>(msgs)
-        })
-        .await?;
-        // One entry per letter (copies can exist after a lost acknowledgement): the latest.
-        let mut by_letter: HashMap<LetterId, DeadLetter> = HashMap::new();
-        for m in msgs {
-            let d = m.dead_letter();
-            match by_letter.entry(m.letter_id()) {
-                Entry::Occupied(mut e) if e.get().failed_at_ms < d.failed_at_ms => {
-                    e.insert(d);
-                }
-                Entry::Occupied(_) => {}
-                Entry::Vacant(v) => {
-                    v.insert(d);
-                }
-            }
-        }
-        let mut list: Vec<DeadLetter> = by_letter.into_values().collect();
-        list.sort_by_key(|d| (d.failed_at_ms, d.delivery.letter_id));
-        Ok(list)
+        self.list_dead().await
     }
 
     async fn revive(&self, id: LetterId) -> Result<bool, QueueError> {
@@ -861,6 +351,10 @@ impl Queue for RabbitQueue {
     }
 }
 
+fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Drop for RabbitQueue {
     fn drop(&mut self) {
         // Stopping the consumers and closing the connection gives every unsettled message back
@@ -875,27 +369,5 @@ impl Drop for RabbitQueue {
                         .await;
             });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn url_prefix_and_host() {
-        let (uri, prefix, broker) =
-            parse_url("amqp://u:p%40ss@10.1.2.3:5673/%2f?heartbeat=10&prefix=t-1.").unwrap();
-        assert_eq!(prefix, "t-1.");
-        assert_eq!(uri.authority.host, "10.1.2.3");
-        assert_eq!(uri.authority.port, 5673);
-        assert_eq!(uri.authority.userinfo.password, "p@ss");
-        assert_eq!(uri.query.heartbeat, Some(10));
-        assert_eq!(broker, "10.1.2.3:5673//");
-        assert!(!broker.contains("p@ss"));
-        let (_, prefix, _) = parse_url("amqp://guest:guest@rabbit/").unwrap();
-        assert_eq!(prefix, DEFAULT_PREFIX);
-        assert!(parse_url("amqp://h/?prefix=a/b").is_err());
-        assert!(parse_url("amqps://h/").is_err());
     }
 }
