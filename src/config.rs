@@ -22,7 +22,8 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Store URL; default `sqlite://<data_dir>/brevdue.db`.
     pub store: Option<String>,
-    /// Queue URL; default `embedded://<data_dir>/queue.db`.
+    /// Queue URL; default `embedded://<data_dir>/queue.db`; RabbitMQ:
+    /// `amqp://USER:PASS@HOST:PORT/VHOST[?prefix=NAME]`.
     pub queue: Option<String>,
     /// How often admin changes (senders, registry, keys) are looked for.
     #[serde(with = "humantime_serde")]
@@ -105,8 +106,10 @@ impl Config {
             ));
         }
         let queue = self.queue_url();
-        if !queue.starts_with("embedded://") {
-            p.push(format!("queue {queue:?}: supported is embedded://PATH"));
+        if !queue.starts_with("embedded://") && !queue.starts_with("amqp://") {
+            p.push(format!(
+                "queue {queue:?}: supported are embedded://PATH and amqp://USER:PASS@HOST:PORT/VHOST"
+            ));
         }
         if self.stream_in_flight == 0 {
             p.push("stream_in_flight must be at least 1".into());
@@ -166,6 +169,11 @@ mod tests {
         assert_eq!(c.refresh_interval, Duration::from_secs(5));
         assert!(c.validate().is_ok());
         assert!(c.store_url().starts_with("sqlite:///var/lib/brevdue/"));
+        let rabbit = Config {
+            queue: Some("amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            ..Config::default()
+        };
+        assert!(rabbit.validate().is_ok());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! trait, one file per backend, chosen once at start-up from a URL.
 
 mod embedded;
+mod rabbitmq;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::domain::{LetterId, Priority};
 use crate::route::Route;
 
 pub use embedded::EmbeddedQueue;
+pub use rabbitmq::RabbitQueue;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -22,8 +24,12 @@ pub enum QueueError {
     Unavailable(String),
     #[error("queued data is damaged: {0}")]
     Corrupt(String),
-    #[error("queue URL {0:?} is not supported (use embedded://PATH)")]
+    #[error(
+        "queue URL {0:?} is not supported (use embedded://PATH or amqp://USER:PASS@HOST:PORT/VHOST)"
+    )]
     UnsupportedUrl(String),
+    #[error("queue URL: {0}")]
+    InvalidUrl(String),
 }
 
 impl From<sqlx::Error> for QueueError {
@@ -67,14 +73,21 @@ pub struct QueueDepth {
     pub dead: u64,
 }
 
+/// What every backend guarantees. Where RabbitMQ differs from the embedded queue the method
+/// says so; delivery copes with both (it skips letters the store already has delivered).
 #[async_trait]
 pub trait Queue: Send + Sync + 'static {
-    /// Records deliveries. Durable on return. Idempotent per letter id: a letter already queued
-    /// (or dead-lettered) is left as it is.
+    /// Records deliveries. Durable on return. Embedded: idempotent per letter id, a letter
+    /// already queued (or dead-lettered) is left as it is. RabbitMQ: not idempotent, the same
+    /// letter enqueued twice is two messages (and a duplicate receipt re-enqueues).
     async fn enqueue(&self, items: &[Delivery]) -> Result<(), QueueError>;
 
     /// Hands out up to `max` due deliveries of `route`, most urgent first, each leased for
     /// `lease`: a delivery neither acknowledged nor retried within it is handed out again.
+    /// Returns at once, or after a short wait for the first delivery, with what is there.
+    /// RabbitMQ: most urgent first among what this gateway's consumers have received (one
+    /// queue per priority); a gateway that dies gives its leases back when its connection
+    /// closes.
     async fn lease(
         &self,
         route: Route,
@@ -82,13 +95,14 @@ pub trait Queue: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<Leased>, QueueError>;
 
-    /// Removes delivered letters from the queue.
+    /// Removes delivered letters from the queue. Ids this handle did not lease (or whose lease
+    /// ran out) are ignored by RabbitMQ.
     async fn ack(&self, ids: &[LetterId]) -> Result<(), QueueError>;
 
-    /// Puts a delivery back, due again at `not_before_ms`, counting one more attempt.
+    /// Puts a leased delivery back, due again at `not_before_ms`, counting one more attempt.
     async fn retry(&self, id: LetterId, not_before_ms: i64, error: &str) -> Result<(), QueueError>;
 
-    /// Moves a delivery whose retries are spent to the dead letters.
+    /// Moves a leased delivery whose retries are spent to the dead letters.
     async fn dead_letter(&self, id: LetterId, error: &str) -> Result<(), QueueError>;
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError>;
@@ -99,13 +113,16 @@ pub trait Queue: Send + Sync + 'static {
     /// Drops a dead letter for good.
     async fn purge(&self, id: LetterId) -> Result<bool, QueueError>;
 
+    /// Embedded: every queued delivery, leased or not yet due included. RabbitMQ: messages
+    /// ready in the work queues (not those out with consumers or waiting in delay queues).
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
 
     /// Waits until work may be available or `max_wait` has passed.
     async fn wait_for_work(&self, max_wait: Duration);
 }
 
-/// Opens the queue a URL names: `embedded://PATH` (or empty for the data directory's own).
+/// Opens the queue a URL names: `embedded://PATH` (or empty for the data directory's own), or
+/// RabbitMQ at `amqp://USER:PASS@HOST:PORT/VHOST[?prefix=NAME]` (see [`RabbitQueue`]).
 /// `owner` is true for the serving gateway (it may clear leases a crash left behind) and false
 /// for admin commands running beside it.
 pub async fn open(url: &str, data_dir: &Path, owner: bool) -> Result<Arc<dyn Queue>, QueueError> {
@@ -116,6 +133,12 @@ pub async fn open(url: &str, data_dir: &Path, owner: bool) -> Result<Arc<dyn Que
             path.into()
         };
         Ok(Arc::new(EmbeddedQueue::open(&path, owner).await?))
+    } else if url.starts_with("amqp://") {
+        Ok(Arc::new(RabbitQueue::open(url).await?))
+    } else if url.starts_with("amqps://") {
+        Err(QueueError::InvalidUrl(
+            "amqps:// (TLS) is not supported; use amqp:// on a trusted network or through a TLS tunnel".into(),
+        ))
     } else {
         Err(QueueError::UnsupportedUrl(url.to_string()))
     }

@@ -1,0 +1,373 @@
+//! The RabbitMQ queue, for several gateways sharing one broker: durable quorum queues,
+//! persistent messages, publisher confirms, broker dead-lettering for delays.
+//!
+//! URL: `amqp://USER:PASS@HOST:PORT/VHOST` (vhost URL-encoded: `%2f` is `/`), optionally with
+//! `?prefix=NAME` (letters, digits, `.`, `_`, `-`; default `brevdue.`) that every queue and
+//! exchange name starts with: gateways sharing a broker use the same prefix, tests one each.
+//! lapin's own query parameters (`heartbeat`, `connection_timeout`, …) pass through.
+//! `amqps://` is refused: brevdue is built with ring as its only crypto provider and no TLS
+//! for AMQP.
+//!
+//! How the trait's meaning maps onto RabbitMQ:
+//! - `enqueue` publishes every item (pipelined) and returns once the broker confirmed all of
+//!   them: persistent messages in quorum queues, so durable. Not idempotent: the same letter
+//!   enqueued twice is two messages; delivery skips letters the store already has delivered.
+//! - `lease` takes what this gateway's consumers (one channel per route, prefetch limited)
+//!   have received, urgent queue first. A leased message stays unacknowledged at the broker
+//!   until `ack`, `retry` or `dead_letter` settles it; if the gateway dies its connection
+//!   closes and RabbitMQ hands the message out again, which is the lease running out. A lease
+//!   this handle holds longer than `lease` is given back (requeued) at the next `lease` call.
+//! - `retry` publishes the letter to the delay path with its new due time and one more
+//!   attempt, confirmed, then acknowledges the original; `dead_letter` publishes it to the
+//!   dead queue, confirmed, then acknowledges. If the acknowledgement is lost the original
+//!   comes back too: a duplicate the store makes harmless.
+//! - The connection is checked before every call; a dead one (broker restart, network) is
+//!   replaced, the topology declared again and consumers started again. Publishes in flight
+//!   when it died fail with `Unavailable`; their callers retry.
+
+mod consume;
+mod dead;
+mod link;
+mod message;
+mod topology;
+mod url;
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use lapin::Acker;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use lapin::uri::AMQPUri;
+use tokio::sync::{Mutex, Notify};
+
+use crate::clock::now_ms;
+use crate::domain::LetterId;
+use crate::route::Route;
+
+use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError};
+use consume::{Held, RouteConsumer, Settle, settle};
+use link::{CALL_TIMEOUT, Link, Outgoing, within};
+use message::Msg;
+use topology::{Names, PRIORITIES, tier_for};
+
+/// How long `lease` waits for a first message when nothing is buffered.
+const FIRST_DELIVERY_WAIT: Duration = Duration::from_millis(50);
+
+pub struct RabbitQueue {
+    uri: AMQPUri,
+    /// `host:port/vhost` for messages: never the credentials.
+    broker: String,
+    names: Names,
+    /// The live connection; replaced when found dead.
+    link: Mutex<Option<Arc<Link>>>,
+    generation: AtomicU64,
+    /// Serialises starting consumers.
+    consumer_setup: Mutex<()>,
+    consumers: StdMutex<HashMap<Route, RouteConsumer>>,
+    /// Deliveries handed out by `lease` and not yet settled, by letter. Their messages are
+    /// unacknowledged at the broker; the ackers settle them on the channel they came on.
+    held: StdMutex<HashMap<LetterId, Held>>,
+    /// Signalled when a consumer buffers a message (or stops).
+    work: Arc<Notify>,
+}
+
+impl RabbitQueue {
+    /// Connects and declares the topology, so a wrong URL or credentials fail at start-up.
+    pub async fn open(url: &str) -> Result<RabbitQueue, QueueError> {
+        let (uri, prefix, broker) = url::parse_url(url)?;
+        let q = RabbitQueue {
+            uri,
+            broker,
+            names: Names::new(&prefix),
+            link: Mutex::new(None),
+            generation: AtomicU64::new(0),
+            consumer_setup: Mutex::new(()),
+            consumers: StdMutex::new(HashMap::new()),
+            held: StdMutex::new(HashMap::new()),
+            work: Arc::new(Notify::new()),
+        };
+        q.link().await?;
+        Ok(q)
+    }
+
+    /// The prefix every queue and exchange name of this queue starts with.
+    pub fn prefix(&self) -> &str {
+        self.names.prefix()
+    }
+
+    /// Deletes this prefix's queues (with their messages) and exchange: for tests and for
+    /// taking an installation down. Returns how many messages were dropped.
+    pub async fn delete_topology(&self) -> Result<u64, QueueError> {
+        lock(&self.consumers).clear();
+        let link = self.link().await?;
+        let dropped = within("deleting the queues", CALL_TIMEOUT, async {
+            let ch = link.conn.create_channel().await?;
+            let n = topology::delete(&ch, &self.names).await?;
+            ch.close(200, "OK".into()).await?;
+            Ok::<_, lapin::Error>(n)
+        })
+        .await?;
+        self.invalidate(link.generation).await;
+        Ok(dropped)
+    }
+
+    /// Where a letter reference goes: its work queue when due, else the delay tier for what is
+    /// left of its wait.
+    fn to_work(&self, msg: &Msg, now: i64) -> Outgoing {
+        let d = &msg.delivery;
+        let routing_key = self.names.work(d.route, d.priority);
+        let remaining = d.not_before_ms - now;
+        let (exchange, tier) = if remaining <= 0 {
+            (String::new(), None)
+        } else {
+            (self.names.delay_exchange(), Some(tier_for(remaining)))
+        };
+        Outgoing {
+            exchange,
+            routing_key,
+            body: msg.encode(),
+            properties: msg.properties(tier),
+        }
+    }
+
+    fn to_dead(&self, msg: &Msg) -> Outgoing {
+        Outgoing {
+            exchange: String::new(),
+            routing_key: self.names.dead(),
+            body: msg.encode(),
+            properties: msg.properties(None),
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for RabbitQueue {
+    async fn enqueue(&self, items: &[Delivery]) -> Result<(), QueueError> {
+        let now = now_ms();
+        let out: Vec<Outgoing> = items
+            .iter()
+            .map(|d| self.to_work(&Msg::new(*d), now))
+            .collect();
+        self.publish(&out).await
+    }
+
+    async fn lease(
+        &self,
+        route: Route,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Leased>, QueueError> {
+        self.expire_leases().await;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let inbox = self.inbox(route, max).await?;
+        if inbox.is_empty() {
+            let arrived = inbox.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if inbox.is_empty() {
+                let _ = tokio::time::timeout(FIRST_DELIVERY_WAIT, arrived).await;
+            }
+        }
+        let now = now_ms();
+        let until = Instant::now() + lease;
+        let mut out = Vec::new();
+        let mut early: Vec<(Msg, Acker)> = Vec::new();
+        let mut corrupt: Vec<Acker> = Vec::new();
+        {
+            let mut held = lock(&self.held);
+            for i in inbox.take(max) {
+                let msg = match Msg::decode(&i.data) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::error!(error = %e, "unreadable message moved to the dead queue");
+                        corrupt.push(i.acker);
+                        continue;
+                    }
+                };
+                if msg.delivery.not_before_ms > now {
+                    early.push((msg, i.acker));
+                    continue;
+                }
+                match held.entry(msg.letter_id()) {
+                    // Another copy of a letter already out: settled together with it.
+                    Entry::Occupied(mut e) => e.get_mut().ackers.push(i.acker),
+                    Entry::Vacant(v) => {
+                        out.push(msg.leased());
+                        v.insert(Held {
+                            msg,
+                            ackers: vec![i.acker],
+                            until,
+                        });
+                    }
+                }
+            }
+        }
+        // The work queues dead-letter rejected messages to the dead queue.
+        settle(&corrupt, Settle::Drop).await;
+        if !early.is_empty() {
+            // Back from a delay tier shorter than the wait: delay again for the rest.
+            let again: Vec<Outgoing> = early.iter().map(|(m, _)| self.to_work(m, now)).collect();
+            let ackers: Vec<Acker> = early.into_iter().map(|(_, a)| a).collect();
+            match self.publish(&again).await {
+                Ok(()) => {
+                    settle(&ackers, Settle::Ack).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not delay scheduled letters again; they go back to their queue");
+                    settle(&ackers, Settle::Requeue).await;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, ids: &[LetterId]) -> Result<(), QueueError> {
+        let ackers: Vec<Acker> = {
+            let mut held = lock(&self.held);
+            ids.iter()
+                .filter_map(|id| held.remove(id))
+                .flat_map(|h| h.ackers)
+                .collect()
+        };
+        match settle(&ackers, Settle::Ack).await {
+            0 => Ok(()),
+            n => Err(QueueError::Unavailable(format!(
+                "RabbitMQ connection lost before {n} acknowledgements; those letters are handed out again and skipped as delivered"
+            ))),
+        }
+    }
+
+    async fn retry(
+        &self,
+        id: LetterId,
+        not_before_ms: i64,
+        _error: &str,
+    ) -> Result<(), QueueError> {
+        let Some(h) = lock(&self.held).remove(&id) else {
+            return Ok(());
+        };
+        if h.ackers.iter().all(Acker::poisoned) {
+            // Its channel died: the broker has already put the message back (without the
+            // attempt counted); another copy would only be a duplicate.
+            return Ok(());
+        }
+        let mut msg = h.msg.clone();
+        msg.attempts = msg.attempts.saturating_add(1);
+        msg.delivery.not_before_ms = not_before_ms;
+        match self.publish(&[self.to_work(&msg, now_ms())]).await {
+            Ok(()) => {
+                settle(&h.ackers, Settle::Ack).await;
+                Ok(())
+            }
+            Err(e) => {
+                settle(&h.ackers, Settle::Requeue).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn dead_letter(&self, id: LetterId, error: &str) -> Result<(), QueueError> {
+        let Some(h) = lock(&self.held).remove(&id) else {
+            return Ok(());
+        };
+        // Published even when the channel the lease came on has died: the copy the broker put
+        // back is skipped by delivery (the store says FAILED), so this is the one operators see.
+        let mut msg = h.msg.clone();
+        msg.attempts = msg.attempts.saturating_add(1);
+        msg.delivery.not_before_ms = 0;
+        msg.failed_at_ms = Some(now_ms());
+        msg.error = Some(error.to_string());
+        match self.publish(&[self.to_dead(&msg)]).await {
+            Ok(()) => {
+                settle(&h.ackers, Settle::Ack).await;
+                Ok(())
+            }
+            Err(e) => {
+                settle(&h.ackers, Settle::Requeue).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
+        self.list_dead().await
+    }
+
+    async fn revive(&self, id: LetterId) -> Result<bool, QueueError> {
+        self.take_dead(id, true).await
+    }
+
+    async fn purge(&self, id: LetterId) -> Result<bool, QueueError> {
+        self.take_dead(id, false).await
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let link = self.link().await?;
+        within("counting messages", CALL_TIMEOUT, async {
+            let ch = link.conn.create_channel().await?;
+            let passive = QueueDeclareOptions::durable().passive();
+            let mut d = QueueDepth::default();
+            for route in [Route::Mailbox, Route::Print] {
+                for p in PRIORITIES {
+                    let q = ch
+                        .queue_declare(
+                            self.names.work(route, p).into(),
+                            passive,
+                            FieldTable::default(),
+                        )
+                        .await?;
+                    let n = u64::from(q.message_count());
+                    match route {
+                        Route::Mailbox => d.mailbox += n,
+                        Route::Print => d.print += n,
+                    }
+                }
+            }
+            let q = ch
+                .queue_declare(self.names.dead().into(), passive, FieldTable::default())
+                .await?;
+            d.dead = u64::from(q.message_count());
+            ch.close(200, "OK".into()).await?;
+            Ok::<_, lapin::Error>(d)
+        })
+        .await
+    }
+
+    async fn wait_for_work(&self, max_wait: Duration) {
+        let notified = self.work.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let buffered = lock(&self.consumers).values().any(|c| !c.inbox.is_empty());
+        if !buffered {
+            let _ = tokio::time::timeout(max_wait, notified).await;
+        }
+    }
+}
+
+fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Drop for RabbitQueue {
+    fn drop(&mut self) {
+        // Stopping the consumers and closing the connection gives every unsettled message back
+        // to the broker, as a crash would.
+        lock(&self.consumers).clear();
+        if let Some(link) = self.link.get_mut().take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), link.conn.close(200, "OK".into()))
+                        .await;
+            });
+        }
+    }
+}

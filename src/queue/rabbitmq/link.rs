@@ -1,0 +1,163 @@
+//! The connection to RabbitMQ: opened (with the topology declared) on first use, checked before
+//! every call and replaced when dead, and confirmed publishing on its one confirm-mode channel.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+
+use super::{QueueError, RabbitQueue, topology};
+
+/// Connecting and declaring the topology.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Any other broker call, including waiting for the confirms of one enqueue.
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One connection with its confirm-mode publishing channel.
+pub(super) struct Link {
+    pub(super) conn: Connection,
+    pub(super) publish: Channel,
+    pub(super) generation: u64,
+}
+
+impl Link {
+    fn healthy(&self) -> bool {
+        self.conn.status().connected() && self.publish.status().connected()
+    }
+}
+
+/// A message ready to publish.
+pub(super) struct Outgoing {
+    pub(super) exchange: String,
+    pub(super) routing_key: String,
+    pub(super) body: Vec<u8>,
+    pub(super) properties: BasicProperties,
+}
+
+pub(super) fn unavailable(what: &str, e: impl std::fmt::Display) -> QueueError {
+    QueueError::Unavailable(format!("RabbitMQ {what}: {e}"))
+}
+
+/// Runs one broker call under a deadline.
+pub(super) async fn within<T, E: std::fmt::Display>(
+    what: &str,
+    limit: Duration,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, QueueError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(unavailable(what, e)),
+        Err(_) => Err(unavailable(what, format!("no answer within {limit:?}"))),
+    }
+}
+
+impl RabbitQueue {
+    /// The live connection, reconnecting (and redeclaring the topology) if it died.
+    pub(super) async fn link(&self) -> Result<Arc<Link>, QueueError> {
+        let mut slot = self.link.lock().await;
+        if let Some(l) = slot.as_ref() {
+            if l.healthy() {
+                return Ok(l.clone());
+            }
+            tracing::warn!(broker = %self.broker, "RabbitMQ connection lost; reconnecting");
+        }
+        if let Some(old) = slot.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), old.conn.close(200, "OK".into()))
+                .await;
+        }
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let what = format!("at {}", self.broker);
+        let link = within(&what, CONNECT_TIMEOUT, self.connect(generation)).await?;
+        let link = Arc::new(link);
+        *slot = Some(link.clone());
+        Ok(link)
+    }
+
+    async fn connect(&self, generation: u64) -> Result<Link, String> {
+        let props = ConnectionProperties::default()
+            .with_connection_name(format!("brevdue {}", self.names.prefix()).into());
+        let conn = Connection::connect_uri(self.uri.clone(), props)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let setup = conn.create_channel().await.map_err(|e| e.to_string())?;
+        topology::declare(&setup, &self.names)
+            .await
+            .map_err(|e| format!("declaring the queues failed: {e}"))?;
+        let _ = setup.close(200, "OK".into()).await;
+        let publish = conn.create_channel().await.map_err(|e| e.to_string())?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Link {
+            conn,
+            publish,
+            generation,
+        })
+    }
+
+    /// Drops the connection of `generation` so the next call starts afresh.
+    pub(super) async fn invalidate(&self, generation: u64) {
+        let mut slot = self.link.lock().await;
+        if slot.as_ref().is_some_and(|l| l.generation == generation)
+            && let Some(old) = slot.take()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(1), old.conn.close(200, "OK".into()))
+                .await;
+        }
+    }
+
+    /// Publishes everything, then waits for every confirm: durable on `Ok`.
+    pub(super) async fn publish(&self, out: &[Outgoing]) -> Result<(), QueueError> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let link = self.link().await?;
+        let confirmations = within("publishing", CALL_TIMEOUT, async {
+            let sends = out.iter().map(|o| {
+                link.publish.basic_publish(
+                    o.exchange.as_str().into(),
+                    o.routing_key.as_str().into(),
+                    // Mandatory: a message no queue takes comes back instead of vanishing.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        immediate: false,
+                    },
+                    &o.body,
+                    o.properties.clone(),
+                )
+            });
+            let confirms = futures::future::try_join_all(sends).await?;
+            futures::future::try_join_all(confirms).await
+        })
+        .await?;
+        for c in confirmations {
+            match c {
+                Confirmation::Ack(None) => {}
+                Confirmation::Ack(Some(returned)) => {
+                    // A queue is missing (deleted by hand?): declare everything again next time.
+                    self.invalidate(link.generation).await;
+                    return Err(QueueError::Unavailable(format!(
+                        "RabbitMQ could not route a message to {:?} ({}); the queues are declared again on the next call",
+                        returned.delivery.routing_key.as_str(),
+                        returned.reply_text.as_str()
+                    )));
+                }
+                Confirmation::Nack(_) => {
+                    return Err(QueueError::Unavailable(
+                        "RabbitMQ refused to store a message (negative confirm)".into(),
+                    ));
+                }
+                Confirmation::NotRequested => {
+                    return Err(QueueError::Unavailable(
+                        "RabbitMQ publisher confirms are not enabled on the channel".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,484 @@
+//! The queue contract: the same test functions run against every backend.
+//!
+//! - `embedded::*` on a fresh temporary data directory.
+//! - `rabbitmq::*` on the RabbitMQ at `BREVDUE_TEST_AMQP_URL` (default
+//!   `amqp://guest:guest@127.0.0.1:5672/%2f`), each test with a queue prefix of its own whose
+//!   queues are deleted when the test ends, failed or not. No RabbitMQ is a failure that says
+//!   how to start it, never a skip.
+//!
+//! What RabbitMQ guarantees differs from the embedded queue in three places, and the tests say
+//! where: urgency orders what the gateway's consumers have received (so the ordering test
+//! waits until the broker has pushed everything), `depth` counts messages ready in the work
+//! queues (not those out with consumers), and a message read back by a listing is visible again
+//! only once the broker has processed its return (counts are polled briefly).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use brevdue::clock::now_ms;
+use brevdue::domain::{LetterId, Priority};
+use brevdue::queue::{self, Delivery, Leased, Queue, QueueDepth, RabbitQueue};
+use brevdue::route::Route;
+use tempfile::TempDir;
+
+const LEASE: Duration = Duration::from_secs(60);
+const START_RABBITMQ: &str =
+    "start it with `rabbitmq-server -detached` then `rabbitmqctl -q await_startup --timeout 60`";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Backend {
+    Embedded,
+    RabbitMq,
+}
+
+/// Where one test's queue lives; opening it again is what a restarted gateway does.
+struct Fixture {
+    backend: Backend,
+    url: String,
+    dir: TempDir,
+    _cleanup: Option<DeleteQueues>,
+}
+
+/// Deletes a RabbitMQ prefix's queues when dropped, also when the test panicked. Runs on a
+/// thread of its own with its own runtime, since `Drop` cannot await.
+struct DeleteQueues(String);
+
+impl Drop for DeleteQueues {
+    fn drop(&mut self) {
+        let url = self.0.clone();
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                match RabbitQueue::open(&url).await {
+                    Ok(q) => q.delete_topology().await.map(|_| ()),
+                    Err(e) => Err(e),
+                }
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = done {
+            eprintln!("could not delete the test queues: {e}");
+        }
+    }
+}
+
+fn amqp_base() -> String {
+    std::env::var("BREVDUE_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+}
+
+impl Fixture {
+    async fn new(backend: Backend) -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Embedded => Fixture {
+                backend,
+                url: format!("embedded://{}", dir.path().join("queue.db").display()),
+                dir,
+                _cleanup: None,
+            },
+            Backend::RabbitMq => {
+                let base = amqp_base();
+                let id = LetterId::new().to_string();
+                let url = format!("{base}?prefix=brevdue-test-{}.", &id[id.len() - 12..]);
+                let cleanup = DeleteQueues(url.clone());
+                Fixture {
+                    backend,
+                    url,
+                    dir,
+                    _cleanup: Some(cleanup),
+                }
+            }
+        }
+    }
+
+    async fn open(&self) -> Arc<dyn Queue> {
+        match queue::open(&self.url, self.dir.path(), true).await {
+            Ok(q) => q,
+            Err(e) if self.backend == Backend::RabbitMq => panic!(
+                "RabbitMQ is needed for this test and is not reachable at {}: {e}; {START_RABBITMQ}",
+                amqp_base().split('@').next_back().unwrap_or_default()
+            ),
+            Err(e) => panic!("opening the embedded queue: {e}"),
+        }
+    }
+}
+
+fn delivery(route: Route, priority: Priority, not_before_ms: i64) -> Delivery {
+    Delivery {
+        letter_id: LetterId::new(),
+        route,
+        priority,
+        not_before_ms,
+        enqueued_at_ms: now_ms(),
+    }
+}
+
+/// Leases until `want` deliveries came or `within` passed.
+async fn lease_until(q: &dyn Queue, route: Route, want: usize, within: Duration) -> Vec<Leased> {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    while got.len() < want && Instant::now() < deadline {
+        let more = q
+            .lease(route, want - got.len(), LEASE)
+            .await
+            .expect("lease");
+        if more.is_empty() {
+            q.wait_for_work(Duration::from_millis(50)).await;
+        }
+        got.extend(more);
+    }
+    got
+}
+
+/// Nothing is handed out for a while.
+async fn assert_nothing_due(q: &dyn Queue, route: Route) {
+    let got = lease_until(q, route, 1, Duration::from_millis(300)).await;
+    assert!(got.is_empty(), "nothing should be due, got {got:?}");
+}
+
+/// Polls until `f` gives `want` (RabbitMQ settles returns and counts asynchronously).
+async fn eventually<T, F, Fut>(want: T, mut f: F) -> T
+where
+    T: PartialEq + std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = f().await;
+        if got == want || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn depth(q: &dyn Queue) -> QueueDepth {
+    q.depth().await.expect("depth")
+}
+
+fn ids(l: &[Leased]) -> Vec<LetterId> {
+    l.iter().map(|l| l.delivery.letter_id).collect()
+}
+
+// ---- the contract -------------------------------------------------------------------------
+
+async fn hands_out_what_was_enqueued_most_urgent_first(f: Fixture) {
+    let q = f.open().await;
+    // RabbitMQ: workers consume before letters arrive, as in a running gateway.
+    assert!(q.lease(Route::Mailbox, 10, LEASE).await.unwrap().is_empty());
+    let bulk = delivery(Route::Mailbox, Priority::Bulk, 0);
+    let normal = delivery(Route::Mailbox, Priority::Normal, 0);
+    let urgent = delivery(Route::Mailbox, Priority::Urgent, 0);
+    let print = delivery(Route::Print, Priority::Normal, 0);
+    q.enqueue(&[bulk, normal, print, urgent]).await.unwrap();
+    if f.backend == Backend::RabbitMq {
+        // Guaranteed: urgent first among what the consumers hold. Wait until the broker has
+        // pushed all three (none ready any more) and the consumer has buffered them.
+        let d = eventually(0, || async { depth(&*q).await.mailbox }).await;
+        assert_eq!(d, 0, "the broker should have pushed the mailbox messages");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let got = q.lease(Route::Mailbox, 10, LEASE).await.unwrap();
+    assert_eq!(
+        ids(&got),
+        vec![urgent.letter_id, normal.letter_id, bulk.letter_id]
+    );
+    assert_eq!(got[0].delivery, urgent);
+    assert_eq!(got[0].attempts, 0);
+    let printed = lease_until(&*q, Route::Print, 1, Duration::from_secs(5)).await;
+    assert_eq!(ids(&printed), vec![print.letter_id]);
+    // Leased is not handed out twice.
+    assert_nothing_due(&*q, Route::Mailbox).await;
+    q.ack(&ids(&got)).await.unwrap();
+    q.ack(&ids(&printed)).await.unwrap();
+}
+
+async fn ack_removes_deliveries_for_good(f: Fixture) {
+    let q = f.open().await;
+    let items: Vec<Delivery> = (0..5)
+        .map(|_| delivery(Route::Mailbox, Priority::Normal, 0))
+        .collect();
+    q.enqueue(&items).await.unwrap();
+    let got = lease_until(&*q, Route::Mailbox, 5, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 5);
+    let mut want: Vec<LetterId> = items.iter().map(|d| d.letter_id).collect();
+    let mut have = ids(&got);
+    want.sort();
+    have.sort();
+    assert_eq!(have, want);
+    q.ack(&have).await.unwrap();
+    assert_eq!(depth(&*q).await, QueueDepth::default());
+    drop(q);
+    // Acknowledged deliveries do not come back after a restart either.
+    let q = f.open().await;
+    assert_nothing_due(&*q, Route::Mailbox).await;
+    assert_eq!(depth(&*q).await, QueueDepth::default());
+}
+
+async fn depth_counts_per_route(f: Fixture) {
+    let q = f.open().await;
+    assert_eq!(depth(&*q).await, QueueDepth::default());
+    let mut items = Vec::new();
+    for p in [Priority::Urgent, Priority::Normal, Priority::Bulk] {
+        items.push(delivery(Route::Mailbox, p, 0));
+    }
+    items.push(delivery(Route::Print, Priority::Normal, 0));
+    items.push(delivery(Route::Print, Priority::Urgent, 0));
+    q.enqueue(&items).await.unwrap();
+    assert_eq!(
+        depth(&*q).await,
+        QueueDepth {
+            mailbox: 3,
+            print: 2,
+            dead: 0
+        }
+    );
+}
+
+async fn retry_makes_a_delivery_due_later_and_counts_attempts(f: Fixture) {
+    let q = f.open().await;
+    let d = delivery(Route::Print, Priority::Normal, 0);
+    q.enqueue(&[d]).await.unwrap();
+    let got = lease_until(&*q, Route::Print, 1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].attempts, 0);
+    let due = now_ms() + 1_200;
+    q.retry(d.letter_id, due, "print spool full").await.unwrap();
+    assert_nothing_due(&*q, Route::Print).await;
+    let again = lease_until(&*q, Route::Print, 1, Duration::from_secs(10)).await;
+    assert_eq!(ids(&again), vec![d.letter_id]);
+    assert!(now_ms() >= due, "handed out before it was due");
+    assert_eq!(again[0].attempts, 1);
+    assert_eq!(again[0].delivery.not_before_ms, due);
+    assert_eq!(again[0].delivery.enqueued_at_ms, d.enqueued_at_ms);
+    // Due at once: back straight away, one more attempt counted.
+    q.retry(d.letter_id, now_ms(), "print spool full")
+        .await
+        .unwrap();
+    let third = lease_until(&*q, Route::Print, 1, Duration::from_secs(5)).await;
+    assert_eq!(ids(&third), vec![d.letter_id]);
+    assert_eq!(third[0].attempts, 2);
+    q.ack(&[d.letter_id]).await.unwrap();
+    assert_nothing_due(&*q, Route::Print).await;
+}
+
+async fn scheduled_deliveries_wait_until_due(f: Fixture) {
+    let q = f.open().await;
+    let due = now_ms() + 1_000;
+    let later = delivery(Route::Mailbox, Priority::Urgent, due);
+    let now = delivery(Route::Mailbox, Priority::Bulk, 0);
+    q.enqueue(&[later, now]).await.unwrap();
+    let first = lease_until(&*q, Route::Mailbox, 1, Duration::from_secs(5)).await;
+    assert_eq!(ids(&first), vec![now.letter_id], "only the due one");
+    let second = lease_until(&*q, Route::Mailbox, 1, Duration::from_secs(10)).await;
+    assert_eq!(ids(&second), vec![later.letter_id]);
+    assert!(now_ms() >= due, "handed out before it was due");
+    q.ack(&[now.letter_id, later.letter_id]).await.unwrap();
+}
+
+async fn dead_letters_are_listed_revived_and_purged(f: Fixture) {
+    let q = f.open().await;
+    let a = delivery(Route::Mailbox, Priority::Normal, 0);
+    let b = delivery(Route::Print, Priority::Bulk, 0);
+    q.enqueue(&[a, b]).await.unwrap();
+    assert_eq!(
+        ids(&lease_until(&*q, Route::Mailbox, 1, Duration::from_secs(5)).await),
+        vec![a.letter_id]
+    );
+    assert_eq!(
+        ids(&lease_until(&*q, Route::Print, 1, Duration::from_secs(5)).await),
+        vec![b.letter_id]
+    );
+    q.dead_letter(a.letter_id, "mailbox refused the letter")
+        .await
+        .unwrap();
+    q.dead_letter(b.letter_id, "printer on fire").await.unwrap();
+    assert_eq!(depth(&*q).await.dead, 2);
+
+    let dead = q.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let da = dead.iter().find(|d| d.delivery.letter_id == a.letter_id);
+    let da = da.expect("a is listed");
+    assert_eq!(da.last_error, "mailbox refused the letter");
+    assert_eq!(da.attempts, 1);
+    assert_eq!(da.delivery.route, Route::Mailbox);
+    assert_eq!(da.delivery.enqueued_at_ms, a.enqueued_at_ms);
+    assert!(da.failed_at_ms >= a.enqueued_at_ms);
+    // Listing loses nothing.
+    let listed = eventually(2, || async { q.dead_letters().await.unwrap().len() }).await;
+    assert_eq!(listed, 2);
+    assert_eq!(eventually(2, || async { depth(&*q).await.dead }).await, 2);
+
+    assert!(q.revive(a.letter_id).await.unwrap());
+    let back = lease_until(&*q, Route::Mailbox, 1, Duration::from_secs(5)).await;
+    assert_eq!(ids(&back), vec![a.letter_id]);
+    assert_eq!(back[0].attempts, 0, "a fresh round of attempts");
+    q.ack(&[a.letter_id]).await.unwrap();
+    let left = eventually(vec![b.letter_id], || async {
+        let d = q.dead_letters().await.unwrap();
+        d.iter().map(|d| d.delivery.letter_id).collect::<Vec<_>>()
+    })
+    .await;
+    assert_eq!(left, vec![b.letter_id]);
+
+    assert!(q.purge(b.letter_id).await.unwrap());
+    assert!(!q.purge(b.letter_id).await.unwrap());
+    assert!(!q.revive(b.letter_id).await.unwrap());
+    assert!(q.dead_letters().await.unwrap().is_empty());
+    assert_eq!(depth(&*q).await, QueueDepth::default());
+    assert_nothing_due(&*q, Route::Print).await;
+}
+
+async fn a_lease_never_settled_is_handed_out_again_after_a_crash(f: Fixture) {
+    let q = f.open().await;
+    let d = delivery(Route::Mailbox, Priority::Normal, 0);
+    let other = delivery(Route::Mailbox, Priority::Normal, 0);
+    q.enqueue(&[d]).await.unwrap();
+    let got = lease_until(&*q, Route::Mailbox, 1, Duration::from_secs(5)).await;
+    assert_eq!(ids(&got), vec![d.letter_id]);
+    // The gateway dies holding the lease: its queue handle (and connection) is gone.
+    drop(q);
+    let q = f.open().await;
+    q.enqueue(&[other]).await.unwrap();
+    let mut again = ids(&lease_until(&*q, Route::Mailbox, 2, Duration::from_secs(15)).await);
+    again.sort();
+    let mut want = vec![d.letter_id, other.letter_id];
+    want.sort();
+    assert_eq!(again, want);
+    q.ack(&want).await.unwrap();
+    assert_eq!(depth(&*q).await, QueueDepth::default());
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Fixture::new(super::Backend::Embedded).await).await
+                }
+            )*
+        }
+        mod rabbitmq {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Fixture::new(super::Backend::RabbitMq).await).await
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    hands_out_what_was_enqueued_most_urgent_first,
+    ack_removes_deliveries_for_good,
+    depth_counts_per_route,
+    retry_makes_a_delivery_due_later_and_counts_attempts,
+    scheduled_deliveries_wait_until_due,
+    dead_letters_are_listed_revived_and_purged,
+    a_lease_never_settled_is_handed_out_again_after_a_crash,
+);
+
+// ---- RabbitMQ only ------------------------------------------------------------------------
+
+/// The broker drops the gateway's connection (as in a broker restart): the next calls
+/// reconnect, declare the topology again and restart the consumers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_reconnects_after_the_broker_drops_the_connection() {
+    let f = Fixture::new(Backend::RabbitMq).await;
+    let q = f.open().await;
+    let first = delivery(Route::Mailbox, Priority::Normal, 0);
+    q.enqueue(&[first]).await.unwrap();
+    assert_eq!(
+        ids(&lease_until(&*q, Route::Mailbox, 1, Duration::from_secs(5)).await),
+        vec![first.letter_id]
+    );
+    let prefix = f.url.rsplit("prefix=").next().unwrap().to_string();
+    close_connections_named(&format!("brevdue {prefix}"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The lease died with the connection: acknowledging it is refused, the broker has it back.
+    assert!(q.ack(&[first.letter_id]).await.is_err());
+    let second = delivery(Route::Mailbox, Priority::Normal, 0);
+    q.enqueue(&[second])
+        .await
+        .expect("enqueue after reconnecting");
+    let mut got = ids(&lease_until(&*q, Route::Mailbox, 2, Duration::from_secs(10)).await);
+    got.sort();
+    let mut want = vec![first.letter_id, second.letter_id];
+    want.sort();
+    assert_eq!(got, want);
+    q.ack(&want).await.unwrap();
+    assert_eq!(depth(&*q).await, QueueDepth::default());
+}
+
+/// Closes the broker side of the connections with this client-provided name.
+fn close_connections_named(name: &str) {
+    let rabbitmqctl = |args: &[&str]| {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("rabbitmqctl is needed for this test: {e}"));
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let list = rabbitmqctl(&["-q", "list_connections", "pid", "client_properties"]);
+    let pids: Vec<&str> = list
+        .lines()
+        .filter(|l| l.contains(&format!("\"{name}\"")))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(!pids.is_empty(), "no connection named {name:?} in:\n{list}");
+    for pid in pids {
+        rabbitmqctl(&[
+            "-q",
+            "close_connection",
+            pid,
+            "test: simulated broker restart",
+        ]);
+    }
+}
+
+// ---- throughput (run by hand, never timed) ---------------------------------------------------
+
+async fn enqueue_throughput(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let q = f.open().await;
+    let items: Vec<Delivery> = (0..20_000)
+        .map(|_| delivery(Route::Mailbox, Priority::Normal, 0))
+        .collect();
+    let start = Instant::now();
+    for chunk in items.chunks(1024) {
+        q.enqueue(chunk).await.unwrap();
+    }
+    let took = start.elapsed();
+    eprintln!(
+        "{backend:?}: enqueued {} deliveries in batches of 1024 in {took:.2?}: {:.0} items/s",
+        items.len(),
+        items.len() as f64 / took.as_secs_f64()
+    );
+    assert_eq!(depth(&*q).await.mailbox, 20_000);
+}
+
+/// `cargo test --release --test queue_contract -- --ignored --nocapture throughput`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn throughput_embedded_enqueue() {
+    enqueue_throughput(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn throughput_rabbitmq_enqueue() {
+    enqueue_throughput(Backend::RabbitMq).await;
+}
