@@ -36,9 +36,8 @@ fn read(dir: &std::path::Path, name: &str) -> Vec<u8> {
     std::fs::read(dir.join(name)).expect("read")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_registered_unsuspended_senders_get_in() {
-    let mut h = Harness::start().await;
+async fn only_registered_unsuspended_senders_get_in(backend: Backend) {
+    let mut h = Harness::start_on(backend).await;
     let bank_dir = h.cert_dir(BANK);
     let ca = read(&bank_dir, "ca.pem");
 
@@ -163,3 +162,5 @@ async fn only_registered_unsuspended_senders_get_in() {
     assert!(back, "a resumed sender can send again");
     h.stop().await;
 }
+
+on_every_backend!(only_registered_unsuspended_senders_get_in);

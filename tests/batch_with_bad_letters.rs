@@ -6,9 +6,8 @@ mod common;
 use brevdue::ingest::pb;
 use common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_letters_in_the_middle_of_a_batch() {
-    let mut h = Harness::start().await;
+async fn bad_letters_in_the_middle_of_a_batch(backend: Backend) {
+    let mut h = Harness::start_on(backend).await;
     let mut c = h.client(AUTHORITY).await;
     let mut letters = Vec::new();
     for i in 0..300 {
@@ -94,3 +93,5 @@ async fn bad_letters_in_the_middle_of_a_batch() {
     );
     h.stop().await;
 }
+
+on_every_backend!(bad_letters_in_the_middle_of_a_batch);

@@ -20,14 +20,7 @@ fn free_port() -> u16 {
 
 fn spawn_gateway(h: &Harness, grpc: u16, admin: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_brevdue"))
-        .args(["serve", "--data-dir"])
-        .arg(h.data.path())
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{grpc}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ])
+        .args(h.serve_args(grpc, admin))
         .env("BREVDUE_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -35,9 +28,8 @@ fn spawn_gateway(h: &Harness, grpc: u16, admin: u16) -> Child {
         .expect("gateway binary starts")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_batch_loses_nothing_and_duplicates_nothing() {
-    let h = Harness::prepare().await;
+async fn sigkill_mid_batch_loses_nothing_and_duplicates_nothing(backend: Backend) {
+    let h = Harness::prepare_on(backend).await;
     let (grpc, admin) = (free_port(), free_port());
     let server = format!("https://127.0.0.1:{grpc}");
     let mut gateway = spawn_gateway(&h, grpc, admin);
@@ -156,3 +148,5 @@ async fn sigkill_mid_batch_loses_nothing_and_duplicates_nothing() {
     gateway.kill().expect("stop");
     let _ = gateway.wait();
 }
+
+on_every_backend!(sigkill_mid_batch_loses_nothing_and_duplicates_nothing);

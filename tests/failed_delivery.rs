@@ -8,9 +8,8 @@ use std::time::Duration;
 use brevdue::ingest::pb;
 use common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failing_print_delivery_ends_failed_and_can_be_retried() {
-    let mut h = Harness::prepare().await;
+async fn failing_print_delivery_ends_failed_and_can_be_retried(backend: Backend) {
+    let mut h = Harness::prepare_on(backend).await;
     h.config.delivery.retry_initial = Duration::from_millis(100);
     h.config.delivery.retry_max = Duration::from_millis(400);
     h.config.delivery.max_age = Duration::from_millis(1500);
@@ -72,3 +71,5 @@ async fn failing_print_delivery_ends_failed_and_can_be_retried() {
     assert_eq!(spooled_letters(h.data.path()).get(&r.letter_id), Some(&1));
     h.stop().await;
 }
+
+on_every_backend!(failing_print_delivery_ends_failed_and_can_be_retried);

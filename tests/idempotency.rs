@@ -6,9 +6,8 @@ mod common;
 use brevdue::ingest::pb;
 use common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicates_get_the_original_receipt_and_conflicts_are_rejected() {
-    let mut h = Harness::start().await;
+async fn duplicates_get_the_original_receipt_and_conflicts_are_rejected(backend: Backend) {
+    let mut h = Harness::start_on(backend).await;
     let mut c = h.client(AUTHORITY).await;
     let original = letter(ACTIVE_SUBSCRIBED, "Afgørelse", b"%PDF-1.4 one");
     let first = c
@@ -73,3 +72,5 @@ async fn duplicates_get_the_original_receipt_and_conflicts_are_rejected() {
     assert_eq!(store.mailbox_count(&tag).await.expect("count"), 1);
     h.stop().await;
 }
+
+on_every_backend!(duplicates_get_the_original_receipt_and_conflicts_are_rejected);

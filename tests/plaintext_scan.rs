@@ -23,9 +23,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_plaintext_at_rest() {
-    let mut h = Harness::start().await;
+async fn no_plaintext_at_rest(backend: Backend) {
+    let mut h = Harness::start_on(backend).await;
     const CONTENT: &str = "MARKER-CONTENT-4f1d9a";
     const TITLE: &str = "MARKER-TITLE-77c2e0";
     let mut a = h.client(AUTHORITY).await;
@@ -102,3 +101,5 @@ async fn no_plaintext_at_rest() {
         "the marker is findable where it is meant to be: the print spool"
     );
 }
+
+on_every_backend!(no_plaintext_at_rest);

@@ -18,13 +18,14 @@ use std::time::{Duration, Instant};
 
 use brevdue::clock::now_ms;
 use brevdue::domain::{LetterId, Priority};
-use brevdue::queue::{self, Delivery, Leased, Queue, QueueDepth, RabbitQueue};
+use brevdue::queue::{self, Delivery, Leased, Queue, QueueDepth};
 use brevdue::route::Route;
+use common::backends::{DeleteQueues, START_RABBITMQ, amqp_base};
 use tempfile::TempDir;
 
+mod common;
+
 const LEASE: Duration = Duration::from_secs(60);
-const START_RABBITMQ: &str =
-    "start it with `rabbitmq-server -detached` then `rabbitmqctl -q await_startup --timeout 60`";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Backend {
@@ -38,37 +39,6 @@ struct Fixture {
     url: String,
     dir: TempDir,
     _cleanup: Option<DeleteQueues>,
-}
-
-/// Deletes a RabbitMQ prefix's queues when dropped, also when the test panicked. Runs on a
-/// thread of its own with its own runtime, since `Drop` cannot await.
-struct DeleteQueues(String);
-
-impl Drop for DeleteQueues {
-    fn drop(&mut self) {
-        let url = self.0.clone();
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                match RabbitQueue::open(&url).await {
-                    Ok(q) => q.delete_topology().await.map(|_| ()),
-                    Err(e) => Err(e),
-                }
-            })
-        })
-        .join();
-        if let Ok(Err(e)) = done {
-            eprintln!("could not delete the test queues: {e}");
-        }
-    }
-}
-
-fn amqp_base() -> String {
-    std::env::var("BREVDUE_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
 }
 
 impl Fixture {

@@ -6,9 +6,8 @@ mod common;
 use brevdue::ingest::pb;
 use common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restart_keeps_letters_receipts_and_keys() {
-    let mut h = Harness::start().await;
+async fn restart_keeps_letters_receipts_and_keys(backend: Backend) {
+    let mut h = Harness::start_on(backend).await;
     let mut c = h.client(AUTHORITY).await;
     let letters: Vec<pb::Letter> = (0..50)
         .map(|i| {
@@ -78,3 +77,5 @@ async fn restart_keeps_letters_receipts_and_keys() {
     assert_eq!(counts.failed, 0);
     h.stop().await;
 }
+
+on_every_backend!(restart_keeps_letters_receipts_and_keys);

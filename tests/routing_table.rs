@@ -43,9 +43,8 @@ async fn check(
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_row_of_the_routing_table() {
-    let mut h = Harness::start().await;
+async fn every_row_of_the_routing_table(backend: Backend) {
+    let mut h = Harness::start_on(backend).await;
     let child = child_cpr();
     let rows: Vec<(&str, &str, bool, (pb::Outcome, pb::RejectReason))> = vec![
         // any sender, CLOSED recipient
@@ -122,3 +121,5 @@ async fn every_row_of_the_routing_table() {
     assert_eq!(spooled_letters(h.data.path()).len() as u64, accepted_print);
     h.stop().await;
 }
+
+on_every_backend!(every_row_of_the_routing_table);

@@ -7,6 +7,9 @@
 //! `BREVDUE_TEST_POSTGRES`); when it is not reachable the PostgreSQL tests fail and say how to
 //! start it, they never pass silently.
 
+mod common;
+
+use common::backends::PgDatabase;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
@@ -25,93 +28,10 @@ use brevdue::store::{
     InsertOutcome, LetterKey, NewLetter, PostgresStore, RecipientRow, SqliteStore, Store,
     StoreError, SubscriptionRow,
 };
-use sqlx::Connection;
 
 // ---------------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------------
-
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-fn admin_url() -> String {
-    std::env::var("BREVDUE_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_string())
-}
-
-/// A database of its own for one test; dropped (connections and all) when this is dropped,
-/// which happens on unwinding too.
-struct PgDatabase {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    async fn create() -> PgDatabase {
-        let admin = admin_url();
-        let mut conn =
-            match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&admin))
-                .await
-            {
-                Ok(Ok(conn)) => conn,
-                Ok(Err(e)) => not_reachable(&admin, &e.to_string()),
-                Err(_) => not_reachable(&admin, "no answer within 5 s"),
-            };
-        let name = format!("brevdue_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        let _ = conn.close().await;
-        let base = admin
-            .rsplit_once('/')
-            .map(|(base, _)| base.to_string())
-            .expect("admin URL names a database");
-        PgDatabase {
-            url: format!("{base}/{name}"),
-            admin,
-            name,
-        }
-    }
-}
-
-fn not_reachable(url: &str, why: &str) -> ! {
-    panic!(
-        "PostgreSQL is not reachable at {url} ({why}). The PostgreSQL store tests need it: start \
-         it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
-         (or point BREVDUE_TEST_POSTGRES at another server) and run the tests again."
-    )
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let admin = self.admin.clone();
-        let name = self.name.clone();
-        // Drop is synchronous and may run while the test's runtime unwinds: use a runtime of
-        // its own on a thread of its own.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            rt.block_on(async {
-                let mut conn = sqlx::PgConnection::connect(&admin)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-                Ok::<_, String>(())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("warning: test database {} was not dropped", self.name);
-        }
-    }
-}
 
 enum Target {
     Sqlite {

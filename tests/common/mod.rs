@@ -3,6 +3,8 @@
 //! clients that speak gRPC over mutual TLS exactly as a sender's system would.
 #![allow(dead_code)]
 
+pub mod backends;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,12 +41,43 @@ pub fn child_cpr() -> String {
     )
 }
 
+/// Which store and queue a test's gateway uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite and the embedded queue in the data directory.
+    Embedded,
+    /// PostgreSQL (a fresh database) and RabbitMQ (a queue prefix of its own).
+    Production,
+}
+
+/// Runs an `async fn(Backend)` test once per backend pair, as `<name>::embedded` and
+/// `<name>::postgres_rabbitmq`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($test:ident) => {
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$test(crate::common::Backend::Embedded).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_rabbitmq() {
+                super::$test(crate::common::Backend::Production).await
+            }
+        }
+    };
+}
+
 pub struct Harness {
+    pub running: Option<Running>,
     /// Everything outside the data directory: certificates, CSV files, reports.
     pub outside: TempDir,
     pub data: TempDir,
     pub config: Config,
-    pub running: Option<Running>,
+    pub backend: Backend,
+    /// The production backends' per-test database and queues, removed on drop.
+    pub postgres: Option<backends::PgDatabase>,
+    _queues: Option<backends::DeleteQueues>,
 }
 
 pub fn init() {
@@ -54,13 +87,21 @@ pub fn init() {
 impl Harness {
     /// A data directory with the registry and senders, and a gateway running on it.
     pub async fn start() -> Harness {
-        let mut h = Harness::prepare().await;
+        Harness::start_on(Backend::Embedded).await
+    }
+
+    pub async fn start_on(backend: Backend) -> Harness {
+        let mut h = Harness::prepare_on(backend).await;
         h.boot().await;
         h
     }
 
-    /// The data directory with the registry and senders, no gateway yet.
     pub async fn prepare() -> Harness {
+        Harness::prepare_on(Backend::Embedded).await
+    }
+
+    /// The data directory with the registry and senders, no gateway yet.
+    pub async fn prepare_on(backend: Backend) -> Harness {
         init();
         let outside = tempfile::tempdir().expect("tempdir");
         let data = tempfile::tempdir().expect("tempdir");
@@ -73,11 +114,24 @@ impl Harness {
             ..Config::default()
         };
         config.delivery.idle_poll = Duration::from_millis(50);
+        let (postgres, queues) = match backend {
+            Backend::Embedded => (None, None),
+            Backend::Production => {
+                let db = backends::PgDatabase::create().await;
+                let (queue_url, queues) = backends::rabbit_prefix();
+                config.store = Some(db.url.clone());
+                config.queue = Some(queue_url);
+                (Some(db), Some(queues))
+            }
+        };
         let h = Harness {
             outside,
             data,
             config,
             running: None,
+            backend,
+            postgres,
+            _queues: queues,
         };
         let recipients = h.outside.path().join("recipients.csv");
         std::fs::write(
@@ -141,6 +195,24 @@ impl Harness {
     pub async fn restart(&mut self) {
         self.stop().await;
         self.boot().await;
+    }
+
+    /// `serve` arguments for this harness's data directory and backends.
+    pub fn serve_args(&self, grpc: u16, admin: u16) -> Vec<String> {
+        let mut args = vec![
+            "serve".to_string(),
+            "--data-dir".to_string(),
+            self.data.path().display().to_string(),
+            "--listen".to_string(),
+            format!("127.0.0.1:{grpc}"),
+            "--admin-listen".to_string(),
+            format!("127.0.0.1:{admin}"),
+        ];
+        if self.backend == Backend::Production {
+            args.extend(["--store".to_string(), self.config.store_url()]);
+            args.extend(["--queue".to_string(), self.config.queue_url()]);
+        }
+        args
     }
 
     pub fn server_url(&self) -> String {
