@@ -58,11 +58,11 @@ macro_rules! on_every_backend {
         mod $test {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn embedded() {
-                super::$test(crate::common::Backend::Embedded).await
+                super::$test($crate::common::Backend::Embedded).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres_rabbitmq() {
-                super::$test(crate::common::Backend::Production).await
+                super::$test($crate::common::Backend::Production).await
             }
         }
     };
