@@ -51,6 +51,14 @@ async fn no_plaintext_at_rest(backend: Backend) {
         .expect("submit")
         .into_inner();
     assert_eq!(outcome(&r), pb::Outcome::AcceptedMailbox);
+    // On RabbitMQ, read what is on the queues now, while letters may still be waiting.
+    let mut queued: Vec<Vec<u8>> = Vec::new();
+    if backend == Backend::Production {
+        let q = brevdue::queue::RabbitQueue::open(&h.config.queue_url())
+            .await
+            .expect("queue");
+        queued = q.peek_all().await.expect("peek");
+    }
     h.wait_for_delivery().await;
     // Stop so every journal is checkpointed into the files being scanned, then scan both the
     // live files and what a restart leaves.
@@ -100,6 +108,37 @@ async fn no_plaintext_at_rest(backend: Backend) {
         found_in_spool,
         "the marker is findable where it is meant to be: the print spool"
     );
+
+    if let Some(db) = &h.postgres {
+        // Everything PostgreSQL holds for this gateway, as a backup would see it.
+        let dump = std::process::Command::new("pg_dump")
+            .args(["--no-owner", "--data-only", "--inserts", &db.url])
+            .output()
+            .expect("pg_dump runs");
+        assert!(
+            dump.status.success(),
+            "{}",
+            String::from_utf8_lossy(&dump.stderr)
+        );
+        assert!(
+            contains(&dump.stdout, b"INSERT INTO public.letters"),
+            "the dump holds the letters"
+        );
+        for m in &markers {
+            assert!(
+                !contains(&dump.stdout, m.as_bytes()),
+                "{m} in clear in the PostgreSQL dump"
+            );
+        }
+        for body in &queued {
+            for m in &markers {
+                assert!(
+                    !contains(body, m.as_bytes()),
+                    "{m} in clear in a queued message"
+                );
+            }
+        }
+    }
 }
 
 on_every_backend!(no_plaintext_at_rest);

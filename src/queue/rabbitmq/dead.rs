@@ -18,6 +18,29 @@ use super::message::Msg;
 use super::{DeadLetter, Delivery, QueueError, RabbitQueue};
 
 impl RabbitQueue {
+    /// The raw bodies of every message in every queue of this prefix, read without taking them
+    /// (the channel is closed and RabbitMQ puts them all back). For audits: the plaintext scan
+    /// proves messages carry letter references only.
+    pub async fn peek_all(&self) -> Result<Vec<Vec<u8>>, QueueError> {
+        let link = self.link().await?;
+        let queues = self.names.all_queues();
+        within("reading the queues", CALL_TIMEOUT, async {
+            let ch = link.conn.create_channel().await?;
+            let mut bodies = Vec::new();
+            for q in &queues {
+                while let Some(m) = ch
+                    .basic_get(q.as_str().into(), BasicGetOptions { no_ack: false })
+                    .await?
+                {
+                    bodies.push(m.delivery.data.clone());
+                }
+            }
+            ch.close(200, "OK".into()).await?;
+            Ok::<_, lapin::Error>(bodies)
+        })
+        .await
+    }
+
     /// Every dead letter, one entry per letter, oldest failure first.
     pub(super) async fn list_dead(&self) -> Result<Vec<DeadLetter>, QueueError> {
         let link = self.link().await?;

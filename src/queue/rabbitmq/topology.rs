@@ -97,7 +97,7 @@ impl Names {
         format!("{}delay.{}ms", self.prefix, DELAY_TIERS_MS[tier])
     }
 
-    fn all_queues(&self) -> Vec<String> {
+    pub(crate) fn all_queues(&self) -> Vec<String> {
         let mut q = Vec::new();
         for route in [Route::Mailbox, Route::Print] {
             for p in PRIORITIES {
