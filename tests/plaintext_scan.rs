@@ -125,9 +125,15 @@ async fn no_plaintext_at_rest(backend: Backend) {
             "the dump holds the letters"
         );
         for m in &markers {
+            // bytea columns are dumped as hex: look for that spelling too.
+            let hex: String = m.bytes().map(|b| format!("{b:02x}")).collect();
             assert!(
                 !contains(&dump.stdout, m.as_bytes()),
                 "{m} in clear in the PostgreSQL dump"
+            );
+            assert!(
+                !contains(&dump.stdout, hex.as_bytes()),
+                "{m} (as hex) in the PostgreSQL dump"
             );
         }
         for body in &queued {
