@@ -25,7 +25,7 @@ use crate::domain::{
 use crate::ingest::pb;
 use crate::ingest::pb::letter_gateway_server::{LetterGateway, LetterGatewayServer};
 use crate::pki::Pki;
-use crate::queue::{Delivery, Queue};
+use crate::queue::Delivery;
 use crate::registry::synth::{SynthSpec, generate};
 use crate::registry::{RecipientStatus, SenderInfo};
 use crate::route::Route;
