@@ -307,6 +307,12 @@ impl<'i> Parser<'i> {
     fn start(&mut self, ns: Resolved, e: &BytesStart, at: usize) -> Result<(), MemoError> {
         let local = e.local_name().into_inner();
         let qname = e.name().into_inner();
+        if self.stack.is_empty() && self.root.is_some() {
+            return Err(self.err(
+                at,
+                format!("<{qname}> after the end of memo:Message: a document has one root element"),
+            ));
+        }
         let ns = match ns {
             Resolved::Unknown(prefix) => {
                 return Err(self.err(
@@ -320,9 +326,6 @@ impl<'i> Parser<'i> {
         let known = ns.as_deref().and_then(Ns::from_uri);
         let depth = self.stack.len();
         let found: Result<(&'static Child, Option<u32>), String> = match self.stack.last_mut() {
-            None if self.root.is_some() => Err(format!(
-                "<{qname}> after the end of memo:Message: a document has one root element"
-            )),
             None if known != Some(Ns::Memo) || local != "Message" => {
                 let found = match &ns {
                     Some(uri) => format!("{local} in namespace {uri}"),
@@ -348,7 +351,6 @@ impl<'i> Parser<'i> {
             },
         };
         let (decl, index) = found.map_err(|problem| self.err(at, problem))?;
-        self.check_attributes(e, decl, at)?;
         let value = match decl.ty {
             Ty::Complex(_) => FrameValue::Children(Vec::new()),
             Ty::Simple(Simple::Base64) => FrameValue::Base64(Box::default()),
@@ -362,7 +364,8 @@ impl<'i> Parser<'i> {
             count: 0,
             value,
         });
-        Ok(())
+        // With the element on the stack, attribute errors name it in their path.
+        self.check_attributes(e, decl, at)
     }
 
     fn check_attributes(
