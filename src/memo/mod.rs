@@ -23,7 +23,7 @@
 //! - `assemble`: validated elements to the typed model; rules spanning elements.
 //! - `content`: streaming base64 of `memo:content`.
 //! - `values`: the simple types (text lengths, UUID, dates, booleans, MIME types, ...).
-//! - [`schema`]: the content models.
+//! - [`schema`]: the content models; `sequence`: matching children against them.
 //! - [`model`]: [`MemoMessage`] and its parts.
 //! - [`write`](mod@write): the writer.
 //! - `letter`: to and from [`Letter`](crate::domain::Letter).
@@ -36,6 +36,7 @@ mod letter;
 pub mod model;
 pub mod parse;
 pub mod schema;
+mod sequence;
 mod values;
 pub mod write;
 #[cfg(test)]

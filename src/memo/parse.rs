@@ -20,7 +20,8 @@ use super::assemble::{RootAttrs, assemble};
 use super::content::Base64Stream;
 use super::error::{MemoError, MemoErrorKind, line_column, quote};
 use super::model::{MemoMessage, MemoVersion};
-use super::schema::{Child, Complex, MESSAGE, Ns, Particle, Simple, Ty, describe};
+use super::schema::{Child, MESSAGE, Ns, Simple, Ty, describe, name_of};
+use super::sequence::Cursor;
 use super::values::{self, is_xml_char, is_xml_space};
 
 const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
@@ -103,9 +104,8 @@ struct Frame {
     start: usize,
     /// 1-based occurrence, shown in paths when the element may repeat.
     index: Option<u32>,
-    /// Position in the parent's sequence: particle and how often it matched so far.
-    cursor: usize,
-    count: u32,
+    /// Where this element is in its own sequence of children.
+    seq: Cursor,
     value: FrameValue,
 }
 
@@ -126,10 +126,6 @@ struct Parser<'i> {
 
 fn invalid(path: &str, problem: impl Into<String>) -> MemoError {
     MemoError::new(MemoErrorKind::Invalid, path, problem)
-}
-
-fn name_of(c: &Child) -> String {
-    format!("{}:{}", c.ns.prefix(), c.name)
 }
 
 impl<'i> Parser<'i> {
@@ -346,8 +342,10 @@ impl<'i> Parser<'i> {
                     "<{qname}> is not allowed inside {}, which holds text only",
                     name_of(parent.decl)
                 )),
-                Ty::Complex(complex) => step(parent, complex, known, local)
-                    .map_err(|misfit| misfit.render(qname, ns.as_deref())),
+                Ty::Complex(complex) => parent
+                    .seq
+                    .step(complex, known, local)
+                    .map_err(|misfit| misfit.render(qname, ns.as_deref(), parent.decl.name)),
             },
         };
         let (decl, index) = found.map_err(|problem| self.err(at, problem))?;
@@ -360,8 +358,7 @@ impl<'i> Parser<'i> {
             decl,
             start: at,
             index,
-            cursor: 0,
-            count: 0,
+            seq: Cursor::default(),
             value,
         });
         // With the element on the stack, attribute errors name it in their path.
@@ -441,7 +438,7 @@ impl<'i> Parser<'i> {
                 "attribute memoVersion is missing: say memoVersion=\"1.1\" or \"1.2\"",
             ));
         };
-        let version = match decimal(&v).as_deref() {
+        let version = match values::decimal(&v).as_deref() {
             Some("1.1") => MemoVersion::V1_1,
             Some("1.2") => MemoVersion::V1_2,
             Some(_) => {
@@ -527,7 +524,7 @@ impl<'i> Parser<'i> {
             return Err(self.err(at, "end tag without a start tag"));
         };
         if let (FrameValue::Children(_), Ty::Complex(complex)) = (&frame.value, frame.decl.ty)
-            && let Some(missing) = first_missing(complex.particles(), frame.cursor, frame.count)
+            && let Some(missing) = frame.seq.missing(complex)
         {
             return Err(self.err(
                 at,
@@ -607,168 +604,6 @@ fn resolve(r: ResolveResult<'_>) -> Resolved {
     }
 }
 
-/// Why a child element does not fit its parent's sequence.
-enum Misfit {
-    /// Matches a particle already passed.
-    OutOfOrder {
-        must_precede: &'static Child,
-    },
-    /// A required particle before it was skipped.
-    Missing {
-        missing: Vec<&'static Child>,
-    },
-    TooMany {
-        max: u32,
-    },
-    WrongNamespace {
-        expected: &'static Child,
-    },
-    NotAllowed {
-        parent: &'static str,
-        expected: Vec<&'static Child>,
-    },
-}
-
-impl Misfit {
-    fn render(self, qname: &str, ns: Option<&str>) -> String {
-        match self {
-            Misfit::OutOfOrder { must_precede } => format!(
-                "<{qname}> is out of order: it must come before {}",
-                name_of(must_precede)
-            ),
-            Misfit::Missing { missing } => format!(
-                "required element {} is missing before <{qname}>",
-                describe(&missing)
-            ),
-            Misfit::TooMany { max } => format!(
-                "<{qname}> may occur at most {max} time{} here",
-                if max == 1 { "" } else { "s" }
-            ),
-            Misfit::WrongNamespace { expected } => format!(
-                "<{qname}> is in {}; expected {} in namespace {}",
-                ns.map_or("no namespace".to_string(), |u| format!("namespace {u}")),
-                name_of(expected),
-                expected.ns.uri()
-            ),
-            Misfit::NotAllowed { parent, expected } => format!(
-                "<{qname}> is not allowed in {parent}; expected {}",
-                if expected.is_empty() {
-                    "its end tag".to_string()
-                } else {
-                    describe(&expected)
-                }
-            ),
-        }
-    }
-}
-
-/// Moves `frame`'s cursor over its sequence to the child named (`ns`, `local`), returning its
-/// declaration and 1-based occurrence (for repeatable elements).
-fn step(
-    frame: &mut Frame,
-    complex: Complex,
-    ns: Option<Ns>,
-    local: &str,
-) -> Result<(&'static Child, Option<u32>), Misfit> {
-    let parts = complex.particles();
-    let matches =
-        |p: &'static Particle| p.alts.iter().find(|c| Some(c.ns) == ns && c.name == local);
-    let (mut i, mut count) = (frame.cursor, frame.count);
-    while i < parts.len() {
-        let p = &parts[i];
-        if let Some(c) = matches(p) {
-            if count >= p.max {
-                return Err(Misfit::TooMany { max: p.max });
-            }
-            frame.cursor = i;
-            frame.count = count + 1;
-            return Ok((c, (p.max > 1).then_some(count + 1)));
-        }
-        if count < p.min {
-            // Would skipping it reach a particle that matches? Then the required one is missing.
-            if parts[i + 1..].iter().any(|q| matches(q).is_some()) {
-                return Err(Misfit::Missing {
-                    missing: p.alts.iter().collect(),
-                });
-            }
-            break;
-        }
-        i += 1;
-        count = 0;
-    }
-    if parts[..frame.cursor].iter().any(|p| matches(p).is_some()) {
-        let current = &parts[frame.cursor];
-        return Err(Misfit::OutOfOrder {
-            must_precede: &current.alts[0],
-        });
-    }
-    if let Some(expected) = parts
-        .iter()
-        .flat_map(|p| p.alts.iter())
-        .find(|c| c.name == local)
-    {
-        return Err(Misfit::WrongNamespace { expected });
-    }
-    let parent = frame.decl.name;
-    Err(Misfit::NotAllowed {
-        parent,
-        expected: allowed_next(parts, frame.cursor, frame.count),
-    })
-}
-
-/// What may come next at this point of a sequence.
-fn allowed_next(parts: &'static [Particle], cursor: usize, count: u32) -> Vec<&'static Child> {
-    let mut out = Vec::new();
-    for (i, p) in parts.iter().enumerate().skip(cursor) {
-        let seen = if i == cursor { count } else { 0 };
-        if seen < p.max {
-            out.extend(p.alts.iter());
-        }
-        if seen < p.min {
-            break;
-        }
-    }
-    out
-}
-
-/// The first required particle not yet satisfied at the end of an element.
-fn first_missing(
-    parts: &'static [Particle],
-    cursor: usize,
-    count: u32,
-) -> Option<Vec<&'static Child>> {
-    parts.iter().enumerate().skip(cursor).find_map(|(i, p)| {
-        let seen = if i == cursor { count } else { 0 };
-        (seen < p.min).then(|| p.alts.iter().collect())
-    })
-}
-
-/// The canonical value of an `xs:decimal` ("01.10" is "1.1"), or `None` if it is not one.
-fn decimal(raw: &str) -> Option<String> {
-    let v = raw.trim_matches(|c: char| c.is_ascii() && is_xml_space(c as u8));
-    let (neg, v) = match v.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, v.strip_prefix('+').unwrap_or(v)),
-    };
-    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
-        return None;
-    }
-    let int = int.trim_start_matches('0');
-    let frac = frac.trim_end_matches('0');
-    let mut out = String::new();
-    if neg && !(int.is_empty() && frac.is_empty()) {
-        out.push('-');
-    }
-    out.push_str(if int.is_empty() { "0" } else { int });
-    if !frac.is_empty() {
-        out.push('.');
-        out.push_str(frac);
-    }
-    Some(out)
-}
-
 /// The element path at the end of `prefix`, as written there: for errors found before parsing.
 fn path_at(prefix: &str) -> String {
     let mut reader = NsReader::from_reader(prefix.as_bytes());
@@ -793,19 +628,6 @@ fn path_at(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decimals_are_canonical() {
-        assert_eq!(decimal("1.1").as_deref(), Some("1.1"));
-        assert_eq!(decimal(" 01.10 ").as_deref(), Some("1.1"));
-        assert_eq!(decimal("+1.2").as_deref(), Some("1.2"));
-        assert_eq!(decimal("1").as_deref(), Some("1"));
-        assert_eq!(decimal(".5").as_deref(), Some("0.5"));
-        assert_eq!(decimal("-0.0").as_deref(), Some("0"));
-        assert_eq!(decimal("1.1.0"), None);
-        assert_eq!(decimal("."), None);
-        assert_eq!(decimal("v1"), None);
-    }
 
     #[test]
     fn path_at_follows_open_elements() {

@@ -514,6 +514,11 @@ impl Complex {
     }
 }
 
+/// `memo:label`: the name with the prefix brevdue writes.
+pub fn name_of(c: &Child) -> String {
+    format!("{}:{}", c.ns.prefix(), c.name)
+}
+
 /// The children allowed at some point, for messages: `memo:label or memo:notification`.
 pub fn describe(alts: &[&Child]) -> String {
     let names: Vec<String> = alts

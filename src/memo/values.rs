@@ -264,6 +264,32 @@ pub fn parse_date(v: &str) -> Result<Date, String> {
     date.ok_or_else(|| format!("{} is not a date in the calendar", quote(v, 40)))
 }
 
+/// The canonical value of an `xs:decimal` ("01.10" is "1.1"), or `None` if it is not one.
+pub fn decimal(raw: &str) -> Option<String> {
+    let v = raw.trim_matches(|c: char| c.is_ascii() && is_xml_space(c as u8));
+    let (neg, v) = match v.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, v.strip_prefix('+').unwrap_or(v)),
+    };
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    let mut out = String::new();
+    if neg && !(int.is_empty() && frac.is_empty()) {
+        out.push('-');
+    }
+    out.push_str(if int.is_empty() { "0" } else { int });
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(frac);
+    }
+    Some(out)
+}
+
 pub fn format_date(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
@@ -328,6 +354,19 @@ mod tests {
         assert!(err(Simple::DateTime, "2018-05-03T23:59:60Z").contains("below 60"));
         let t = parse_datetime("2018-05-03T12:00:00.25Z").unwrap();
         assert_eq!(parse_datetime(&format_datetime(t)).unwrap(), t);
+    }
+
+    #[test]
+    fn decimals_are_canonical() {
+        assert_eq!(decimal("1.1").as_deref(), Some("1.1"));
+        assert_eq!(decimal(" 01.10 ").as_deref(), Some("1.1"));
+        assert_eq!(decimal("+1.2").as_deref(), Some("1.2"));
+        assert_eq!(decimal("1").as_deref(), Some("1"));
+        assert_eq!(decimal(".5").as_deref(), Some("0.5"));
+        assert_eq!(decimal("-0.0").as_deref(), Some("0"));
+        assert_eq!(decimal("1.1.0"), None);
+        assert_eq!(decimal("."), None);
+        assert_eq!(decimal("v1"), None);
     }
 
     #[test]
