@@ -12,9 +12,10 @@
 //! - [`deliver`]: workers that put letters in mailboxes or the print spool.
 //!
 //! Around them: [`domain`] (identifiers and letters), [`registry`] (the recipient index and
-//! sender directory), [`directory`] (their live, refreshed view), [`pipeline`] (the stages in
-//! order for one letter), [`pki`] (the gateway CA), [`config`], [`datadir`], [`telemetry`],
-//! [`admin`] (operator HTTP), [`server`] (wiring and shutdown) and [`cli`] (the commands).
+//! sender directory), [`directory`] (their live, refreshed view), [`memo`] (MeMo, the Digital
+//! Post message format), [`pipeline`] (the stages in order for one letter), [`pki`] (the
+//! gateway CA), [`config`], [`datadir`], [`telemetry`], [`admin`] (operator HTTP), [`server`]
+//! (wiring and shutdown) and [`cli`] (the commands).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -26,6 +27,7 @@ pub mod deliver;
 pub mod directory;
 pub mod domain;
 pub mod ingest;
+pub mod memo;
 pub mod pipeline;
 pub mod pki;
 pub mod queue;
