@@ -28,6 +28,7 @@ pub mod directory;
 pub mod domain;
 pub mod ingest;
 pub mod memo;
+pub mod memo_intake;
 pub mod pipeline;
 pub mod pki;
 pub mod queue;

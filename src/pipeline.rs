@@ -7,6 +7,7 @@ use std::time::Instant;
 use crate::clock::now_ms;
 use crate::directory::Directory;
 use crate::domain::{LetterId, RecipientId};
+use crate::memo_intake;
 use crate::registry::SenderInfo;
 use crate::route::{Decision, RejectReason, Route, SenderRef};
 use crate::seal::{Binding, ContentDigest, body, seal};
@@ -111,9 +112,16 @@ impl Gateway {
     async fn accept(&self, sender: &SenderInfo, draft: Draft) -> Result<Receipt, SubmitError> {
         let started = Instant::now();
         let raw_uuid = draft.message_uuid.clone();
-        let validated = validate(draft, &self.limits);
+        let mut draft = draft;
+        let memo_xml = std::mem::take(&mut draft.memo_xml);
+        let validated = if memo_xml.is_empty() {
+            validate(draft, &self.limits).map(|l| (l, None, None))
+        } else {
+            memo_intake::accept(sender, &raw_uuid, memo_xml, &self.limits)
+                .map(|m| (m.letter, m.not_before_ms, Some(m.xml)))
+        };
         telemetry::stage(Stage::Validate, started.elapsed());
-        let letter = match validated {
+        let (letter, not_before_ms, memo) = match validated {
             Ok(l) => l,
             Err(r) => {
                 telemetry::letter_rejected(sender, r.reason);
@@ -145,12 +153,16 @@ impl Gateway {
         };
 
         let sealing = Instant::now();
-        let content = body::content_digest(&letter);
+        // A MeMo submission's digest is that of the message as sent, which the sender has.
+        let content = match &memo {
+            Some(xml) => crate::seal::sha256(xml),
+            None => body::content_digest(&letter),
+        };
         let fingerprint = body::fingerprint(&letter, &content);
         let letter_id = LetterId::new();
         let tag = self.directory.tag(&letter.recipient);
         let keyring = self.directory.keyring();
-        let plaintext = body::encode(&letter);
+        let plaintext = body::encode_with_memo(&letter, memo.as_deref());
         let sender_cvr = sender.cvr;
         let do_seal = move || {
             let id = letter_id.to_string();
@@ -183,7 +195,7 @@ impl Gateway {
             priority: letter.priority,
             sealed,
             accepted_at_ms,
-            not_before_ms: None,
+            not_before_ms,
         };
         let committed = self
             .committer

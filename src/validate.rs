@@ -215,7 +215,14 @@ fn check_document(which: &str, d: &Document, limits: &Limits) -> Result<(), Reje
             d.filename
         )));
     }
-    let media = d.media_type.trim().to_ascii_lowercase();
+    // Parameters such as `; charset=utf-8` do not change what the document is.
+    let media = d
+        .media_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     if !limits
         .allowed_media_types
         .iter()
@@ -315,6 +322,10 @@ mod tests {
             d.main_document.as_mut().unwrap().media_type = "application/x-msdownload".into()
         });
         assert!(r.detail.contains("not allowed"), "{}", r.detail);
+        let mut with_charset = draft();
+        with_charset.main_document.as_mut().unwrap().media_type =
+            "text/plain; charset=utf-8".into();
+        assert!(validate(with_charset, &Limits::default()).is_ok());
         let r = reject(|d| d.main_document.as_mut().unwrap().filename = "../etc/passwd".into());
         assert!(r.detail.contains("plain file name"), "{}", r.detail);
         let r = reject(|d| d.recipient_type = Some(IdType::Cvr));

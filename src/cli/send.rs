@@ -84,11 +84,17 @@ fn batch_files(input: &Path) -> Result<Vec<PathBuf>> {
         let mut files: Vec<PathBuf> = fs::read_dir(input)
             .with_context(|| format!("cannot read {}", input.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl" || x == "json"))
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|x| x == "jsonl" || x == "json" || is_memo(p))
+            })
             .collect();
         files.sort();
         if files.is_empty() {
-            bail!("{} holds no .jsonl batch files", input.display());
+            bail!(
+                "{} holds no .jsonl batch files or MeMo (.xml) messages",
+                input.display()
+            );
         }
         Ok(files)
     } else if input.exists() {
@@ -98,9 +104,18 @@ fn batch_files(input: &Path) -> Result<Vec<PathBuf>> {
     }
 }
 
+/// A MeMo message file: one letter per file.
+fn is_memo(p: &Path) -> bool {
+    p.extension().is_some_and(|x| x.eq_ignore_ascii_case("xml"))
+}
+
 fn letter_lines(files: &[PathBuf]) -> Result<usize> {
     let mut n = 0;
     for f in files {
+        if is_memo(f) {
+            n += 1;
+            continue;
+        }
         let r = BufReader::new(
             fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?,
         );
@@ -124,6 +139,15 @@ pub async fn send(client: &mut Client, input: &Path, report: &Path) -> Result<Su
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
+        if is_memo(f) {
+            let xml = fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+            let letter = pb::Letter {
+                memo_xml: xml,
+                ..Default::default()
+            };
+            letters.push(Box::new(std::iter::once((name, letter))));
+            continue;
+        }
         let reader = BufReader::new(
             fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?,
         );

@@ -181,7 +181,7 @@ impl Deliverer {
             };
             let opened = open(&keyring, &binding, &s.sealed)
                 .map_err(|e| e.to_string())
-                .and_then(|plain| body::decode(&plain).map_err(|e| e.to_string()));
+                .and_then(|plain| body::decode_with_memo(&plain).map_err(|e| e.to_string()));
             match opened {
                 Ok(letter) => ready.push((s, letter)),
                 Err(problem) => {
@@ -217,7 +217,7 @@ impl Deliverer {
                     let batch = format!("{}", LetterId::new());
                     let letters: Vec<PrintLetter> = ready
                         .into_iter()
-                        .map(|(s, letter)| print_letter(&self.directory, s, letter))
+                        .map(|(s, (letter, memo))| print_letter(&self.directory, s, letter, memo))
                         .collect();
                     let spool = self.spool.clone();
                     let b = batch.clone();
@@ -302,20 +302,37 @@ pub fn backoff(config: &DeliveryConfig, attempts: u32) -> Duration {
         .min(config.retry_max)
 }
 
+/// A letter for the print spool, with its MeMo form: the message as the sender submitted it,
+/// or one made from the letter.
 fn print_letter(
     directory: &Directory,
     s: StoredLetter,
     letter: crate::domain::Letter,
+    memo: Option<Vec<u8>>,
 ) -> PrintLetter {
-    let sender_name = directory
+    let sender = directory
         .sender(s.record.sender)
-        .map(|i| i.name)
-        .unwrap_or_default();
+        .unwrap_or(crate::registry::SenderInfo {
+            cvr: s.record.sender,
+            name: String::new(),
+            kind: crate::domain::SenderKind::Public,
+            suspended: false,
+        });
+    let memo = memo.unwrap_or_else(|| {
+        let created = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(s.record.accepted_at_ms) * 1_000_000,
+        )
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        crate::memo::write(&crate::memo::MemoMessage::from_letter(
+            &letter, &sender, created,
+        ))
+    });
     PrintLetter {
         letter_id: s.record.letter_id,
         sender: s.record.sender,
-        sender_name,
+        sender_name: sender.name,
         letter,
+        memo,
     }
 }
 

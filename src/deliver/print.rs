@@ -13,6 +13,7 @@
 //! ```text
 //! spool/print/<batch>/manifest.json
 //! spool/print/<batch>/<letter_id>/letter.json        recipient, sender, title, documents
+//! spool/print/<batch>/<letter_id>/message.memo.xml   the letter as a MeMo message
 //! spool/print/<batch>/<letter_id>/<n>-<filename>     each document
 //! ```
 
@@ -58,6 +59,8 @@ pub struct PrintLetter {
     pub sender: Cvr,
     pub sender_name: String,
     pub letter: Letter,
+    /// The letter as a MeMo message, for print houses that take MeMo.
+    pub memo: Vec<u8>,
 }
 
 #[derive(Serialize)]
@@ -177,6 +180,7 @@ impl PrintSpool {
                 documents: docs,
             };
             write_json(&dir.join("letter.json"), &meta)?;
+            write_file(&dir.join("message.memo.xml"), &p.memo)?;
             sync_dir(&dir)?;
         }
         sync_dir(&tmp)?;
@@ -380,6 +384,7 @@ mod tests {
                 priority: Priority::Normal,
                 sender_reference: String::new(),
             },
+            memo: b"<memo:Message/>".to_vec(),
         }
     }
 
@@ -423,6 +428,7 @@ mod tests {
             sender: p.sender,
             sender_name: p.sender_name.clone(),
             letter: p.letter.clone(),
+            memo: p.memo.clone(),
         }
     }
 

@@ -46,7 +46,13 @@ fn put(out: &mut Vec<u8>, data: &[u8]) {
 
 /// Encodes a letter for sealing.
 pub fn encode(letter: &Letter) -> Vec<u8> {
-    let mut out = Vec::with_capacity(letter.content_len() + 512);
+    encode_with_memo(letter, None)
+}
+
+/// Encodes a letter and, for a MeMo submission, the original message (kept so hand-off loses
+/// nothing the letter has no field for). It is a trailing field: bodies without it still decode.
+pub fn encode_with_memo(letter: &Letter, memo: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(letter.content_len() + memo.map_or(0, <[u8]>::len) + 512);
     put(&mut out, BODY_V1);
     put(&mut out, letter.message_uuid.to_string().as_bytes());
     put(&mut out, letter.recipient.to_string().as_bytes());
@@ -62,6 +68,10 @@ pub fn encode(letter: &Letter) -> Vec<u8> {
         put(&mut out, d.filename.as_bytes());
         put(&mut out, d.media_type.as_bytes());
         put(&mut out, &d.content);
+    }
+    if let Some(xml) = memo {
+        put(&mut out, b"memo");
+        put(&mut out, xml);
     }
     out
 }
@@ -98,6 +108,11 @@ impl<'a> Reader<'a> {
 
 /// Decodes what [`encode`] wrote.
 pub fn decode(bytes: &[u8]) -> Result<Letter, BodyError> {
+    decode_with_memo(bytes).map(|(l, _)| l)
+}
+
+/// Decodes what [`encode_with_memo`] wrote: the letter and the original MeMo message, if any.
+pub fn decode_with_memo(bytes: &[u8]) -> Result<(Letter, Option<Vec<u8>>), BodyError> {
     let mut r = Reader(bytes);
     if r.field()? != BODY_V1 {
         return Err(BodyError("unknown version"));
@@ -119,7 +134,14 @@ pub fn decode(bytes: &[u8]) -> Result<Letter, BodyError> {
     }
     let mut docs = docs.into_iter();
     let main_document = docs.next().ok_or(BodyError("no main document"))?;
-    Ok(Letter {
+    let memo = if r.0.is_empty() {
+        None
+    } else if r.field()? == b"memo" {
+        Some(r.field()?.to_vec())
+    } else {
+        return Err(BodyError("unknown trailing field"));
+    };
+    let letter = Letter {
         message_uuid,
         recipient,
         title,
@@ -128,7 +150,8 @@ pub fn decode(bytes: &[u8]) -> Result<Letter, BodyError> {
         print_fallback,
         priority,
         sender_reference,
-    })
+    };
+    Ok((letter, memo))
 }
 
 #[cfg(test)]
@@ -164,6 +187,16 @@ mod tests {
         for cut in [0, 5, 20, bytes.len() - 1] {
             assert!(decode(&bytes[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn memo_rides_along_and_old_bodies_still_decode() {
+        let l = letter();
+        let (back, memo) =
+            decode_with_memo(&encode_with_memo(&l, Some(b"<memo:Message/>"))).unwrap();
+        assert_eq!(back, l);
+        assert_eq!(memo.as_deref(), Some(&b"<memo:Message/>"[..]));
+        assert_eq!(decode_with_memo(&encode(&l)).unwrap().1, None);
     }
 
     #[test]
