@@ -120,17 +120,10 @@ async fn sigkill_mid_batch_loses_nothing_and_duplicates_nothing(backend: Backend
     );
 
     // Exactly once: mailbox rows equal delivered letters; each print letter in one batch.
-    let secrets =
-        brevdue::directory::Secrets::load_or_create(&h.data.path().join("keys")).expect("secrets");
-    let store = h.store().await;
-    let mut in_mailboxes = 0;
-    for id in [ACTIVE_OTHER, COMPANY] {
-        in_mailboxes += store
-            .mailbox_count(&secrets.pseudonyms.tag(&id.parse().expect("id")))
-            .await
-            .expect("count");
-    }
-    assert_eq!(in_mailboxes, counts.delivered);
+    assert_eq!(
+        h.in_mailboxes(&[ACTIVE_OTHER, COMPANY]).await,
+        counts.delivered
+    );
     let spooled = spooled_letters(h.data.path());
     assert_eq!(spooled.len() as u64, counts.print_spooled);
     assert!(

@@ -65,11 +65,7 @@ async fn duplicates_get_the_original_receipt_and_conflicts_are_rejected(backend:
     // Delivered exactly once.
     let counts = h.wait_for_delivery().await;
     assert_eq!(counts.delivered, 2);
-    let store = h.store().await;
-    let dir =
-        brevdue::directory::Secrets::load_or_create(&h.data.path().join("keys")).expect("secrets");
-    let tag = dir.pseudonyms.tag(&ACTIVE_SUBSCRIBED.parse().expect("id"));
-    assert_eq!(store.mailbox_count(&tag).await.expect("count"), 1);
+    assert_eq!(h.in_mailboxes(&[ACTIVE_SUBSCRIBED]).await, 1);
     h.stop().await;
 }
 

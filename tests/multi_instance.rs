@@ -56,17 +56,10 @@ async fn two_gateways_share_the_work_and_deliver_each_letter_once() {
         spooled.values().all(|&n| n == 1),
         "a letter was printed twice"
     );
-    let secrets =
-        brevdue::directory::Secrets::load_or_create(&h.data.path().join("keys")).expect("secrets");
-    let store = h.store().await;
-    let mut in_mailboxes = 0;
-    for id in [ACTIVE_OTHER, COMPANY] {
-        in_mailboxes += store
-            .mailbox_count(&secrets.pseudonyms.tag(&id.parse().expect("id")))
-            .await
-            .expect("count");
-    }
-    assert_eq!(in_mailboxes, counts.delivered);
+    assert_eq!(
+        h.in_mailboxes(&[ACTIVE_OTHER, COMPANY]).await,
+        counts.delivered
+    );
     second.shutdown().await.expect("second gateway stops");
     h.stop().await;
 }

@@ -233,6 +233,21 @@ impl Harness {
             .expect("store opens")
     }
 
+    /// Letters in the mailboxes of these recipients, all together.
+    pub async fn in_mailboxes(&self, recipients: &[&str]) -> u64 {
+        let secrets = brevdue::directory::Secrets::load_or_create(&self.data.path().join("keys"))
+            .expect("secrets");
+        let store = self.store().await;
+        let mut n = 0;
+        for id in recipients {
+            n += store
+                .mailbox_count(&secrets.pseudonyms.tag(&id.parse().expect("id")))
+                .await
+                .expect("count");
+        }
+        n
+    }
+
     /// Waits until no letter is waiting for delivery.
     pub async fn wait_for_delivery(&self) -> brevdue::store::StateCounts {
         let store = self.store().await;
