@@ -103,11 +103,13 @@ impl Base64Stream {
         Ok(())
     }
 
-    /// Decodes whole quads that are known not to be the last.
+    /// Decodes whole quads that are known not to be the last. The decoder refuses padding
+    /// anywhere but in the last quad it is given, so only that one needs a look here.
     fn decode_inner(&mut self, quads: &[u8], at: usize) -> Result<(), Base64Error> {
-        if let Some(i) = quads.iter().rposition(|&b| b == b'=') {
+        let last = quads.len().saturating_sub(4);
+        if let Some(i) = quads[last..].iter().position(|&b| b == b'=') {
             return Err(Base64Error {
-                at: at + i,
+                at: at + last + i,
                 problem: "padding '=' before the end of the base64 text".to_string(),
             });
         }
@@ -190,6 +192,11 @@ mod tests {
     fn refuses_what_xsd_refuses() {
         let e = decode_chunks(&["QQ==QUFB"]).unwrap_err();
         assert!(e.problem.contains("padding"), "{}", e.problem);
+        let e = decode_chunks(&["QQ==QUFBQUFB"]).unwrap_err();
+        assert_eq!(
+            (e.at, e.problem.as_str()),
+            (2, "padding '=' before the end of the base64 text")
+        );
         let e = decode_chunks(&["QQ==", "QUFB"]).unwrap_err();
         assert!(e.problem.contains("padding"), "{}", e.problem);
         let e = decode_chunks(&["QUF"]).unwrap_err();
