@@ -261,7 +261,11 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("BREVDUE_LOG").unwrap_or_else(|_| {
                 // The demo talks to a person; the gateway's own log lines would bury it.
                 let quiet = matches!(cli.command, Command::Demo { .. } | Command::Loadgen(_));
-                tracing_subscriber::EnvFilter::new(if quiet { "warn,sqlx=error" } else { "info,sqlx=warn" })
+                tracing_subscriber::EnvFilter::new(if quiet {
+                    "warn,sqlx=error"
+                } else {
+                    "info,sqlx=warn"
+                })
             }),
         )
         .with_writer(std::io::stderr)
