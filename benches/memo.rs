@@ -49,6 +49,7 @@ fn message(size: usize) -> (MemoMessage, Vec<u8>) {
         name: "Skattestyrelsen".to_string(),
         kind: SenderKind::Public,
         suspended: false,
+        limits: Default::default(),
     };
     let m = MemoMessage::from_letter(&letter, &sender, datetime!(2025-05-01 12:00:00 UTC));
     let xml = memo::write(&m);

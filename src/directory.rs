@@ -164,14 +164,28 @@ impl Directory {
         read(&self.senders).by_cvr.get(cvr).cloned()
     }
 
-    /// Reloads whatever changed since the last call: senders, registry, key ring.
-    pub async fn refresh(&self) -> Result<(), DirectoryError> {
+    /// Every registered sender with its share of capacity.
+    pub fn shares(&self) -> Vec<crate::queue::SenderShare> {
+        read(&self.senders)
+            .by_cvr
+            .iter()
+            .map(|s| crate::queue::SenderShare {
+                sender: s.cvr,
+                weight: s.limits.weight,
+            })
+            .collect()
+    }
+
+    /// Reloads whatever changed since the last call: senders, registry, key ring. True when
+    /// the senders changed.
+    pub async fn refresh(&self) -> Result<bool, DirectoryError> {
         let now = self.store.generations().await?;
         let before = match self.seen.lock() {
             Ok(g) => *g,
             Err(p) => *p.into_inner(),
         };
-        if before.map(|b| b.senders) != Some(now.senders) {
+        let senders_changed = before.map(|b| b.senders) != Some(now.senders);
+        if senders_changed {
             let (senders, certs) = self.store.senders().await?;
             let count = senders.len();
             write(
@@ -204,6 +218,6 @@ impl Directory {
             Ok(mut g) => *g = Some(now),
             Err(p) => *p.into_inner() = Some(now),
         }
-        Ok(())
+        Ok(senders_changed)
     }
 }

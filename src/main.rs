@@ -197,6 +197,30 @@ enum SendersCommand {
         #[arg(long)]
         cvr: Cvr,
     },
+    /// Set a sender's share and limits; running gateways apply them within seconds. Flags not
+    /// given keep their value; `none` removes a limit.
+    Limits {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        cvr: Cvr,
+        /// Share of capacity against other active senders (1 to 1000; default 1).
+        #[arg(long)]
+        weight: Option<u32>,
+        /// Sustained letters per second, or `none`.
+        #[arg(long, value_parser = cli::admin::parse_count_limit)]
+        rate: Option<Option<u32>>,
+        /// Letters allowed at once above the rate (default: one second of the rate), or `none`.
+        #[arg(long, value_parser = cli::admin::parse_count_limit)]
+        burst: Option<Option<u32>>,
+        /// Letters in the pipeline at once over all the sender's connections, or `none`.
+        #[arg(long, value_parser = cli::admin::parse_count_limit)]
+        in_flight: Option<Option<u32>>,
+        /// Largest letter, e.g. `5MB`, or `none` for the gateway's limit.
+        #[arg(long, value_parser = cli::admin::parse_size_limit)]
+        max_size: Option<Option<u64>>,
+    },
+    /// List senders with their state, certificates and limits.
     List {
         #[command(flatten)]
         data: DataArgs,
@@ -340,6 +364,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             SendersCommand::Resume { data, cvr } => {
                 cli::admin::senders_suspend(&data.load()?, cvr, false).await?
+            }
+            SendersCommand::Limits {
+                data,
+                cvr,
+                weight,
+                rate,
+                burst,
+                in_flight,
+                max_size,
+            } => {
+                let change = cli::admin::LimitsChange {
+                    weight,
+                    rate,
+                    burst,
+                    in_flight,
+                    max_size,
+                };
+                cli::admin::senders_limits(&data.load()?, cvr, change).await?
             }
             SendersCommand::List { data } => cli::admin::senders_list(&data.load()?).await?,
         },

@@ -59,6 +59,7 @@ pub async fn requeue_undelivered(
         .iter()
         .map(|p| Delivery {
             letter_id: p.letter_id,
+            sender: p.sender,
             route: p.route,
             priority: p.priority,
             not_before_ms: p.not_before_ms,
@@ -120,6 +121,7 @@ async fn run_signalling(
         .recover_spool()
         .await
         .map_err(ServerError::Spool)?;
+    queue.set_senders(&directory.shares()).await?;
     let requeued = requeue_undelivered(&*store, &*queue).await?;
 
     let tracker = TaskTracker::new();
@@ -240,8 +242,16 @@ async fn maintain(
             () = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        if let Err(e) = directory.refresh().await {
-            tracing::warn!(error = %e, "could not refresh senders, registry or keys; keeping the current ones");
+        match directory.refresh().await {
+            Ok(true) => {
+                if let Err(e) = queue.set_senders(&directory.shares()).await {
+                    tracing::warn!(error = %e, "could not pass the new sender shares to the queue");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not refresh senders, registry or keys; keeping the current ones");
+            }
         }
         if committer.needs_resync.swap(false, Ordering::SeqCst) {
             match requeue_undelivered(&*store, &*queue).await {

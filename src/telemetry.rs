@@ -410,6 +410,7 @@ mod tests {
             name: "Test Styrelsen".into(),
             kind: SenderKind::Public,
             suspended: false,
+            limits: Default::default(),
         };
         let ms = Duration::from_millis(1);
         letter_received(&sender);

@@ -194,6 +194,7 @@ fn a_letter_becomes_a_valid_message_and_back() {
         name: "Østby Kommune".into(),
         kind: SenderKind::Public,
         suspended: false,
+        limits: Default::default(),
     };
     let m = memo::MemoMessage::from_letter(&letter, &sender, datetime!(2025-05-01 12:00:00 UTC));
     let xml = memo::write(&m);

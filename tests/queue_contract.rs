@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use brevdue::clock::now_ms;
-use brevdue::domain::{LetterId, Priority};
+use brevdue::domain::{Cvr, LetterId, Priority};
 use brevdue::queue::{self, Delivery, Leased, Queue, QueueDepth};
 use brevdue::route::Route;
 use common::backends::{DeleteQueues, START_RABBITMQ, amqp_base};
@@ -78,9 +78,15 @@ impl Fixture {
     }
 }
 
+/// Deliveries in these tests come from one sender unless a test says otherwise.
+fn sender_a() -> Cvr {
+    Cvr::from_value(29_403_473).expect("a valid CVR")
+}
+
 fn delivery(route: Route, priority: Priority, not_before_ms: i64) -> Delivery {
     Delivery {
         letter_id: LetterId::new(),
+        sender: sender_a(),
         route,
         priority,
         not_before_ms,

@@ -668,6 +668,7 @@ async fn senders_and_generations(b: Backend) {
         name: "Banken A/S".into(),
         kind: SenderKind::Private,
         suspended: false,
+        limits: Default::default(),
     };
     store.add_sender(&bank, [1; 32]).await.expect("add");
     let g1 = store.generations().await.expect("generations");
@@ -706,6 +707,7 @@ async fn senders_and_generations(b: Backend) {
         name: "Styrelsen".into(),
         kind: SenderKind::Public,
         suspended: false,
+        limits: Default::default(),
     };
     store.add_sender(&authority, [5; 32]).await.expect("add");
     let (mut senders, mut certs) = store.senders().await.expect("senders");

@@ -46,6 +46,7 @@ pub async fn senders_add(
         name: name.to_string(),
         kind,
         suspended: false,
+        limits: Default::default(),
     };
     store.add_sender(&info, issued.fingerprint).await?;
     write_cert_dir(out, &pki.ca_pem()?, &issued.cert_pem, &issued.key_pem)?;
@@ -88,20 +89,92 @@ pub async fn senders_suspend(config: &Config, cvr: Cvr, suspended: bool) -> Resu
     Ok(())
 }
 
+/// A limit on the command line: a positive number, or `none`.
+pub fn parse_count_limit(s: &str) -> Result<Option<u32>, String> {
+    if is_none(s) {
+        return Ok(None);
+    }
+    match s.trim().parse::<u32>() {
+        Ok(0) | Err(_) => Err(format!(
+            "{s:?} is not a limit: give a whole number above 0, or `none`"
+        )),
+        Ok(n) => Ok(Some(n)),
+    }
+}
+
+/// A size limit on the command line: `5MB`, `200KiB`, a number of bytes, or `none`.
+pub fn parse_size_limit(s: &str) -> Result<Option<u64>, String> {
+    if is_none(s) {
+        return Ok(None);
+    }
+    match s.trim().parse::<bytesize::ByteSize>() {
+        Ok(b) if b.as_u64() > 0 => Ok(Some(b.as_u64())),
+        _ => Err(format!(
+            "{s:?} is not a size: give e.g. 5MB or 500KiB, or `none`"
+        )),
+    }
+}
+
+fn is_none(s: &str) -> bool {
+    matches!(s.trim().to_ascii_lowercase().as_str(), "none" | "off")
+}
+
+/// What `senders limits` changes; `None` keeps the current value.
+pub struct LimitsChange {
+    pub weight: Option<u32>,
+    pub rate: Option<Option<u32>>,
+    pub burst: Option<Option<u32>>,
+    pub in_flight: Option<Option<u32>>,
+    pub max_size: Option<Option<u64>>,
+}
+
+pub async fn senders_limits(config: &Config, cvr: Cvr, change: LimitsChange) -> Result<()> {
+    let (_, store) = open_store(config).await?;
+    let (senders, _) = store.senders().await?;
+    let Some(current) = senders.into_iter().find(|s| s.cvr == cvr) else {
+        anyhow::bail!("no sender with CVR {cvr} is registered");
+    };
+    let mut limits = current.limits;
+    if let Some(w) = change.weight {
+        limits.weight = w;
+    }
+    if let Some(r) = change.rate {
+        limits.rate_per_s = r;
+        if r.is_none() {
+            limits.burst = None;
+        }
+    }
+    if let Some(b) = change.burst {
+        limits.burst = b;
+    }
+    if let Some(n) = change.in_flight {
+        limits.max_in_flight = n;
+    }
+    if let Some(s) = change.max_size {
+        limits.max_letter_bytes = s;
+    }
+    limits
+        .check()
+        .map_err(|e| anyhow::anyhow!("limits for sender {cvr} not changed: {e}"))?;
+    store.set_sender_limits(cvr, &limits).await?;
+    println!("sender {cvr}: {limits}");
+    Ok(())
+}
+
 pub async fn senders_list(config: &Config) -> Result<()> {
     let (_, store) = open_store(config).await?;
     let (mut senders, certs) = store.senders().await?;
     senders.sort_by_key(|s| s.cvr);
     println!(
-        "{:<10} {:<8} {:<10} {:>5}  name",
-        "cvr", "kind", "state", "certs"
+        "{:<10} {:<8} {:<10} {:>5}  {:<40} limits",
+        "cvr", "kind", "state", "certs", "name"
     );
     for s in senders {
         let n = certs.iter().filter(|(_, c)| *c == s.cvr).count();
         let state = if s.suspended { "suspended" } else { "active" };
         println!(
-            "{:<10} {:<8} {:<10} {:>5}  {}",
-            s.cvr, s.kind, state, n, s.name
+            "{:<10} {:<8} {:<10} {:>5}  {:<40} {}",
+            s.cvr, s.kind, state, n, s.name, s.limits
         );
     }
     Ok(())

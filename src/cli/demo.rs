@@ -89,6 +89,7 @@ pub async fn run(data_dir: &Path, letters: usize, keep_running: bool) -> Result<
                     name: name.into(),
                     kind,
                     suspended: false,
+                    limits: Default::default(),
                 };
                 store.add_sender(&info, issued.fingerprint).await?;
             }

@@ -124,6 +124,7 @@ pub async fn run(args: LoadgenArgs) -> Result<()> {
                 name: "Loadgen Styrelsen".into(),
                 kind: SenderKind::Public,
                 suspended: false,
+                limits: Default::default(),
             },
             issued.fingerprint,
         )
@@ -268,9 +269,11 @@ async fn store_alone(url: &str, dir: &Path, n: usize, size: usize) -> Result<f64
 
 async fn queue_alone(url: &str, dir: &Path, n: usize) -> Result<f64> {
     let queue = crate::queue::open(url, dir, true).await?;
+    let sender = complete_cvr(2_940_347).context("cvr")?;
     let items: Vec<Delivery> = (0..n)
         .map(|_| Delivery {
             letter_id: LetterId::new(),
+            sender,
             route: Route::Mailbox,
             priority: Priority::Normal,
             not_before_ms: 0,

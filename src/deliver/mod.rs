@@ -317,6 +317,7 @@ fn print_letter(
             name: String::new(),
             kind: crate::domain::SenderKind::Public,
             suspended: false,
+            limits: Default::default(),
         });
     let memo = memo.unwrap_or_else(|| {
         let created = time::OffsetDateTime::from_unix_timestamp_nanos(

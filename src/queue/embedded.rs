@@ -4,6 +4,7 @@
 //! a data directory at a time, so leases left by a killed process are cleared on open.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,17 +12,19 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
-use crate::domain::{LetterId, Priority};
+use crate::domain::{Cvr, LetterId, Priority};
 use crate::route::Route;
 use crate::store::{route_code, route_from_code};
 
-use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError};
+use super::fair::FairClock;
+use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError, SenderShare};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/queue-sqlite");
 
 pub struct EmbeddedQueue {
     pool: SqlitePool,
     work: Notify,
+    fair: Mutex<FairClock>,
 }
 
 impl EmbeddedQueue {
@@ -34,10 +37,28 @@ impl EmbeddedQueue {
                 .execute(&pool)
                 .await?;
         }
+        let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(vtime) FROM deliveries")
+            .fetch_one(&pool)
+            .await?;
+        let latest = sqlx::query("SELECT sender, MAX(vtime) AS v FROM deliveries GROUP BY sender")
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .filter_map(|r| {
+                let sender: i64 = r.try_get("sender").ok()?;
+                let v: i64 = r.try_get("v").ok()?;
+                Some((cvr_from(sender).ok()?, v))
+            })
+            .collect::<Vec<_>>();
         Ok(EmbeddedQueue {
             pool,
             work: Notify::new(),
+            fair: Mutex::new(FairClock::resume(oldest.unwrap_or(0), latest)),
         })
+    }
+
+    fn fair(&self) -> std::sync::MutexGuard<'_, FairClock> {
+        self.fair.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -45,10 +66,18 @@ fn corrupt(what: &str) -> QueueError {
     QueueError::Corrupt(what.to_string())
 }
 
+fn cvr_from(value: i64) -> Result<Cvr, QueueError> {
+    u32::try_from(value)
+        .ok()
+        .and_then(|v| Cvr::from_value(v).ok())
+        .ok_or_else(|| corrupt("sender"))
+}
+
 fn delivery_from(r: &sqlx::sqlite::SqliteRow) -> Result<Delivery, QueueError> {
     let id: String = r.try_get("letter_id")?;
     Ok(Delivery {
         letter_id: id.parse().map_err(|_| corrupt("letter id"))?,
+        sender: cvr_from(r.try_get("sender")?)?,
         route: route_from_code(r.try_get("route")?),
         priority: Priority::from_code(r.try_get("priority")?),
         not_before_ms: r.try_get("not_before").unwrap_or(0),
@@ -62,11 +91,17 @@ impl Queue for EmbeddedQueue {
         if items.is_empty() {
             return Ok(());
         }
+        // A letter enqueued again (a resend, a restart's resync) gets a new stamp that is
+        // ignored: the row already there keeps its place.
+        let stamps: Vec<i64> = {
+            let mut fair = self.fair();
+            items.iter().map(|d| fair.stamp(d.sender)).collect()
+        };
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for d in items {
+        for (d, vtime) in items.iter().zip(stamps) {
             sqlx::query(
-                "INSERT INTO deliveries (letter_id, route, priority, not_before, enqueued_at) \
-                 SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM dead_letters WHERE letter_id = ?) \
+                "INSERT INTO deliveries (letter_id, route, priority, not_before, enqueued_at, sender, vtime) \
+                 SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM dead_letters WHERE letter_id = ?) \
                  ON CONFLICT (letter_id) DO NOTHING",
             )
             .bind(d.letter_id.to_string())
@@ -74,6 +109,8 @@ impl Queue for EmbeddedQueue {
             .bind(d.priority.code())
             .bind(d.not_before_ms)
             .bind(d.enqueued_at_ms)
+            .bind(i64::from(d.sender.value()))
+            .bind(vtime)
             .bind(d.letter_id.to_string())
             .execute(&mut *tx)
             .await?;
@@ -92,9 +129,9 @@ impl Queue for EmbeddedQueue {
         let now = now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows = sqlx::query(
-            "SELECT letter_id, route, priority, not_before, enqueued_at, attempts FROM deliveries \
+            "SELECT letter_id, sender, route, priority, not_before, enqueued_at, attempts, vtime FROM deliveries \
              WHERE route = ? AND not_before <= ? AND lease_until <= ? \
-             ORDER BY priority DESC, not_before, enqueued_at LIMIT ?",
+             ORDER BY priority DESC, vtime LIMIT ?",
         )
         .bind(route_code(route))
         .bind(now)
@@ -104,8 +141,10 @@ impl Queue for EmbeddedQueue {
         .await?;
         let until = now + lease.as_millis() as i64;
         let mut out = Vec::with_capacity(rows.len());
+        let mut latest = i64::MIN;
         for r in &rows {
             let d = delivery_from(r)?;
+            latest = latest.max(r.try_get("vtime")?);
             let attempts: i64 = r.try_get("attempts")?;
             sqlx::query("UPDATE deliveries SET lease_until = ? WHERE letter_id = ?")
                 .bind(until)
@@ -118,6 +157,9 @@ impl Queue for EmbeddedQueue {
             });
         }
         tx.commit().await?;
+        if !out.is_empty() {
+            self.fair().served(latest);
+        }
         Ok(out)
     }
 
@@ -149,8 +191,8 @@ impl Queue for EmbeddedQueue {
     async fn dead_letter(&self, id: LetterId, error: &str) -> Result<(), QueueError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
-            "INSERT OR REPLACE INTO dead_letters (letter_id, route, priority, enqueued_at, attempts, failed_at, last_error) \
-             SELECT letter_id, route, priority, enqueued_at, attempts + 1, ?, ? FROM deliveries WHERE letter_id = ?",
+            "INSERT OR REPLACE INTO dead_letters (letter_id, sender, route, priority, enqueued_at, attempts, failed_at, last_error) \
+             SELECT letter_id, sender, route, priority, enqueued_at, attempts + 1, ?, ? FROM deliveries WHERE letter_id = ?",
         )
         .bind(now_ms())
         .bind(error)
@@ -167,7 +209,7 @@ impl Queue for EmbeddedQueue {
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
         let rows = sqlx::query(
-            "SELECT letter_id, route, priority, 0 AS not_before, enqueued_at, attempts, failed_at, last_error \
+            "SELECT letter_id, sender, route, priority, 0 AS not_before, enqueued_at, attempts, failed_at, last_error \
              FROM dead_letters ORDER BY failed_at",
         )
         .fetch_all(&self.pool)
@@ -186,12 +228,22 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn revive(&self, id: LetterId) -> Result<bool, QueueError> {
+        let sender: Option<i64> =
+            sqlx::query_scalar("SELECT sender FROM dead_letters WHERE letter_id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(sender) = sender else {
+            return Ok(false);
+        };
+        let vtime = self.fair().stamp(cvr_from(sender)?);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let n = sqlx::query(
-            "INSERT OR IGNORE INTO deliveries (letter_id, route, priority, not_before, enqueued_at) \
-             SELECT letter_id, route, priority, 0, ? FROM dead_letters WHERE letter_id = ?",
+            "INSERT OR IGNORE INTO deliveries (letter_id, sender, route, priority, not_before, enqueued_at, vtime) \
+             SELECT letter_id, sender, route, priority, 0, ?, ? FROM dead_letters WHERE letter_id = ?",
         )
         .bind(now_ms())
+        .bind(vtime)
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?
@@ -232,6 +284,12 @@ impl Queue for EmbeddedQueue {
             .try_get(0)?;
         d.dead = dead as u64;
         Ok(d)
+    }
+
+    async fn set_senders(&self, shares: &[SenderShare]) -> Result<(), QueueError> {
+        self.fair()
+            .set_weights(shares.iter().map(|s| (s.sender, s.weight)));
+        Ok(())
     }
 
     async fn wait_for_work(&self, max_wait: Duration) {

@@ -4,6 +4,7 @@
 //! trait, one file per backend, chosen once at start-up from a URL.
 
 mod embedded;
+mod fair;
 mod rabbitmq;
 
 use std::path::Path;
@@ -12,10 +13,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{LetterId, Priority};
+use crate::domain::{Cvr, LetterId, Priority};
 use crate::route::Route;
 
 pub use embedded::EmbeddedQueue;
+pub use fair::FairClock;
 pub use rabbitmq::RabbitQueue;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,8 @@ impl From<sqlx::Error> for QueueError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Delivery {
     pub letter_id: LetterId,
+    /// Whose letter: delivery capacity is shared fairly between senders.
+    pub sender: Cvr,
     pub route: Route,
     pub priority: Priority,
     /// Not to be delivered before this time (unix ms); 0 for at once.
@@ -66,6 +70,14 @@ pub struct DeadLetter {
     pub last_error: String,
 }
 
+/// A sender's share of delivery capacity, from the sender registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SenderShare {
+    pub sender: Cvr,
+    /// Relative share while several senders have letters waiting (1 = the default).
+    pub weight: u32,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueDepth {
     pub mailbox: u64,
@@ -82,7 +94,8 @@ pub trait Queue: Send + Sync + 'static {
     /// letter enqueued twice is two messages (and a duplicate receipt re-enqueues).
     async fn enqueue(&self, items: &[Delivery]) -> Result<(), QueueError>;
 
-    /// Hands out up to `max` due deliveries of `route`, most urgent first, each leased for
+    /// Hands out up to `max` due deliveries of `route`, most urgent first and, within a
+    /// priority, shared between senders by weight; each leased for
     /// `lease`: a delivery neither acknowledged nor retried within it is handed out again.
     /// Returns at once, or after a short wait for the first delivery, with what is there.
     /// RabbitMQ: most urgent first among what this gateway's consumers have received (one
@@ -116,6 +129,10 @@ pub trait Queue: Send + Sync + 'static {
     /// Embedded: every queued delivery, leased or not yet due included. RabbitMQ: messages
     /// ready in the work queues (not those out with consumers or waiting in delay queues).
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
+
+    /// Tells the queue every registered sender and its weight: called at start and whenever
+    /// the sender registry changes. Senders not listed have weight 1.
+    async fn set_senders(&self, shares: &[SenderShare]) -> Result<(), QueueError>;
 
     /// Waits until work may be available or `max_wait` has passed.
     async fn wait_for_work(&self, max_wait: Duration);

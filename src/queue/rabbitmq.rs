@@ -49,7 +49,7 @@ use crate::clock::now_ms;
 use crate::domain::LetterId;
 use crate::route::Route;
 
-use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError};
+use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError, SenderShare};
 use consume::{Held, RouteConsumer, Settle, settle};
 use link::{CALL_TIMEOUT, Link, Outgoing, within};
 use message::Msg;
@@ -338,6 +338,10 @@ impl Queue for RabbitQueue {
             Ok::<_, lapin::Error>(d)
         })
         .await
+    }
+
+    async fn set_senders(&self, _shares: &[SenderShare]) -> Result<(), QueueError> {
+        Ok(())
     }
 
     async fn wait_for_work(&self, max_wait: Duration) {

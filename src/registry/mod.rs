@@ -5,8 +5,10 @@
 
 pub mod csv;
 mod index;
+mod limits;
 mod senders;
 pub mod synth;
 
 pub use index::{RecipientEntry, RecipientStatus, RegistryBuilder, RegistryError, RegistryIndex};
+pub use limits::{LimitsError, MAX_WEIGHT, SenderLimits};
 pub use senders::{SenderDirectory, SenderInfo};

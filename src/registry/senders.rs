@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use crate::domain::{Cvr, SenderKind};
 
+use super::SenderLimits;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SenderInfo {
     pub cvr: Cvr,
@@ -11,6 +13,8 @@ pub struct SenderInfo {
     pub kind: SenderKind,
     /// A suspended sender is refused at the door (PERMISSION_DENIED), certificate or not.
     pub suspended: bool,
+    /// Share and limits; changed with `brevdue senders limits`, picked up without a restart.
+    pub limits: SenderLimits,
 }
 
 /// All registered senders by CVR. Small (hundreds to thousands): a plain map.

@@ -184,6 +184,7 @@ async fn commit_batch(
         .filter_map(|(l, o)| match o {
             InsertOutcome::Inserted => Some(Delivery {
                 letter_id: l.letter_id,
+                sender: l.sender,
                 route: l.route,
                 priority: l.priority,
                 not_before_ms: l.not_before_ms.unwrap_or(0),
@@ -194,6 +195,7 @@ async fn commit_batch(
             {
                 Some(Delivery {
                     letter_id: r.letter_id,
+                    sender: r.sender,
                     route: r.route,
                     priority: r.priority,
                     not_before_ms: r.not_before_ms.unwrap_or(0),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{Cvr, LetterId, LetterState, MessageUuid, Priority};
-use crate::registry::{RecipientStatus, SenderInfo};
+use crate::registry::{RecipientStatus, SenderInfo, SenderLimits};
 use crate::route::Route;
 use crate::seal::{ContentDigest, RecipientTag, Sealed};
 
@@ -132,6 +132,7 @@ pub enum LetterKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PendingDelivery {
     pub letter_id: LetterId,
+    pub sender: Cvr,
     pub route: Route,
     pub priority: Priority,
     pub not_before_ms: i64,
@@ -240,6 +241,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn set_suspended(&self, cvr: Cvr, suspended: bool) -> Result<(), StoreError>;
 
+    /// Replaces a sender's share and limits (checked by the caller).
+    async fn set_sender_limits(&self, cvr: Cvr, limits: &SenderLimits) -> Result<(), StoreError>;
+
     /// All senders and all certificate fingerprints with their sender.
     async fn senders(&self) -> Result<(Vec<SenderInfo>, Vec<([u8; 32], Cvr)>), StoreError>;
 
@@ -295,6 +299,59 @@ pub(crate) fn route_from_code(code: i64) -> Route {
 }
 
 // Row decoding shared by the backends: both keep the same codes and byte lengths.
+
+/// A sender's limits as both SQL backends keep them: a weight and four nullable positive counts.
+pub(crate) struct LimitColumns {
+    pub weight: i64,
+    pub rate_per_s: Option<i64>,
+    pub burst: Option<i64>,
+    pub max_in_flight: Option<i64>,
+    pub max_letter_bytes: Option<i64>,
+}
+
+impl LimitColumns {
+    pub fn from_limits(l: &SenderLimits) -> Self {
+        LimitColumns {
+            weight: i64::from(l.weight),
+            rate_per_s: l.rate_per_s.map(i64::from),
+            burst: l.burst.map(i64::from),
+            max_in_flight: l.max_in_flight.map(i64::from),
+            max_letter_bytes: l.max_letter_bytes.and_then(|b| i64::try_from(b).ok()),
+        }
+    }
+
+    pub fn into_limits(self) -> Result<SenderLimits, StoreError> {
+        let count = |v: Option<i64>| -> Result<Option<u32>, StoreError> {
+            v.map(|n| u32::try_from(n).map_err(|_| corrupt("sender limit")))
+                .transpose()
+        };
+        Ok(SenderLimits {
+            weight: u32::try_from(self.weight).map_err(|_| corrupt("sender weight"))?,
+            rate_per_s: count(self.rate_per_s)?,
+            burst: count(self.burst)?,
+            max_in_flight: count(self.max_in_flight)?,
+            max_letter_bytes: self
+                .max_letter_bytes
+                .map(|n| u64::try_from(n).map_err(|_| corrupt("sender limit")))
+                .transpose()?,
+        })
+    }
+
+    pub fn read<'r, R: sqlx::Row>(row: &'r R) -> Result<SenderLimits, StoreError>
+    where
+        &'static str: sqlx::ColumnIndex<R>,
+        i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        LimitColumns {
+            weight: row.try_get("weight")?,
+            rate_per_s: row.try_get("rate_per_s")?,
+            burst: row.try_get("burst")?,
+            max_in_flight: row.try_get("max_in_flight")?,
+            max_letter_bytes: row.try_get("max_letter_bytes")?,
+        }
+        .into_limits()
+    }
+}
 
 pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_string())

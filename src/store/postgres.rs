@@ -23,7 +23,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::domain::{Cvr, LetterId, LetterState, MessageUuid, Priority, SenderKind};
-use crate::registry::SenderInfo;
+use crate::registry::{SenderInfo, SenderLimits};
 use crate::seal::{ContentDigest, KekId, RecipientTag, Sealed};
 
 use super::{
@@ -461,7 +461,7 @@ impl Store for PostgresStore {
 
     async fn undelivered(&self) -> Result<Vec<PendingDelivery>, StoreError> {
         let rows = sqlx::query(
-            "SELECT letter_id, route, priority, not_before, accepted_at FROM letters \
+            "SELECT letter_id, sender_cvr, route, priority, not_before, accepted_at FROM letters \
              WHERE state IN (1, 2)",
         )
         .fetch_all(&self.pool)
@@ -471,6 +471,7 @@ impl Store for PostgresStore {
                 let id: String = r.try_get("letter_id")?;
                 let not_before: Option<i64> = r.try_get("not_before")?;
                 Ok(PendingDelivery {
+                    sender: cvr_from(r.try_get("sender_cvr")?)?,
                     letter_id: id.parse().map_err(|_| corrupt("letter id"))?,
                     route: route_from_code(r.try_get("route")?),
                     priority: Priority::from_code(r.try_get("priority")?),
@@ -529,19 +530,25 @@ impl Store for PostgresStore {
         sender: &SenderInfo,
         cert_fingerprint: [u8; 32],
     ) -> Result<(), StoreError> {
+        let limits = super::LimitColumns::from_limits(&sender.limits);
         let mut tx = self.pool.begin().await?;
         let now = crate::clock::now_ms();
         // A concurrent add of the same CVR waits here for the first to commit, then inserts
         // nothing: exactly one of them succeeds, the other is told `SenderExists`.
         let n = sqlx::query(
-            "INSERT INTO senders (cvr, name, kind, suspended, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cvr) DO NOTHING",
+            "INSERT INTO senders (cvr, name, kind, suspended, created_at, weight, rate_per_s, burst, max_in_flight, max_letter_bytes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (cvr) DO NOTHING",
         )
         .bind(i64::from(sender.cvr.value()))
         .bind(&sender.name)
         .bind(sender.kind.to_string())
         .bind(sender.suspended)
         .bind(now)
+        .bind(limits.weight)
+        .bind(limits.rate_per_s)
+        .bind(limits.burst)
+        .bind(limits.max_in_flight)
+        .bind(limits.max_letter_bytes)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -600,9 +607,33 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn set_sender_limits(&self, cvr: Cvr, limits: &SenderLimits) -> Result<(), StoreError> {
+        let c = super::LimitColumns::from_limits(limits);
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE senders SET weight = $1, rate_per_s = $2, burst = $3, max_in_flight = $4, \
+             max_letter_bytes = $5 WHERE cvr = $6",
+        )
+        .bind(c.weight)
+        .bind(c.rate_per_s)
+        .bind(c.burst)
+        .bind(c.max_in_flight)
+        .bind(c.max_letter_bytes)
+        .bind(i64::from(cvr.value()))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::UnknownSender(cvr));
+        }
+        bump(&mut tx, "senders_generation").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn senders(&self) -> Result<(Vec<SenderInfo>, Vec<([u8; 32], Cvr)>), StoreError> {
         let mut tx = self.pool.begin_with(SNAPSHOT).await?;
-        let rows = sqlx::query("SELECT cvr, name, kind, suspended FROM senders")
+        let rows = sqlx::query("SELECT cvr, name, kind, suspended, weight, rate_per_s, burst, max_in_flight, max_letter_bytes FROM senders")
             .fetch_all(&mut *tx)
             .await?;
         let mut senders = Vec::with_capacity(rows.len());
@@ -613,6 +644,7 @@ impl Store for PostgresStore {
                 name: r.try_get("name")?,
                 kind: SenderKind::from_str(&kind).map_err(|_| corrupt("sender kind"))?,
                 suspended: r.try_get("suspended")?,
+                limits: super::LimitColumns::read(&r)?,
             });
         }
         let rows = sqlx::query("SELECT fingerprint, cvr FROM sender_certs")

@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use crate::domain::{Cvr, LetterId, LetterState, Priority, SenderKind};
-use crate::registry::SenderInfo;
+use crate::registry::{SenderInfo, SenderLimits};
 use crate::seal::{ContentDigest, KekId, RecipientTag, Sealed};
 
 use super::blobs::{BlobLog, BlobRef};
@@ -343,7 +343,7 @@ impl Store for SqliteStore {
 
     async fn undelivered(&self) -> Result<Vec<PendingDelivery>, StoreError> {
         let rows = sqlx::query(
-            "SELECT letter_id, route, priority, not_before, accepted_at FROM letters WHERE state IN (1, 2)",
+            "SELECT letter_id, sender_cvr, route, priority, not_before, accepted_at FROM letters WHERE state IN (1, 2)",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -351,8 +351,13 @@ impl Store for SqliteStore {
             .map(|r| {
                 let id: String = r.try_get("letter_id")?;
                 let not_before: Option<i64> = r.try_get("not_before")?;
+                let sender: i64 = r.try_get("sender_cvr")?;
                 Ok(PendingDelivery {
                     letter_id: id.parse().map_err(|_| corrupt("letter id"))?,
+                    sender: u32::try_from(sender)
+                        .ok()
+                        .and_then(|v| Cvr::from_value(v).ok())
+                        .ok_or_else(|| corrupt("sender"))?,
                     route: route_from_code(r.try_get("route")?),
                     priority: Priority::from_code(r.try_get("priority")?),
                     not_before_ms: not_before.unwrap_or(0),
@@ -409,17 +414,23 @@ impl Store for SqliteStore {
         sender: &SenderInfo,
         cert_fingerprint: [u8; 32],
     ) -> Result<(), StoreError> {
+        let limits = super::LimitColumns::from_limits(&sender.limits);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = crate::clock::now_ms();
         let n = sqlx::query(
-            "INSERT INTO senders (cvr, name, kind, suspended, created_at) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (cvr) DO NOTHING",
+            "INSERT INTO senders (cvr, name, kind, suspended, created_at, weight, rate_per_s, burst, max_in_flight, max_letter_bytes) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cvr) DO NOTHING",
         )
         .bind(i64::from(sender.cvr.value()))
         .bind(&sender.name)
         .bind(sender.kind.to_string())
         .bind(sender.suspended)
         .bind(now)
+        .bind(limits.weight)
+        .bind(limits.rate_per_s)
+        .bind(limits.burst)
+        .bind(limits.max_in_flight)
+        .bind(limits.max_letter_bytes)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -477,8 +488,32 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn set_sender_limits(&self, cvr: Cvr, limits: &SenderLimits) -> Result<(), StoreError> {
+        let c = super::LimitColumns::from_limits(limits);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let n = sqlx::query(
+            "UPDATE senders SET weight = ?, rate_per_s = ?, burst = ?, max_in_flight = ?, \
+             max_letter_bytes = ? WHERE cvr = ?",
+        )
+        .bind(c.weight)
+        .bind(c.rate_per_s)
+        .bind(c.burst)
+        .bind(c.max_in_flight)
+        .bind(c.max_letter_bytes)
+        .bind(i64::from(cvr.value()))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::UnknownSender(cvr));
+        }
+        bump(&mut tx, "senders_generation").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn senders(&self) -> Result<(Vec<SenderInfo>, Vec<([u8; 32], Cvr)>), StoreError> {
-        let rows = sqlx::query("SELECT cvr, name, kind, suspended FROM senders")
+        let rows = sqlx::query("SELECT cvr, name, kind, suspended, weight, rate_per_s, burst, max_in_flight, max_letter_bytes FROM senders")
             .fetch_all(&self.pool)
             .await?;
         let mut senders = Vec::with_capacity(rows.len());
@@ -490,6 +525,7 @@ impl Store for SqliteStore {
                 name: r.try_get("name")?,
                 kind: SenderKind::from_str(&kind).map_err(|_| corrupt("sender kind"))?,
                 suspended: r.try_get("suspended")?,
+                limits: super::LimitColumns::read(&r)?,
             });
         }
         let rows = sqlx::query("SELECT fingerprint, cvr FROM sender_certs")

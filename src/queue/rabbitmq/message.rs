@@ -32,6 +32,7 @@ pub struct Msg {
 #[derive(Serialize, Deserialize)]
 struct Body {
     id: String,
+    sender: u32,
     route: String,
     priority: i64,
     not_before: i64,
@@ -72,6 +73,7 @@ impl Msg {
         let d = &self.delivery;
         let body = Body {
             id: d.letter_id.to_string(),
+            sender: d.sender.value(),
             route: route_name(d.route).to_string(),
             priority: d.priority.code(),
             not_before: d.not_before_ms,
@@ -90,6 +92,7 @@ impl Msg {
         Ok(Msg {
             delivery: Delivery {
                 letter_id: b.id.parse().map_err(|_| corrupt("letter id"))?,
+                sender: crate::domain::Cvr::from_value(b.sender).map_err(|_| corrupt("sender"))?,
                 route: route_from_name(&b.route).ok_or_else(|| corrupt("route"))?,
                 priority: Priority::from_code(b.priority),
                 not_before_ms: b.not_before,
@@ -159,6 +162,7 @@ mod tests {
         let m = Msg {
             delivery: Delivery {
                 letter_id: LetterId::new(),
+                sender: crate::domain::complete_cvr(2_940_347).unwrap(),
                 route: Route::Print,
                 priority: Priority::Urgent,
                 not_before_ms: 12,
