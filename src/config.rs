@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::admission::AdmissionConfig;
 use crate::deliver::DeliveryConfig;
 use crate::store::CommitterConfig;
 use crate::validate::Limits;
@@ -34,6 +35,8 @@ pub struct Config {
     /// Letters of one SubmitBatch stream in the pipeline at once.
     pub stream_in_flight: usize,
     pub limits: Limits,
+    /// Bounds on what the gateway takes in at once, and load shedding.
+    pub admission: AdmissionConfig,
     pub commit: CommitterConfig,
     pub delivery: DeliveryConfig,
 }
@@ -50,6 +53,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             stream_in_flight: 512,
             limits: Limits::default(),
+            admission: AdmissionConfig::default(),
             commit: CommitterConfig::default(),
             delivery: DeliveryConfig::default(),
         }
@@ -120,6 +124,7 @@ impl Config {
         if self.limits.allowed_media_types.is_empty() {
             p.push("limits.allowed_media_types is empty: no letter could be accepted".into());
         }
+        p.extend(self.admission.problems());
         if self.commit.max_batch_letters == 0 {
             p.push("commit.max_batch_letters must be at least 1".into());
         }

@@ -112,6 +112,10 @@ impl Gateway {
     async fn accept(&self, sender: &SenderInfo, draft: Draft) -> Result<Receipt, SubmitError> {
         let started = Instant::now();
         let raw_uuid = draft.message_uuid.clone();
+        if let Some(r) = over_sender_size(sender, &draft, &self.limits) {
+            telemetry::letter_rejected(sender, r.reason);
+            return Ok(Receipt::rejected(raw_uuid, r));
+        }
         let mut draft = draft;
         let memo_xml = std::mem::take(&mut draft.memo_xml);
         let validated = if memo_xml.is_empty() {
@@ -259,6 +263,36 @@ impl Gateway {
         };
         crate::route::route(&self.directory.registry(), who, recipient, print_fallback)
     }
+}
+
+/// A letter over the sender's own size limit (set in the sender registry, below the gateway's):
+/// documents for a letter, the whole message for MeMo.
+fn over_sender_size(sender: &SenderInfo, draft: &Draft, limits: &Limits) -> Option<Rejection> {
+    let max = sender.limits.max_letter_bytes?;
+    if max >= limits.max_letter_size.as_u64() {
+        return None;
+    }
+    let total: u64 = if draft.memo_xml.is_empty() {
+        draft
+            .main_document
+            .iter()
+            .chain(&draft.attachments)
+            .map(|d| d.content.len() as u64)
+            .sum()
+    } else {
+        draft.memo_xml.len() as u64
+    };
+    (total > max).then(|| {
+        Rejection::new(
+            RejectReason::TooLarge,
+            format!(
+                "the letter is {total} bytes, {} bytes over this sender's limit of {max} bytes ({}); \
+                 the gateway operator sets it",
+                total - max,
+                bytesize::ByteSize(max).display().si()
+            ),
+        )
+    })
 }
 
 /// What a routing rejection tells the sender. A private sender's NOT_REACHABLE never says why

@@ -152,8 +152,11 @@ async fn run_signalling(
         committer,
         config.limits.clone(),
     ));
+    let admission = crate::admission::Admission::new(config.admission.clone());
+    tracker.spawn(report_admission(admission.clone(), work.clone()));
     let router = grpc_server(
         gateway,
+        admission,
         &tls,
         config.limits.max_letter_size.as_u64() as usize,
         config.stream_in_flight,
@@ -223,6 +226,18 @@ async fn run_signalling(
     served?;
     tracing::info!("brevdue gateway stopped");
     Ok(())
+}
+
+/// Publishes the admission gate's load every second (waiting letters, letters and bytes in the
+/// pipeline).
+async fn report_admission(admission: Arc<crate::admission::Admission>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => crate::telemetry::admission_load(admission.load()),
+        }
+    }
 }
 
 /// Periodic upkeep: pick up admin changes, re-queue after a queue outage. (Queue depth is

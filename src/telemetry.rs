@@ -31,6 +31,10 @@ pub const DELIVERY_RETRIES: &str = "brevdue_delivery_retries_total";
 pub const DELIVERY_FAILED: &str = "brevdue_delivery_failed_total";
 pub const QUEUE_DEPTH: &str = "brevdue_queue_depth";
 pub const STREAMS_OPEN: &str = "brevdue_grpc_streams_open";
+pub const ADMISSION_REFUSED: &str = "brevdue_admission_refused_total";
+pub const ADMISSION_WAITING: &str = "brevdue_admission_waiting_letters";
+pub const PIPELINE_LETTERS: &str = "brevdue_pipeline_letters";
+pub const PIPELINE_BYTES: &str = "brevdue_pipeline_bytes";
 
 /// What kind of series a metric is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +47,26 @@ pub enum Kind {
 /// Every metric with its kind and help text: what `describe` registers and what the deploy
 /// files may refer to.
 pub const ALL: &[(&str, Kind, &str)] = &[
+    (
+        ADMISSION_REFUSED,
+        Kind::Counter,
+        "Letters and streams refused with RESOURCE_EXHAUSTED, by reason: rate, in_flight (a sender's own limits), overloaded (load shed), streams",
+    ),
+    (
+        ADMISSION_WAITING,
+        Kind::Gauge,
+        "Letters waiting for room in the acceptance pipeline (fair gate)",
+    ),
+    (
+        PIPELINE_LETTERS,
+        Kind::Gauge,
+        "Letters inside the acceptance pipeline (admitted, not yet receipted)",
+    ),
+    (
+        PIPELINE_BYTES,
+        Kind::Gauge,
+        "Bytes of letters inside the acceptance pipeline",
+    ),
     (
         LETTERS_RECEIVED,
         Kind::Counter,
@@ -249,6 +273,16 @@ pub fn queue_depth(mailbox: u64, print: u64, dead: u64) {
     gauge!(QUEUE_DEPTH, "route" => "mailbox").set(mailbox as f64);
     gauge!(QUEUE_DEPTH, "route" => "print").set(print as f64);
     gauge!(QUEUE_DEPTH, "route" => "dead").set(dead as f64);
+}
+
+pub fn admission_refused(reason: &'static str) {
+    counter!(ADMISSION_REFUSED, "reason" => reason).increment(1);
+}
+
+pub fn admission_load(load: crate::admission::GateLoad) {
+    gauge!(ADMISSION_WAITING).set(load.waiting as f64);
+    gauge!(PIPELINE_LETTERS).set(load.letters_inside as f64);
+    gauge!(PIPELINE_BYTES).set(load.bytes_inside as f64);
 }
 
 pub fn stream_opened() {

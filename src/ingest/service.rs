@@ -9,7 +9,8 @@ use tonic::transport::server::Router;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::domain::RecipientId;
+use crate::admission::{Admission, Refused};
+use crate::domain::{Priority, RecipientId};
 use crate::pipeline::{Gateway, SubmitError};
 use crate::route::{Decision, RejectReason};
 use crate::store::LetterKey;
@@ -25,6 +26,7 @@ const RETRY_AFTER_MS: &str = "1000";
 
 pub struct GatewayService {
     gateway: Arc<Gateway>,
+    admission: Arc<Admission>,
     /// Letters of one stream in the pipeline at once; further letters wait in the transport
     /// (HTTP/2 flow control), so a fast sender is slowed instead of buffered.
     in_flight: usize,
@@ -38,6 +40,33 @@ fn unavailable(e: SubmitError) -> Status {
         status.metadata_mut().insert("retry-after-ms", v);
     }
     status
+}
+
+/// RESOURCE_EXHAUSTED with the retry hint: the letter (or stream) was not taken, and the same
+/// call later will be.
+fn exhausted(r: Refused) -> Status {
+    let mut status = Status::resource_exhausted(format!(
+        "{r}; retry after {} ms (safe: idempotent)",
+        r.retry_after().as_millis()
+    ));
+    if let Ok(v) = r.retry_after().as_millis().to_string().parse() {
+        status.metadata_mut().insert("retry-after-ms", v);
+    }
+    status
+}
+
+/// What a letter weighs in the pipeline: its encoded size, which is what it occupies in memory
+/// once decoded.
+fn letter_bytes(letter: &pb::Letter) -> usize {
+    prost::Message::encoded_len(letter)
+}
+
+fn letter_priority(letter: &pb::Letter) -> Priority {
+    match pb::Priority::try_from(letter.priority) {
+        Ok(pb::Priority::Urgent) => Priority::Urgent,
+        Ok(pb::Priority::Bulk) => Priority::Bulk,
+        _ => Priority::Normal,
+    }
 }
 
 /// Keeps the open-streams gauge right however a stream ends.
@@ -66,9 +95,15 @@ impl LetterGateway for GatewayService {
     ) -> Result<Response<pb::Receipt>, Status> {
         let sender = authenticate(&self.gateway.directory, &request)?;
         telemetry::letter_received(&sender);
+        let letter = request.into_inner();
+        let _admitted = self
+            .admission
+            .admit(&sender, letter_priority(&letter), letter_bytes(&letter))
+            .await
+            .map_err(exhausted)?;
         let receipt = self
             .gateway
-            .submit(&sender, draft_from_letter(request.into_inner()))
+            .submit(&sender, draft_from_letter(letter))
             .await
             .map_err(unavailable)?;
         Ok(Response::new(receipt_to_pb(receipt)))
@@ -80,34 +115,53 @@ impl LetterGateway for GatewayService {
         &self,
         request: Request<Streaming<pb::Letter>>,
     ) -> Result<Response<Self::SubmitBatchStream>, Status> {
-        let sender = Arc::new(authenticate(&self.gateway.directory, &request)?);
+        let sender = authenticate(&self.gateway.directory, &request)?;
+        let slot = self.admission.open_stream().map_err(exhausted)?;
         let gateway = self.gateway.clone();
+        let admission = self.admission.clone();
+        let cvr = sender.cvr;
         let guard = StreamGuard::new();
         let receipts = request
             .into_inner()
-            .map(move |item| {
+            // One letter at a time through admission, before it joins the letters in flight:
+            // while a letter waits here the stream reads no further, which is the back-pressure
+            // (HTTP/2 flow control then holds the client).
+            .then(move |item| {
                 let gateway = gateway.clone();
-                let sender = sender.clone();
+                let admission = admission.clone();
+                let fallback = sender.clone();
                 async move {
-                    match item {
-                        Ok(letter) => {
-                            telemetry::letter_received(&sender);
-                            gateway
-                                .submit(&sender, draft_from_letter(letter))
-                                .await
-                                .map(receipt_to_pb)
-                                .map_err(unavailable)
-                        }
-                        Err(status) => Err(Status::invalid_argument(format!(
-                            "the letter stream is malformed: {}; receipts already sent stand, resend the rest",
-                            status.message()
-                        ))),
+                    let letter = item?;
+                    // The sender's limits as they are now: an operator's change reaches streams
+                    // that are already open.
+                    let sender = gateway.directory.sender(cvr).unwrap_or(fallback);
+                    telemetry::letter_received(&sender);
+                    let admitted = admission
+                        .wait(&sender, letter_priority(&letter), letter_bytes(&letter))
+                        .await;
+                    Ok::<_, Status>((gateway, sender, letter, admitted))
+                }
+            })
+            .map(|item| async move {
+                match item {
+                    Ok((gateway, sender, letter, admitted)) => {
+                        let receipt = gateway
+                            .submit(&sender, draft_from_letter(letter))
+                            .await
+                            .map(receipt_to_pb)
+                            .map_err(unavailable);
+                        drop(admitted);
+                        receipt
                     }
+                    Err(status) => Err(Status::invalid_argument(format!(
+                        "the letter stream is malformed: {}; receipts already sent stand, resend the rest",
+                        status.message()
+                    ))),
                 }
             })
             .buffered(self.in_flight)
             .map(move |r| {
-                let _ = &guard;
+                let _ = (&guard, &slot);
                 r
             });
         Ok(Response::new(Box::pin(receipts)))
@@ -182,6 +236,7 @@ pub struct TlsMaterial {
 /// TLS layer so health probes can connect, and every gateway call refuses a caller without one.
 pub async fn grpc_server(
     gateway: Arc<Gateway>,
+    admission: Arc<Admission>,
     tls: &TlsMaterial,
     max_letter_bytes: usize,
     in_flight_per_stream: usize,
@@ -200,6 +255,7 @@ pub async fn grpc_server(
         .client_auth_optional(true);
     let service = LetterGatewayServer::new(GatewayService {
         gateway,
+        admission,
         in_flight: in_flight_per_stream.max(1),
     })
     // Room for the largest letter the limits allow plus its envelope; anything larger than
