@@ -134,7 +134,13 @@ async fn run_signalling(
         &tracker,
         commit_stop.clone(),
     );
-    deliverer.spawn(&tracker, work.clone());
+    if config.delivery.enabled {
+        deliverer.spawn(&tracker, work.clone());
+    } else {
+        tracing::info!(
+            "delivery is disabled on this instance: letters are accepted and queued only"
+        );
+    }
     let sampler = Sampler::new(queue.clone());
     sampler.spawn(&tracker, work.clone());
     tracker.spawn(maintain(

@@ -462,6 +462,12 @@ mod tests {
         queue_depth(1, 2, 3);
         stream_opened();
         stream_closed();
+        admission_refused("rate");
+        admission_load(crate::admission::GateLoad {
+            waiting: 1,
+            letters_inside: 2,
+            bytes_inside: 3,
+        });
         let text = handle.render();
         for (name, kind, help) in ALL {
             assert!(

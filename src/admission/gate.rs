@@ -29,6 +29,9 @@ struct SenderLine {
     /// Letters this sender may still pass in its current turn.
     deficit: u64,
     weight: u32,
+    /// Whether the sender is in `State::turn`: it is there once, however often its line empties
+    /// and fills again between turns.
+    in_turn: bool,
 }
 
 struct State {
@@ -139,9 +142,9 @@ impl FairGate {
                 } else {
                     let line = s.lines.entry(sender).or_default();
                     line.weight = weight.max(1);
-                    let was_idle = line.waiters.is_empty();
                     line.waiters.push_back(waiter);
-                    if was_idle {
+                    if !line.in_turn {
+                        line.in_turn = true;
                         s.turn.push_back(sender);
                     }
                 }
@@ -299,8 +302,7 @@ mod tests {
         while order.lock().unwrap().len() < n {
             tokio::task::yield_now().await;
         }
-        let o = order.lock().unwrap().clone();
-        o
+        order.lock().unwrap().clone()
     }
 
     #[tokio::test]
@@ -358,7 +360,49 @@ mod tests {
         .await;
         assert!(waiting.is_err());
         drop(first);
-        assert_eq!(gate.load(), GateLoad { waiting: 0, letters_inside: 0, bytes_inside: 0 });
+        assert_eq!(
+            gate.load(),
+            GateLoad {
+                waiting: 0,
+                letters_inside: 0,
+                bytes_inside: 0
+            }
+        );
         assert!(gate.try_pass(10).is_some());
+    }
+}
+
+#[cfg(test)]
+mod busy_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_newcomer_gets_in_while_streams_keep_the_gate_full() {
+        let a = crate::domain::complete_cvr(1_000_000).unwrap();
+        let b = crate::domain::complete_cvr(2_000_000).unwrap();
+        let gate = FairGate::new(32, 1 << 30);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for _ in 0..4 {
+            let (gate, stop) = (gate.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let held = gate.pass(a, 1, false, 10).await;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(3)).await;
+                        drop(held);
+                    });
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..20 {
+            let got =
+                tokio::time::timeout(Duration::from_secs(5), gate.pass(b, 1, false, 10)).await;
+            assert!(got.is_ok(), "B waited 5 s: {:?}", gate.load());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            drop(got);
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

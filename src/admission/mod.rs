@@ -254,8 +254,17 @@ impl Admission {
                 ),
             )
             .await
-            .map_err(|_| Refused::Overloaded {
-                retry_after: Duration::from_secs(1),
+            .map_err(|_| {
+                let load = self.gate.load();
+                tracing::warn!(
+                    waiting = load.waiting,
+                    letters_inside = load.letters_inside,
+                    bytes_inside = load.bytes_inside,
+                    "pipeline full: a letter was refused (load shed)"
+                );
+                Refused::Overloaded {
+                    retry_after: Duration::from_secs(1),
+                }
             })?,
         };
         Ok(Admitted {

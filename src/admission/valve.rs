@@ -100,7 +100,10 @@ mod tests {
             assert_eq!(v.try_rate(), Ok(()));
         }
         let wait = v.try_rate().unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(500), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub use print::{PrintLetter, PrintSpool};
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
+    /// False: this instance only accepts letters, and their deliveries wait in the queue for an
+    /// instance that delivers (separate intake and delivery instances, or delivery held while
+    /// the print side is under maintenance).
+    pub enabled: bool,
     /// Letters a worker takes from the queue at once (and the largest print batch).
     pub batch: usize,
     /// How long a taken letter stays with its worker before it is handed out again.
@@ -53,6 +57,7 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
+            enabled: true,
             batch: 256,
             lease: Duration::from_secs(120),
             retry_initial: Duration::from_secs(2),

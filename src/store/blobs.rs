@@ -30,6 +30,9 @@ struct Writer {
     segment: u32,
     file: File,
     len: u64,
+    /// A write or sync failed (disk full, I/O error): how much of it reached the file is
+    /// unknown, so later offsets could not be trusted. The next append starts a new segment.
+    damaged: bool,
 }
 
 pub struct BlobLog {
@@ -57,6 +60,7 @@ fn create_segment(dir: &Path, segment: u32) -> std::io::Result<Writer> {
         segment,
         file,
         len: 0,
+        damaged: false,
     })
 }
 
@@ -94,11 +98,13 @@ impl BlobLog {
             .writer
             .lock()
             .map_err(|_| std::io::Error::other("blob writer poisoned"))?;
-        if w.len > 0 && w.len + data.len() as u64 > SEGMENT_MAX {
+        if w.damaged || (w.len > 0 && w.len + data.len() as u64 > SEGMENT_MAX) {
             *w = create_segment(&self.dir, w.segment + 1)?;
         }
-        w.file.write_all(data)?;
-        w.file.sync_data()?;
+        if let Err(e) = w.file.write_all(data).and_then(|()| w.file.sync_data()) {
+            w.damaged = true;
+            return Err(e);
+        }
         let mut refs = Vec::with_capacity(lens.len());
         let mut offset = w.len;
         for &len in lens {
