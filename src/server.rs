@@ -160,16 +160,17 @@ async fn run_signalling(
     ));
     let admission = crate::admission::Admission::new(config.admission.clone());
     tracker.spawn(report_admission(admission.clone(), work.clone()));
+    let stop = CancellationToken::new();
     let router = grpc_server(
         gateway,
         admission,
+        stop.clone(),
         &tls,
         config.limits.max_letter_size.as_u64() as usize,
         config.stream_in_flight,
     )
     .await?;
 
-    let stop = CancellationToken::new();
     let admin_app = admin::router(AdminState {
         store: store.clone(),
         queue: queue.clone(),

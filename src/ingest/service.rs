@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
@@ -27,6 +28,8 @@ const RETRY_AFTER_MS: &str = "1000";
 pub struct GatewayService {
     gateway: Arc<Gateway>,
     admission: Arc<Admission>,
+    /// Cancelled when the gateway starts shutting down: open streams stop taking letters.
+    shutdown: CancellationToken,
     /// Letters of one stream in the pipeline at once; further letters wait in the transport
     /// (HTTP/2 flow control), so a fast sender is slowed instead of buffered.
     in_flight: usize,
@@ -67,6 +70,19 @@ fn letter_priority(letter: &pb::Letter) -> Priority {
         Ok(pb::Priority::Bulk) => Priority::Bulk,
         _ => Priority::Normal,
     }
+}
+
+/// How a stream cut by shutdown ends: every letter before it has its receipt, none after it
+/// was taken.
+fn shutting_down() -> Status {
+    let mut status = Status::unavailable(
+        "the gateway is shutting down: letters without a receipt on this stream were not taken; \
+         resend them (to another instance, or after the restart)",
+    );
+    if let Ok(v) = RETRY_AFTER_MS.parse() {
+        status.metadata_mut().insert("retry-after-ms", v);
+    }
+    status
 }
 
 /// Keeps the open-streams gauge right however a stream ends.
@@ -121,8 +137,18 @@ impl LetterGateway for GatewayService {
         let admission = self.admission.clone();
         let cvr = sender.cvr;
         let guard = StreamGuard::new();
+        // On shutdown the stream stops reading: letters already read are finished and
+        // receipted, then the stream ends UNAVAILABLE so the sender resends the rest.
+        let shutdown = self.shutdown.clone();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cut_when_stopping = cut.clone();
+        let stopping = async move {
+            shutdown.cancelled().await;
+            cut_when_stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        };
         let receipts = request
             .into_inner()
+            .take_until(stopping)
             // One letter at a time through admission, before it joins the letters in flight:
             // while a letter waits here the stream reads no further, which is the back-pressure
             // (HTTP/2 flow control then holds the client).
@@ -160,6 +186,12 @@ impl LetterGateway for GatewayService {
                 }
             })
             .buffered(self.in_flight)
+            .chain(futures::stream::once(async move {
+                cut.load(std::sync::atomic::Ordering::SeqCst)
+            })
+            .filter_map(|was_cut| async move {
+                was_cut.then(|| Err(shutting_down()))
+            }))
             .map(move |r| {
                 let _ = (&guard, &slot);
                 r
@@ -237,6 +269,7 @@ pub struct TlsMaterial {
 pub async fn grpc_server(
     gateway: Arc<Gateway>,
     admission: Arc<Admission>,
+    shutdown: CancellationToken,
     tls: &TlsMaterial,
     max_letter_bytes: usize,
     in_flight_per_stream: usize,
@@ -256,6 +289,7 @@ pub async fn grpc_server(
     let service = LetterGatewayServer::new(GatewayService {
         gateway,
         admission,
+        shutdown,
         in_flight: in_flight_per_stream.max(1),
     })
     // Room for the largest letter the limits allow plus its envelope; anything larger than
