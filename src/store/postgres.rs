@@ -73,6 +73,10 @@ impl PostgresStore {
         );
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(1))
+            // A connection whose COMMIT failed midway is closed rather than reused.
+            .after_release(|conn, _| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            })
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await

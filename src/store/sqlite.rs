@@ -54,6 +54,12 @@ pub(crate) async fn open_sqlite(
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
+        // A COMMIT that failed (disk full, I/O error) can leave the connection's transaction
+        // open as far as sqlx knows; reused, it would refuse every later transaction. Such a
+        // connection is closed instead and the pool opens a fresh one.
+        .after_release(|conn, _| {
+            Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+        })
         .connect_with(options)
         .await
         .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
