@@ -245,49 +245,41 @@ async fn overload_sheds_with_clear_errors_and_loses_nothing() {
     h.boot().await;
     let bank = h.client(BANK).await;
 
-    // One stream open (kept open), a second one refused.
+    // One stream open (kept open, its first receipt in), a second one refused.
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let mut first = bank.clone();
-    let open = tokio::spawn(async move {
-        let mut receipts = first
-            .submit_batch(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .expect("first stream")
-            .into_inner();
-        let mut n = 0;
-        while let Ok(Some(_)) = receipts.message().await {
-            n += 1;
-        }
-        n
-    });
     tx.send(letter(ACTIVE_SUBSCRIBED, "Første strøm", b"%PDF-1.4"))
         .await
         .expect("send");
+    let mut receipts = first
+        .submit_batch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("first stream")
+        .into_inner();
+    let r = receipts
+        .message()
+        .await
+        .expect("receipt")
+        .expect("one receipt");
+    assert_eq!(outcome(&r), pb::Outcome::AcceptedMailbox);
     let mut second = bank.clone();
-    let mut refused = None;
-    for _ in 0..100 {
-        let (_tx2, rx2) = tokio::sync::mpsc::channel::<pb::Letter>(1);
-        match second
-            .submit_batch(tokio_stream::wrappers::ReceiverStream::new(rx2))
-            .await
-        {
-            Err(s) => {
-                refused = Some(s);
-                break;
-            }
-            // The first stream may not be counted yet; try again.
-            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-    let refused = refused.expect("a second stream is refused");
+    let (_tx2, rx2) = tokio::sync::mpsc::channel::<pb::Letter>(1);
+    let refused = second
+        .submit_batch(tokio_stream::wrappers::ReceiverStream::new(rx2))
+        .await
+        .expect_err("a second stream is refused while the first is open");
     assert_eq!(refused.code(), Code::ResourceExhausted);
     assert!(
         refused.message().contains("streams open"),
         "{}",
         refused.message()
     );
+    assert!(retry_after_ms(&refused) > 0);
     drop(tx);
-    assert_eq!(open.await.expect("first stream task"), 1);
+    assert!(
+        matches!(receipts.message().await, Ok(None)),
+        "the first stream ends cleanly"
+    );
 
     // Far more unary letters at once than the pipeline holds.
     let calls = (0..150).map(|i| {
