@@ -36,7 +36,7 @@ fn prlimit_available() {
 
 /// Starts `brevdue serve` with every file it writes limited to `max_file_bytes`. SIGXFSZ is
 /// ignored (the disposition survives exec) so an oversized write fails instead of killing.
-fn serve_limited(h: &Harness, max_file_bytes: u64) -> (Child, String) {
+fn serve_limited(h: &Harness, max_file_bytes: u64) -> (ServeProcess, String) {
     let (grpc, admin) = (free_port(), free_port());
     let mut args = vec![
         "-c".to_string(),
@@ -52,10 +52,13 @@ fn serve_limited(h: &Harness, max_file_bytes: u64) -> (Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("serve starts");
-    (child, format!("https://127.0.0.1:{grpc}"))
+    (
+        ServeProcess(Some(child)),
+        format!("https://127.0.0.1:{grpc}"),
+    )
 }
 
-fn sigterm(child: &Child) {
+fn sigterm(child: &ServeProcess) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -64,7 +67,10 @@ fn sigterm(child: &Child) {
 async fn wait_exit(mut child: Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait().expect("wait").is_none() {
-        assert!(Instant::now() < deadline, "the gateway did not exit");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the gateway did not exit within 60 s of SIGTERM");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -166,7 +172,7 @@ async fn a_full_disk_gives_unavailable_and_the_gateway_recovers_by_itself() {
     }
     assert_eq!(h.in_mailboxes(&[ACTIVE_SUBSCRIBED]).await as usize, total);
     sigterm(&gateway);
-    wait_exit(gateway).await;
+    wait_exit(gateway.take()).await;
 
     let (gateway, server) = serve_limited(&h, u64::MAX >> 1);
     let mut client = connect(&server, &h.cert_dir(BANK)).await;
@@ -185,5 +191,5 @@ async fn a_full_disk_gives_unavailable_and_the_gateway_recovers_by_itself() {
         );
     }
     sigterm(&gateway);
-    wait_exit(gateway).await;
+    wait_exit(gateway.take()).await;
 }

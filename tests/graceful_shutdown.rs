@@ -23,7 +23,7 @@ fn free_port() -> u16 {
         .expect("port")
 }
 
-fn serve(h: &Harness) -> (Child, String) {
+fn serve(h: &Harness) -> (ServeProcess, String) {
     let (grpc, admin) = (free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_brevdue"))
         .args(h.serve_args(grpc, admin))
@@ -31,10 +31,13 @@ fn serve(h: &Harness) -> (Child, String) {
         .stdout(Stdio::null())
         .spawn()
         .expect("serve starts");
-    (child, format!("https://127.0.0.1:{grpc}"))
+    (
+        ServeProcess(Some(child)),
+        format!("https://127.0.0.1:{grpc}"),
+    )
 }
 
-fn sigterm(child: &Child) {
+fn sigterm(child: &ServeProcess) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -103,7 +106,7 @@ async fn sigterm_mid_batch_loses_nothing_and_honours_every_receipt(backend: Back
         first_run.len() < LETTERS,
         "SIGTERM came after {TERM_AFTER} receipts; the stream went on to all {LETTERS}"
     );
-    exits_cleanly(gateway).await;
+    exits_cleanly(gateway.take()).await;
 
     // After the restart every receipt is honoured, and the sender resends the whole batch
     // (as a sender does after any doubt): what had a receipt comes back as a duplicate.
@@ -132,6 +135,6 @@ async fn sigterm_mid_batch_loses_nothing_and_honours_every_receipt(backend: Back
     assert_eq!(counts.delivered as usize, LETTERS);
     assert_eq!(h.in_mailboxes(&[ACTIVE_SUBSCRIBED]).await as usize, LETTERS);
     sigterm(&gateway);
-    exits_cleanly(gateway).await;
+    exits_cleanly(gateway.take()).await;
 }
 on_every_backend!(sigterm_mid_batch_loses_nothing_and_honours_every_receipt);

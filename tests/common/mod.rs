@@ -338,3 +338,26 @@ pub fn spooled_letters(data_dir: &Path) -> std::collections::HashMap<String, usi
     }
     seen
 }
+
+/// A gateway process started by a test; killed if the test ends (or panics) without stopping it.
+pub struct ServeProcess(pub Option<std::process::Child>);
+
+impl ServeProcess {
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Hands the process over to the test to wait for; the guard no longer kills it.
+    pub fn take(mut self) -> std::process::Child {
+        self.0.take().expect("a running process")
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
