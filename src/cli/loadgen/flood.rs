@@ -231,8 +231,7 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
         humantime::format_duration(f.urgent_every)
     );
     let idle = send_urgent(
-        &server,
-        &setup.authority_dir,
+        client::connect(&server, &setup.authority_dir).await?,
         ids.clone(),
         size,
         f.urgent_every,
@@ -251,15 +250,16 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
     let progress = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
     let sampler = tokio::spawn(sample_rss(progress.clone(), stop.clone()));
-    let urgent = tokio::spawn({
-        let server = server.clone();
-        let dir = setup.authority_dir.clone();
-        let ids = ids.clone();
-        let until = Until::Cancelled(stop.clone());
-        let timeout = f.drain_timeout;
-        let every = f.urgent_every;
-        async move { send_urgent(&server, &dir, ids, size, every, until, timeout).await }
-    });
+    // Connected before the flood starts, so the first urgent letter goes out with its first.
+    let authority = client::connect(&server, &setup.authority_dir).await?;
+    let urgent = tokio::spawn(send_urgent(
+        authority,
+        ids.clone(),
+        size,
+        f.urgent_every,
+        Until::Cancelled(stop.clone()),
+        f.drain_timeout,
+    ));
     let flood = stream_bulk(
         &server,
         &setup.bank_dir,
@@ -531,15 +531,13 @@ enum Until {
 /// Sends one URGENT letter per tick until told to stop, each on its own task so a slow receipt
 /// never delays the next letter, and follows each to its delivery.
 async fn send_urgent(
-    server: &str,
-    cert_dir: &Path,
+    client: Client,
     ids: Arc<Vec<RecipientId>>,
     size: usize,
     every: Duration,
     until: Until,
     timeout: Duration,
 ) -> Result<UrgentRun> {
-    let client = client::connect(server, cert_dir).await?;
     let mut tick = tokio::time::interval(every);
     // A stalled tick sends one letter late, not a burst to catch up: the cadence is the load.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -548,9 +546,12 @@ async fn send_urgent(
         match &until {
             Until::Count(max) if n >= *max => break,
             Until::Cancelled(stop) => {
+                // The tick first: the first one is due at once, so even a flood over before
+                // this task ran has an urgent letter beside it.
                 tokio::select! {
-                    () = stop.cancelled() => break,
+                    biased;
                     _ = tick.tick() => {}
+                    () = stop.cancelled() => break,
                 }
             }
             Until::Count(_) => {
