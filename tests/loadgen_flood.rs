@@ -62,6 +62,7 @@ fn a_small_flood_runs_every_phase_and_writes_its_figures() {
     assert!(v["delivery"]["drain_seconds"].is_number(), "drained: {v}");
     assert!(v["delivery"]["flood_delivered_at_flood_end"].as_u64() <= Some(301));
     assert!(v["memory"]["samples"].as_u64() >= Some(1));
-    assert!(v["memory"]["rss_kib_at_quarters"][3].as_u64() > Some(0));
+    assert!(v["memory"]["rss"]["kib_at_quarters"][3].as_u64() > Some(0));
+    assert!(v["memory"]["anon"]["kib_at_quarters"][3].as_u64() > Some(0));
     assert!(v["memory"]["peak_kib"].as_u64() > Some(0));
 }

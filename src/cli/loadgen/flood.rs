@@ -70,6 +70,8 @@ struct Report {
     urgent_p99_ratio: Option<f64>,
     single_sender: Throughput,
     flood: Throughput,
+    /// The flood's receipts per second in each quarter of its letters (from the memory samples).
+    flood_per_s_by_quarter: [Option<f64>; 4],
     /// Flood throughput over single-sender throughput.
     throughput_ratio: f64,
     memory: Memory,
@@ -123,8 +125,17 @@ struct Memory {
     /// VmHWM at the end of the flood; `peak_since` says from when.
     peak_kib: Option<u64>,
     peak_since: &'static str,
-    /// VmRSS when 25, 50, 75 and 100 % of the flood's receipts were in.
-    rss_kib_at_quarters: [Option<u64>; 4],
+    /// VmRSS: everything resident.
+    rss: Series,
+    /// RssAnon, the part of VmRSS that is heap and stacks: where a leak would show. The rest
+    /// is mapped files and shared memory (SQLite's WAL index grows and shrinks with the WAL).
+    anon: Series,
+}
+
+#[derive(Serialize)]
+struct Series {
+    /// When 25, 50, 75 and 100 % of the flood's receipts were in.
+    kib_at_quarters: [Option<u64>; 4],
     first_quarter_max_kib: Option<u64>,
     last_quarter_max_kib: Option<u64>,
     /// Last quarter's peak over the first quarter's, minus one.
@@ -249,7 +260,8 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
     let hwm_reset = reset_peak_rss();
     let progress = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
-    let sampler = tokio::spawn(sample_rss(progress.clone(), stop.clone()));
+    let flood_start = Instant::now();
+    let sampler = tokio::spawn(sample_rss(progress.clone(), flood_start, stop.clone()));
     // Connected before the flood starts, so the first urgent letter goes out with its first.
     let authority = client::connect(&server, &setup.authority_dir).await?;
     let urgent = tokio::spawn(send_urgent(
@@ -275,10 +287,10 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
     let at_end = store.state_counts().await;
     let at_end_ms = now_ms();
     let mut rss = sampler.await?;
-    rss.push(RssSample {
-        receipts: progress.load(Ordering::Relaxed),
-        rss_kib: read_status("VmRSS"),
-    });
+    rss.push(RssSample::now(
+        progress.load(Ordering::Relaxed),
+        flood_end - flood_start,
+    ));
     let peak_kib = read_status("VmHWM");
     let flood = flood?;
     let at_end = at_end?;
@@ -287,7 +299,7 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
         flood.accepted_per_s
     );
     let drain = drained(&*store, flood_end, f.drain_timeout).await?;
-    let after_drain_kib = read_status("VmRSS");
+    let after_drain = RssSample::now(0, flood_end.elapsed());
     let under_flood = urgent.await??;
 
     running.shutdown().await?;
@@ -327,12 +339,13 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
         urgent_flood: latency(&under_flood),
         throughput_ratio: flood.accepted_per_s / single.accepted_per_s.max(f64::MIN_POSITIVE),
         single_sender: single,
+        flood_per_s_by_quarter: [0, 1, 2, 3].map(|q| quarter_rate(&rss, f.flood_letters as u64, q)),
         memory: memory(
             &rss,
             f.flood_letters as u64,
             peak_kib,
             hwm_reset,
-            after_drain_kib,
+            after_drain,
         ),
         delivery: Delivery {
             flood_delivered_at_flood_end: at_end
@@ -670,10 +683,30 @@ pub(crate) fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
 pub(crate) struct RssSample {
     /// Flood receipts in when the sample was taken.
     pub receipts: u64,
+    /// Since the flood started.
+    pub at: Duration,
+    /// VmRSS, and RssAnon of it.
     pub rss_kib: Option<u64>,
+    pub anon_kib: Option<u64>,
 }
 
-async fn sample_rss(progress: Arc<AtomicU64>, stop: CancellationToken) -> Vec<RssSample> {
+impl RssSample {
+    fn now(receipts: u64, at: Duration) -> Self {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        RssSample {
+            receipts,
+            at,
+            rss_kib: status_kib(&status, "VmRSS"),
+            anon_kib: status_kib(&status, "RssAnon"),
+        }
+    }
+}
+
+async fn sample_rss(
+    progress: Arc<AtomicU64>,
+    started: Instant,
+    stop: CancellationToken,
+) -> Vec<RssSample> {
     let mut samples = Vec::new();
     let mut tick = tokio::time::interval(RSS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -682,10 +715,10 @@ async fn sample_rss(progress: Arc<AtomicU64>, stop: CancellationToken) -> Vec<Rs
             () = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        samples.push(RssSample {
-            receipts: progress.load(Ordering::Relaxed),
-            rss_kib: read_status("VmRSS"),
-        });
+        samples.push(RssSample::now(
+            progress.load(Ordering::Relaxed),
+            started.elapsed(),
+        ));
     }
     samples
 }
@@ -714,23 +747,56 @@ fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// The resident set when the flood's receipts first reached `fraction` of `total`.
-pub(crate) fn rss_at(samples: &[RssSample], total: u64, fraction: f64) -> Option<u64> {
+type Kib = fn(&RssSample) -> Option<u64>;
+
+/// The first sample taken once the flood's receipts reached `fraction` of `total`.
+fn sample_at(samples: &[RssSample], total: u64, fraction: f64) -> Option<&RssSample> {
     let goal = (total as f64 * fraction).ceil() as u64;
-    samples
-        .iter()
-        .find(|s| s.receipts >= goal)
-        .and_then(|s| s.rss_kib)
+    samples.iter().find(|s| s.receipts >= goal)
 }
 
-/// The largest resident set sampled while the receipts were in quarter `q` (0 to 3) of `total`.
-pub(crate) fn quarter_max(samples: &[RssSample], total: u64, q: u64) -> Option<u64> {
+/// The memory figure `kib` when the flood's receipts first reached `fraction` of `total`.
+pub(crate) fn kib_at(samples: &[RssSample], kib: Kib, total: u64, fraction: f64) -> Option<u64> {
+    sample_at(samples, total, fraction).and_then(kib)
+}
+
+/// The largest figure `kib` sampled while the receipts were in quarter `q` (0 to 3) of `total`.
+pub(crate) fn quarter_max(samples: &[RssSample], kib: Kib, total: u64, q: u64) -> Option<u64> {
     let (lo, hi) = (total * q / 4, total * (q + 1) / 4);
     samples
         .iter()
         .filter(|s| s.receipts >= lo && (s.receipts < hi || q == 3))
-        .filter_map(|s| s.rss_kib)
+        .filter_map(kib)
         .max()
+}
+
+/// Receipts per second between the samples where quarter `q` of `total` began and ended.
+pub(crate) fn quarter_rate(samples: &[RssSample], total: u64, q: u64) -> Option<f64> {
+    let from = if q == 0 {
+        samples.first()?
+    } else {
+        sample_at(samples, total, q as f64 / 4.0)?
+    };
+    let to = sample_at(samples, total, (q + 1) as f64 / 4.0)?;
+    let secs = to.at.checked_sub(from.at)?.as_secs_f64();
+    (secs > 0.0).then(|| (to.receipts - from.receipts) as f64 / secs)
+}
+
+fn series(samples: &[RssSample], kib: Kib, total: u64, after_drain: &RssSample) -> Series {
+    let first = quarter_max(samples, kib, total, 0);
+    let last = quarter_max(samples, kib, total, 3);
+    let growth = match (first, last) {
+        (Some(f), Some(l)) if f > 0 => Some(l as f64 / f as f64 - 1.0),
+        _ => None,
+    };
+    Series {
+        kib_at_quarters: [0.25, 0.5, 0.75, 1.0].map(|f| kib_at(samples, kib, total, f)),
+        first_quarter_max_kib: first,
+        last_quarter_max_kib: last,
+        growth,
+        flat: growth.map(|g| g <= FLAT_TOLERANCE),
+        after_drain_kib: kib(after_drain),
+    }
 }
 
 fn memory(
@@ -738,14 +804,8 @@ fn memory(
     total: u64,
     peak_kib: Option<u64>,
     hwm_reset: bool,
-    after_drain_kib: Option<u64>,
+    after_drain: RssSample,
 ) -> Memory {
-    let first = quarter_max(samples, total, 0);
-    let last = quarter_max(samples, total, 3);
-    let growth = match (first, last) {
-        (Some(f), Some(l)) if f > 0 => Some(l as f64 / f as f64 - 1.0),
-        _ => None,
-    };
     Memory {
         samples: samples.len(),
         peak_kib,
@@ -754,12 +814,8 @@ fn memory(
         } else {
             "process start"
         },
-        rss_kib_at_quarters: [0.25, 0.5, 0.75, 1.0].map(|f| rss_at(samples, total, f)),
-        first_quarter_max_kib: first,
-        last_quarter_max_kib: last,
-        growth,
-        flat: growth.map(|g| g <= FLAT_TOLERANCE),
-        after_drain_kib,
+        rss: series(samples, |s| s.rss_kib, total, &after_drain),
+        anon: series(samples, |s| s.anon_kib, total, &after_drain),
     }
 }
 
@@ -835,32 +891,55 @@ fn print_report(r: &Report) {
     }
     println!("  flood / alone: {:.2}", r.throughput_ratio);
 
+    let rates = r
+        .flood_per_s_by_quarter
+        .map(|v| v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "—".into()));
+    println!(
+        "  the flood by quarter of its letters: {} / {} / {} / {} letters/s",
+        rates[0], rates[1], rates[2], rates[3]
+    );
+
     let m = &r.memory;
     println!(
-        "\nmemory of this process (gateway and load generator together), VmRSS every {} ms during the flood ({} samples)",
+        "\nmemory of this process (gateway and load generator together), every {} ms during the flood ({} samples)",
         RSS_EVERY.as_millis(),
         m.samples
     );
-    let q = m.rss_kib_at_quarters.map(mib);
-    println!(
-        "  at 25 / 50 / 75 / 100 % of the receipts: {} / {} / {} / {}",
-        q[0], q[1], q[2], q[3]
-    );
     println!("  peak (VmHWM since {}): {}", m.peak_since, mib(m.peak_kib));
+    let head = [
+        "% of the receipts in",
+        "25 %",
+        "50 %",
+        "75 %",
+        "100 %",
+        "first / last quarter's largest",
+        "drained",
+    ];
     println!(
-        "  largest in the first / last quarter: {} / {}: {}",
-        mib(m.first_quarter_max_kib),
-        mib(m.last_quarter_max_kib),
-        match (m.growth, m.flat) {
-            (Some(g), Some(true)) => format!("flat ({:+.1} %)", 100.0 * g),
-            (Some(g), _) => format!("growing ({:+.1} %)", 100.0 * g),
+        "  {:<24} {:>8} {:>8} {:>8} {:>8}   {:<34} {}",
+        head[0], head[1], head[2], head[3], head[4], head[5], head[6]
+    );
+    for (name, x) in [("VmRSS", &m.rss), ("  of it RssAnon (heap)", &m.anon)] {
+        let q = x.kib_at_quarters.map(mib);
+        let trend = match (x.growth, x.flat) {
+            (Some(g), Some(true)) => format!("flat ({:+.0} %)", 100.0 * g),
+            (Some(g), _) => format!("growing ({:+.0} %)", 100.0 * g),
             _ => "—".into(),
-        }
-    );
-    println!(
-        "  after the backlog was delivered: {}",
-        mib(m.after_drain_kib)
-    );
+        };
+        println!(
+            "  {name:<24} {:>8} {:>8} {:>8} {:>8}   {:<34} {}",
+            q[0],
+            q[1],
+            q[2],
+            q[3],
+            format!(
+                "{} / {}: {trend}",
+                mib(x.first_quarter_max_kib),
+                mib(x.last_quarter_max_kib)
+            ),
+            mib(x.after_drain_kib)
+        );
+    }
 
     let d = &r.delivery;
     println!("\ndelivery");
@@ -915,28 +994,44 @@ mod tests {
 
     #[test]
     fn quarters_follow_the_receipts() {
-        let s = |receipts, kib| RssSample {
+        let s = |receipts, secs, kib| RssSample {
             receipts,
+            at: Duration::from_secs(secs),
             rss_kib: Some(kib),
+            anon_kib: Some(kib / 2),
         };
         let samples = [
-            s(0, 100),
-            s(10, 120),
-            s(30, 130),
-            s(50, 110),
-            s(74, 150),
-            s(80, 140),
-            s(100, 145),
+            s(0, 0, 100),
+            s(10, 1, 120),
+            s(30, 2, 130),
+            s(50, 3, 110),
+            s(74, 4, 150),
+            s(80, 5, 140),
+            s(100, 9, 145),
         ];
-        assert_eq!(rss_at(&samples, 100, 0.25), Some(130));
-        assert_eq!(rss_at(&samples, 100, 0.5), Some(110));
-        assert_eq!(rss_at(&samples, 100, 0.75), Some(140));
-        assert_eq!(rss_at(&samples, 100, 1.0), Some(145));
-        assert_eq!(quarter_max(&samples, 100, 0), Some(120));
-        assert_eq!(quarter_max(&samples, 100, 2), Some(150));
-        assert_eq!(quarter_max(&samples, 100, 3), Some(145), "the end counts");
-        let m = memory(&samples, 100, Some(160), true, None);
-        assert_eq!(m.flat, Some(false), "145 over 120 is +21 %");
-        assert_eq!(rss_at(&samples, 200, 1.0), None, "never reached");
+        let rss: Kib = |s| s.rss_kib;
+        assert_eq!(kib_at(&samples, rss, 100, 0.25), Some(130));
+        assert_eq!(kib_at(&samples, rss, 100, 0.5), Some(110));
+        assert_eq!(kib_at(&samples, rss, 100, 0.75), Some(140));
+        assert_eq!(kib_at(&samples, rss, 100, 1.0), Some(145));
+        assert_eq!(kib_at(&samples, |s| s.anon_kib, 100, 1.0), Some(72));
+        assert_eq!(quarter_max(&samples, rss, 100, 0), Some(120));
+        assert_eq!(quarter_max(&samples, rss, 100, 2), Some(150));
+        assert_eq!(
+            quarter_max(&samples, rss, 100, 3),
+            Some(145),
+            "the end counts"
+        );
+        assert_eq!(kib_at(&samples, rss, 200, 1.0), None, "never reached");
+        let m = memory(&samples, 100, Some(160), true, s(0, 10, 90));
+        assert_eq!(m.rss.flat, Some(false), "145 over 120 is +21 %");
+        assert_eq!(m.rss.after_drain_kib, Some(90));
+        assert_eq!(m.anon.first_quarter_max_kib, Some(60));
+        // 0 → 30 receipts in 2 s; 30 → 50 in 1 s; 50 → 80 in 2 s; 80 → 100 in 4 s.
+        assert_eq!(quarter_rate(&samples, 100, 0), Some(15.0));
+        assert_eq!(quarter_rate(&samples, 100, 1), Some(20.0));
+        assert_eq!(quarter_rate(&samples, 100, 2), Some(15.0));
+        assert_eq!(quarter_rate(&samples, 100, 3), Some(5.0));
+        assert_eq!(quarter_rate(&samples[..1], 100, 0), None);
     }
 }
