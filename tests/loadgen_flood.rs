@@ -17,6 +17,8 @@ fn a_small_flood_runs_every_phase_and_writes_its_figures() {
             "301",
             "--single-letters",
             "100",
+            "--warmup-letters",
+            "20",
             "--idle-urgent",
             "3",
             "--urgent-every",
@@ -47,6 +49,7 @@ fn a_small_flood_runs_every_phase_and_writes_its_figures() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("figures file")).expect("JSON");
     assert_eq!(v["setup"]["flood_letters"], 301);
+    assert_eq!(v["setup"]["warmup_letters"], 20);
     assert_eq!(v["setup"]["gateway_in_process"], true);
     // Every letter, the odd one of two streams too.
     assert_eq!(v["single_sender"]["accepted"], 100);

@@ -39,6 +39,10 @@ pub struct FloodArgs {
     /// [default: the flood's count, at most 50,000].
     #[arg(long)]
     pub single_letters: Option<usize>,
+    /// Flood scenario: letters the bank streams before anything is measured (then delivered),
+    /// so the single-sender figure is not the cold start's.
+    #[arg(long, default_value_t = 10_000)]
+    pub warmup_letters: usize,
     /// Flood scenario: the authority sends one URGENT letter this often.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
     pub urgent_every: Duration,
@@ -87,6 +91,7 @@ struct Setup {
     streams: usize,
     flood_letters: usize,
     single_letters: usize,
+    warmup_letters: usize,
     urgent_every_ms: u64,
     /// The gateway runs in the load generator's process: memory is of both together.
     gateway_in_process: bool,
@@ -215,9 +220,27 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
     let ids = Arc::new(setup.ids);
     let store = setup.store;
 
+    if f.warmup_letters > 0 {
+        println!(
+            "\nwarm-up: {} letters from the bank, not measured",
+            f.warmup_letters
+        );
+        stream_bulk(
+            &server,
+            &setup.bank_dir,
+            &ids,
+            f.warmup_letters,
+            streams,
+            size,
+            Arc::new(AtomicU64::new(0)),
+        )
+        .await?;
+        drained(&*store, Instant::now(), f.drain_timeout).await?;
+    }
+
     // 1. The bank alone: the single-sender figure, then its backlog delivered, so the idle
     //    baseline and the flood both start from an empty queue.
-    println!("\n1/3 the bank alone: {single_letters} letters");
+    println!("1/3 the bank alone: {single_letters} letters");
     let progress = Arc::new(AtomicU64::new(0));
     let single = stream_bulk(
         &server,
@@ -331,6 +354,7 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
             streams,
             flood_letters: f.flood_letters,
             single_letters,
+            warmup_letters: f.warmup_letters,
             urgent_every_ms: f.urgent_every.as_millis() as u64,
             gateway_in_process: true,
         },
