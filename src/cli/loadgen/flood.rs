@@ -940,18 +940,18 @@ fn print_report(r: &Report) {
         "drained",
     ];
     println!(
-        "  {:<24} {:>8} {:>8} {:>8} {:>8}   {:<34} {}",
+        "  {:<24} {:>8} {:>8} {:>8} {:>8}   {:<38} {}",
         head[0], head[1], head[2], head[3], head[4], head[5], head[6]
     );
     for (name, x) in [("VmRSS", &m.rss), ("  of it RssAnon (heap)", &m.anon)] {
         let q = x.kib_at_quarters.map(mib);
         let trend = match (x.growth, x.flat) {
-            (Some(g), Some(true)) => format!("flat ({:+.0} %)", 100.0 * g),
-            (Some(g), _) => format!("growing ({:+.0} %)", 100.0 * g),
+            (Some(g), Some(true)) => format!("flat ({:+.1} %)", 100.0 * g),
+            (Some(g), _) => format!("growing ({:+.1} %)", 100.0 * g),
             _ => "—".into(),
         };
         println!(
-            "  {name:<24} {:>8} {:>8} {:>8} {:>8}   {:<34} {}",
+            "  {name:<24} {:>8} {:>8} {:>8} {:>8}   {:<38} {}",
             q[0],
             q[1],
             q[2],
