@@ -44,7 +44,8 @@ pub enum Scenario {
     Throughput,
     /// Month-end flood: URGENT letters' accept-to-delivered latency while one sender streams a
     /// large BULK batch, against the idle gateway; the flood's throughput against the sender
-    /// alone; memory through the flood; the time its backlog takes to deliver.
+    /// alone; memory through the flood; the time its backlog takes to deliver. The queues of a
+    /// `--queue` prefix are deleted at the end.
     Flood,
 }
 
