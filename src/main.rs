@@ -155,7 +155,8 @@ enum Command {
         #[arg(long, env = "BREVDUE_CA")]
         ca: PathBuf,
     },
-    /// Measure durable end-to-end throughput against the raw ceilings of this machine.
+    /// Measure durable end-to-end throughput against the raw ceilings of this machine, or
+    /// (`--scenario flood`) urgent letters' latency while one sender floods the gateway.
     Loadgen(cli::loadgen::LoadgenArgs),
 }
 

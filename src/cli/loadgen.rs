@@ -4,6 +4,11 @@
 //! Everything runs in this process: a fresh gateway on a temporary data directory (or the store
 //! and queue URLs given), senders streaming from the same two cores. The numbers are a
 //! measurement, not a test: nothing here asserts a speed.
+//!
+//! `--scenario flood` measures something else on the same kind of gateway: urgent letters'
+//! latency while one sender floods it (see `flood`).
+
+mod flood;
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -32,9 +37,24 @@ use crate::route::Route;
 use crate::seal::{Binding, KekId, KeyRing, body, seal};
 use crate::store::NewLetter;
 
+/// What `brevdue loadgen` measures.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Durable end-to-end throughput against the raw ceilings of this machine.
+    Throughput,
+    /// Month-end flood: URGENT letters' accept-to-delivered latency while one sender streams a
+    /// large BULK batch, against the idle gateway; the flood's throughput against the sender
+    /// alone; memory through the flood; the time its backlog takes to deliver. The queues of a
+    /// `--queue` prefix are deleted at the end.
+    Flood,
+}
+
 #[derive(clap::Args, Clone)]
 pub struct LoadgenArgs {
-    /// Letters per measurement.
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Scenario::Throughput)]
+    pub scenario: Scenario,
+    /// Letters per measurement (throughput scenario).
     #[arg(long, default_value_t = 20_000)]
     pub letters: usize,
     /// Size of each letter's document.
@@ -53,6 +73,8 @@ pub struct LoadgenArgs {
     /// Queue URL for the gateway under test (e.g. `amqp://…?prefix=loadgen.`) [default: embedded].
     #[arg(long)]
     pub queue: Option<String>,
+    #[command(flatten)]
+    pub flood: flood::FloodArgs,
 }
 
 struct Measured {
@@ -61,6 +83,9 @@ struct Measured {
 }
 
 pub async fn run(args: LoadgenArgs) -> Result<()> {
+    if args.scenario == Scenario::Flood {
+        return flood::run(&args).await;
+    }
     let tmp = tempfile::Builder::new()
         .prefix("brevdue-loadgen")
         .tempdir()?;
