@@ -85,6 +85,11 @@ impl Sampler {
         // The counters are read first and stamped with their own time, so a slow queue count
         // below delays the depth, never the rates.
         let t = self.started.elapsed().as_secs_f64();
+        // Histogram samples wait in the recorder until folded into their buckets; without this
+        // they would pile up between scrapes (or for ever, with nobody scraping).
+        if let Some(handle) = telemetry::prometheus() {
+            handle.run_upkeep();
+        }
         let snapshot = telemetry::live().snapshot();
         let letters = telemetry::live()
             .senders()

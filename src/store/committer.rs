@@ -70,6 +70,9 @@ struct Job {
 #[derive(Clone)]
 pub struct Committer {
     jobs: mpsc::Sender<Job>,
+    /// URGENT letters skip the queue: each batch takes them first, so under a flood an urgent
+    /// letter waits for at most the commit in progress, not for every letter queued before it.
+    urgent: mpsc::Sender<Job>,
     /// Set when letters were stored but their queue entries may be missing; the caller's
     /// resync task re-queues from the store.
     pub needs_resync: Arc<AtomicBool>,
@@ -84,11 +87,23 @@ impl Committer {
         cancel: CancellationToken,
     ) -> Committer {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let (urgent_tx, urgent_rx) = mpsc::channel(config.queue_capacity.max(1));
         let needs_resync = Arc::new(AtomicBool::new(false));
         let flag = needs_resync.clone();
-        tracker.spawn(run(store, queue, config, rx, flag, cancel));
+        tracker.spawn(run(
+            store,
+            queue,
+            config,
+            Jobs {
+                urgent: urgent_rx,
+                normal: rx,
+            },
+            flag,
+            cancel,
+        ));
         Committer {
             jobs: tx,
+            urgent: urgent_tx,
             needs_resync,
         }
     }
@@ -96,14 +111,18 @@ impl Committer {
     /// Stores and queues one letter, waiting for the batch it joins to be durable.
     pub async fn commit(&self, letter: NewLetter) -> Result<Committed, CommitError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job {
-                letter,
-                queued_at: Instant::now(),
-                reply,
-            })
-            .await
-            .map_err(|_| CommitError("the gateway is shutting down".into()))?;
+        let jobs = if letter.priority == crate::domain::Priority::Urgent {
+            &self.urgent
+        } else {
+            &self.jobs
+        };
+        jobs.send(Job {
+            letter,
+            queued_at: Instant::now(),
+            reply,
+        })
+        .await
+        .map_err(|_| CommitError("the gateway is shutting down".into()))?;
         answer
             .await
             .map_err(|_| CommitError("the gateway is shutting down".into()))?
@@ -114,7 +133,7 @@ async fn run(
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
     config: CommitterConfig,
-    mut rx: mpsc::Receiver<Job>,
+    mut jobs: Jobs,
     needs_resync: Arc<AtomicBool>,
     cancel: CancellationToken,
 ) {
@@ -126,25 +145,43 @@ async fn run(
         // channel has a submitter waiting for its receipt, so it is committed before exiting.
         let first = tokio::select! {
             biased;
-            job = rx.recv() => job,
-            () = cancel.cancelled() => rx.try_recv().ok(),
+            Some(job) = jobs.urgent.recv() => Some(job),
+            Some(job) = jobs.normal.recv() => Some(job),
+            () = cancel.cancelled() => jobs.try_next(),
+            else => None,
         };
         let Some(first) = first else { break };
         let mut bytes = first.letter.sealed.ciphertext.len();
         batch.push(first);
         while batch.len() < max_letters && bytes < max_bytes {
-            match rx.try_recv() {
-                Ok(job) => {
+            match jobs.try_next() {
+                Some(job) => {
                     bytes += job.letter.sealed.ciphertext.len();
                     batch.push(job);
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         // Recorded before committing: committing drains the batch.
         telemetry::record_commit_batch(batch.len());
         commit_batch(&*store, &*queue, &mut batch, &needs_resync).await;
         batch.clear();
+    }
+}
+
+/// Letters waiting for the committer: urgent ones apart.
+struct Jobs {
+    urgent: mpsc::Receiver<Job>,
+    normal: mpsc::Receiver<Job>,
+}
+
+impl Jobs {
+    /// The next waiting letter, urgent first, without waiting.
+    fn try_next(&mut self) -> Option<Job> {
+        self.urgent
+            .try_recv()
+            .ok()
+            .or_else(|| self.normal.try_recv().ok())
     }
 }
 
