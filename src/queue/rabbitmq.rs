@@ -51,8 +51,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use lapin::Acker;
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use lapin::uri::AMQPUri;
 use tokio::sync::{Mutex, Notify};
 
@@ -352,8 +350,10 @@ impl Queue for RabbitQueue {
     }
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
-        let link = self.link().await?;
         let senders = self.known_senders();
+        // Lanes learnt from the lane record but never declared (their recorder died first).
+        self.declare_lanes(senders.iter().copied()).await?;
+        let link = self.link().await?;
         within("counting messages", CALL_TIMEOUT, async {
             let ch = link.conn.create_channel().await?;
             let mut queues: Vec<(Route, String)> = Vec::new();
@@ -366,12 +366,9 @@ impl Queue for RabbitQueue {
                 }
             }
             // Pipelined: hundreds of lanes are counted in a few round trips' time.
-            let counts = futures::future::try_join_all(
-                queues
-                    .iter()
-                    .map(|(_, q)| topology::declare_work(&ch, &self.names, q)),
-            )
-            .await?;
+            let counts =
+                futures::future::try_join_all(queues.iter().map(|(_, q)| topology::ready(&ch, q)))
+                    .await?;
             let mut d = QueueDepth::default();
             for ((route, _), n) in queues.iter().zip(counts) {
                 match route {
@@ -379,14 +376,7 @@ impl Queue for RabbitQueue {
                     Route::Print => d.print += u64::from(n),
                 }
             }
-            let q = ch
-                .queue_declare(
-                    self.names.dead().into(),
-                    QueueDeclareOptions::durable().passive(),
-                    FieldTable::default(),
-                )
-                .await?;
-            d.dead = u64::from(q.message_count());
+            d.dead = u64::from(topology::ready(&ch, &self.names.dead()).await?);
             ch.close(200, "OK".into()).await?;
             Ok::<_, lapin::Error>(d)
         })

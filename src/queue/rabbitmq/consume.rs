@@ -37,7 +37,7 @@ use crate::route::Route;
 use super::lanes::weight_of;
 use super::link::{CALL_TIMEOUT, Link, within};
 use super::message::Msg;
-use super::topology::{LANE_PRIORITIES, ROUTES, declare_work};
+use super::topology::{LANE_PRIORITIES, ROUTES, ready};
 use super::{QueueError, RabbitQueue, lock};
 
 /// How long the first lease after consumers (re)started waits for what their queues held.
@@ -327,6 +327,9 @@ impl RabbitQueue {
         if let Some(c) = lock(&self.consumers).get(&route).filter(|c| complete(c)) {
             return Ok(c.inbox.clone());
         }
+        // Lanes learnt from the lane record may not have been declared (their recorder died
+        // first), and after a reconnect none count as declared.
+        self.declare_lanes(self.known_senders()).await?;
         let _setup = self.consumer_setup.lock().await;
         if let Some(inbox) = self.attach_lanes_locked(route, &link).await? {
             return Ok(inbox);
@@ -441,15 +444,13 @@ impl RabbitQueue {
             lanes: HashSet::new(),
         };
         let urgent = self.names.urgent(route);
-        let ready = declare_work(&rc.channel, &self.names, &urgent)
-            .await
-            .map_err(broker)?;
+        let waiting = ready(&rc.channel, &urgent).await.map_err(broker)?;
         let consumer = consume(&rc.channel, &urgent).await.map_err(broker)?;
         rc.tasks.push(self.spawn_forward(
             consumer,
             &inbox,
             Slot::Urgent,
-            ready.min(prefetch.into()),
+            waiting.min(prefetch.into()),
         ));
         let tasks = self
             .consume_lanes(&rc.channel, route, senders, &inbox, prefetch, true)
@@ -459,8 +460,8 @@ impl RabbitQueue {
         Ok(rc)
     }
 
-    /// Declares and consumes the NORMAL and BULK lanes of `senders` (pipelined). `warm`: the
-    /// first lease waits for what they hold.
+    /// Consumes the NORMAL and BULK lanes of `senders` (pipelined), which must exist. `warm`:
+    /// the first lease waits for what they hold.
     async fn consume_lanes(
         &self,
         channel: &Channel,
@@ -479,23 +480,23 @@ impl RabbitQueue {
                     .map(|(level, p)| (Slot::Lane(level, *s), self.lane_name(route, *p, *s)))
             })
             .collect();
-        let ready = futures::future::try_join_all(
-            lanes
-                .iter()
-                .map(|(_, q)| declare_work(channel, &self.names, q)),
-        )
-        .await
-        .map_err(broker)?;
+        let waiting = futures::future::try_join_all(lanes.iter().map(|(_, q)| ready(channel, q)))
+            .await
+            .map_err(broker)?;
         let consumers =
             futures::future::try_join_all(lanes.iter().map(|(_, q)| consume(channel, q)))
                 .await
                 .map_err(broker)?;
         let tasks = lanes
             .iter()
-            .zip(ready)
+            .zip(waiting)
             .zip(consumers)
-            .map(|(((slot, _), ready), consumer)| {
-                let expect = if warm { ready.min(prefetch.into()) } else { 0 };
+            .map(|(((slot, _), waiting), consumer)| {
+                let expect = if warm {
+                    waiting.min(prefetch.into())
+                } else {
+                    0
+                };
                 self.spawn_forward(consumer, inbox, *slot, expect)
             })
             .collect();

@@ -23,6 +23,7 @@ impl RabbitQueue {
     /// proves messages carry letter references only.
     pub async fn peek_all(&self) -> Result<Vec<Vec<u8>>, QueueError> {
         let senders = self.every_lane_owner().await?;
+        self.declare_lanes(senders.iter().copied()).await?;
         let link = self.link().await?;
         // The lane record holds sender numbers only, and holding its messages would hide them
         // from a gateway reading it now.

@@ -116,11 +116,24 @@ impl RabbitQueue {
     }
 
     /// Makes sure every lane of these senders exists (recorded first, then declared), so a
-    /// letter published to one is never dropped for want of a queue.
+    /// letter published to one is never dropped for want of a queue, and that running
+    /// consumers consume them.
     pub(super) async fn ensure_lanes(
         &self,
         senders: impl IntoIterator<Item = Cvr>,
     ) -> Result<(), QueueError> {
+        if self.declare_lanes(senders).await? {
+            self.attach_lanes().await;
+        }
+        Ok(())
+    }
+
+    /// Records and declares the lanes of senders this handle has not declared yet. True when
+    /// there were any.
+    pub(super) async fn declare_lanes(
+        &self,
+        senders: impl IntoIterator<Item = Cvr>,
+    ) -> Result<bool, QueueError> {
         let missing = |book: &LaneBook, senders: &[Cvr]| -> Vec<Cvr> {
             let mut m: Vec<Cvr> = senders
                 .iter()
@@ -133,7 +146,7 @@ impl RabbitQueue {
         };
         let senders: Vec<Cvr> = senders.into_iter().collect();
         if missing(&lock(&self.lanes), &senders).is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let _setup = self.lane_setup.lock().await;
         let todo = missing(&lock(&self.lanes), &senders);
@@ -168,8 +181,7 @@ impl RabbitQueue {
             .await?;
             lock(&self.lanes).declared.extend(chunk.iter().copied());
         }
-        self.attach_lanes().await;
-        Ok(())
+        Ok(!todo.is_empty())
     }
 }
 

@@ -195,6 +195,21 @@ pub async fn declare_work(ch: &Channel, names: &Names, queue: &str) -> lapin::Re
     Ok(q.message_count())
 }
 
+/// How many messages a queue has ready, failing (and closing the channel) if it does not
+/// exist. Consumers and counts use this rather than declaring: a gateway still running while
+/// its queues are deleted (a test's clean-up, taking an installation down) must not bring
+/// them back.
+pub async fn ready(ch: &Channel, queue: &str) -> lapin::Result<u32> {
+    let q = ch
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions::durable().passive(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(q.message_count())
+}
+
 /// Declares the queues and exchange every prefix has; declaring what exists with the same
 /// arguments changes nothing.
 pub async fn declare(ch: &Channel, names: &Names) -> lapin::Result<()> {
