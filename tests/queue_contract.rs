@@ -7,10 +7,13 @@
 //!   how to start it, never a skip.
 //!
 //! What RabbitMQ guarantees differs from the embedded queue in three places, and the tests say
-//! where: urgency orders what the gateway's consumers have received (so the ordering test
-//! waits until the broker has pushed everything), `depth` counts messages ready in the work
-//! queues (not those out with consumers), and a message read back by a listing is visible again
-//! only once the broker has processed its return (counts are polled briefly).
+//! where: urgency and the share between senders order what the gateway's consumers have
+//! received (the consumers of a fresh handle first wait for what their queues held, so tests
+//! that enqueue before the first lease see everything; the ordering test, whose consumers run
+//! before letters arrive, waits until the broker has pushed everything), `depth` counts
+//! messages ready in the work queues (not those out with consumers), and a message read back by
+//! a listing is visible again only once the broker has processed its return (counts are polled
+//! briefly).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use brevdue::clock::now_ms;
 use brevdue::domain::{Cvr, LetterId, Priority};
-use brevdue::queue::{self, Delivery, Leased, Queue, QueueDepth};
+use brevdue::queue::{self, Delivery, Leased, Queue, QueueDepth, RabbitQueue, SenderShare};
 use brevdue::route::Route;
 use common::backends::{DeleteQueues, START_RABBITMQ, amqp_base};
 use tempfile::TempDir;
@@ -83,15 +86,43 @@ fn sender_a() -> Cvr {
     Cvr::from_value(29_403_473).expect("a valid CVR")
 }
 
+/// A second sender, for the tests of fairness between senders.
+fn sender_b() -> Cvr {
+    Cvr::from_value(12_345_674).expect("a valid CVR")
+}
+
 fn delivery(route: Route, priority: Priority, not_before_ms: i64) -> Delivery {
     Delivery {
+        not_before_ms,
+        ..from(sender_a(), route, priority)
+    }
+}
+
+/// A delivery due at once from `sender`.
+fn from(sender: Cvr, route: Route, priority: Priority) -> Delivery {
+    Delivery {
         letter_id: LetterId::new(),
-        sender: sender_a(),
+        sender,
         route,
         priority,
-        not_before_ms,
+        not_before_ms: 0,
         enqueued_at_ms: now_ms(),
     }
+}
+
+/// `n` deliveries from one sender, enqueued in a few batches (as a flooding sender's would be).
+async fn flood(q: &dyn Queue, sender: Cvr, priority: Priority, n: usize) -> Vec<Delivery> {
+    let items: Vec<Delivery> = (0..n)
+        .map(|_| from(sender, Route::Mailbox, priority))
+        .collect();
+    for chunk in items.chunks(500) {
+        q.enqueue(chunk).await.expect("enqueue");
+    }
+    items
+}
+
+fn count_from(l: &[Leased], sender: Cvr) -> usize {
+    l.iter().filter(|l| l.delivery.sender == sender).count()
 }
 
 /// Leases until `want` deliveries came or `within` passed.
@@ -331,6 +362,73 @@ async fn a_lease_never_settled_is_handed_out_again_after_a_crash(f: Fixture) {
     assert_eq!(depth(&*q).await, QueueDepth::default());
 }
 
+async fn a_second_sender_is_not_queued_behind_a_flood(f: Fixture) {
+    let q = f.open().await;
+    flood(&*q, sender_a(), Priority::Bulk, 2_000).await;
+    let late = flood(&*q, sender_b(), Priority::Bulk, 3).await;
+    // Workers take batches from the front; the flood has 1,936 letters left after two of them.
+    let mut front = Vec::new();
+    for _ in 0..2 {
+        front.extend(lease_until(&*q, Route::Mailbox, 64, Duration::from_secs(10)).await);
+    }
+    assert_eq!(front.len(), 128);
+    let handed_out = ids(&front);
+    for d in &late {
+        assert!(
+            handed_out.contains(&d.letter_id),
+            "the second sender's letter waits behind the flood: {} of {} in the first two batches",
+            count_from(&front, sender_b()),
+            late.len()
+        );
+    }
+    assert_eq!(count_from(&front, sender_a()), 125);
+}
+
+async fn senders_share_by_weight(f: Fixture) {
+    let q = f.open().await;
+    q.set_senders(&[
+        SenderShare {
+            sender: sender_a(),
+            weight: 3,
+        },
+        SenderShare {
+            sender: sender_b(),
+            weight: 1,
+        },
+    ])
+    .await
+    .expect("set senders");
+    flood(&*q, sender_a(), Priority::Normal, 1_000).await;
+    flood(&*q, sender_b(), Priority::Normal, 1_000).await;
+    // Batches the size a worker takes, none acknowledged yet.
+    let mut front = Vec::new();
+    for _ in 0..2 {
+        front.extend(lease_until(&*q, Route::Mailbox, 200, Duration::from_secs(10)).await);
+    }
+    assert_eq!(front.len(), 400);
+    let a = count_from(&front, sender_a());
+    // Unweighted would be 50 %, and first come first served 100 %.
+    assert!(
+        (260..=340).contains(&a),
+        "sender A (weight 3) got {a} of the first 400, sender B (weight 1) {}",
+        400 - a
+    );
+}
+
+async fn urgent_goes_first_past_a_flood_of_bulk(f: Fixture) {
+    let q = f.open().await;
+    flood(&*q, sender_a(), Priority::Bulk, 1_000).await;
+    let urgent = from(sender_b(), Route::Mailbox, Priority::Urgent);
+    q.enqueue(&[urgent]).await.unwrap();
+    let first = lease_until(&*q, Route::Mailbox, 64, Duration::from_secs(10)).await;
+    assert_eq!(first.len(), 64);
+    assert_eq!(
+        first[0].delivery, urgent,
+        "the urgent letter should lead the first batch"
+    );
+    assert_eq!(count_from(&first, sender_a()), 63);
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod embedded {
@@ -360,6 +458,9 @@ contract!(
     scheduled_deliveries_wait_until_due,
     dead_letters_are_listed_revived_and_purged,
     a_lease_never_settled_is_handed_out_again_after_a_crash,
+    a_second_sender_is_not_queued_behind_a_flood,
+    senders_share_by_weight,
+    urgent_goes_first_past_a_flood_of_bulk,
 );
 
 // ---- RabbitMQ only ------------------------------------------------------------------------
@@ -394,20 +495,67 @@ async fn rabbitmq_reconnects_after_the_broker_drops_the_connection() {
     assert_eq!(depth(&*q).await, QueueDepth::default());
 }
 
+/// A handle that never heard of a sender (another gateway, an admin command, a test's clean-up)
+/// still finds its lanes: it consumes them, counts them and deletes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_lanes_are_found_by_a_handle_that_did_not_make_them() {
+    let f = Fixture::new(Backend::RabbitMq).await;
+    let prefix = f.url.rsplit("prefix=").next().unwrap().to_string();
+    let letter = from(sender_b(), Route::Print, Priority::Normal);
+    {
+        let q = f.open().await;
+        q.set_senders(&[SenderShare {
+            sender: sender_a(),
+            weight: 2,
+        }])
+        .await
+        .unwrap();
+        q.enqueue(&[letter]).await.unwrap();
+    }
+    assert_eq!(
+        queues_named(&prefix).len(),
+        2 + 4 + 4 + 7 + 1 + 1,
+        "urgent queues, two senders' lanes, delay tiers, dead queue, lane record"
+    );
+    let q = f.open().await;
+    assert_eq!(depth(&*q).await.print, 1);
+    let got = lease_until(&*q, Route::Print, 1, Duration::from_secs(10)).await;
+    assert_eq!(ids(&got), vec![letter.letter_id]);
+    q.ack(&[letter.letter_id]).await.unwrap();
+    drop(q);
+    // What the tests' clean-up does: a fresh handle deletes the prefix's queues.
+    let fresh = RabbitQueue::open(&f.url).await.unwrap();
+    fresh.delete_topology().await.unwrap();
+    drop(fresh);
+    let left = eventually(Vec::<String>::new(), || async { queues_named(&prefix) }).await;
+    assert!(left.is_empty(), "queues left behind: {left:?}");
+}
+
+/// The queues on the broker whose names start with `prefix`.
+fn queues_named(prefix: &str) -> Vec<String> {
+    rabbitmqctl(&["-q", "list_queues", "name"])
+        .lines()
+        .map(str::trim)
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+fn rabbitmqctl(args: &[&str]) -> String {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("rabbitmqctl is needed for this test: {e}"));
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Closes the broker side of the connections with this client-provided name.
 fn close_connections_named(name: &str) {
-    let rabbitmqctl = |args: &[&str]| {
-        let out = std::process::Command::new("rabbitmqctl")
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("rabbitmqctl is needed for this test: {e}"));
-        assert!(
-            out.status.success(),
-            "rabbitmqctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let list = rabbitmqctl(&["-q", "list_connections", "pid", "client_properties"]);
     let pids: Vec<&str> = list
         .lines()

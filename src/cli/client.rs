@@ -90,19 +90,24 @@ pub async fn stream_batch<T: Clone + Send + 'static>(
         loop {
             // Top up the window from the source while there is room.
             if let Some(tx) = &sender {
+                let mut closed = false;
                 while unanswered.len() < WINDOW {
                     match source.next() {
                         Some((tag, letter)) => {
-                            if tx.send(letter.clone()).await.is_err() {
+                            closed = tx.send(letter.clone()).await.is_err();
+                            // Unanswered even if it did not go out: the gateway stopped reading
+                            // (an error ends the stream after the receipts before it), and the
+                            // next stream sends it again rather than losing it.
+                            unanswered.push_back((tag, letter));
+                            if closed {
                                 break;
                             }
-                            unanswered.push_back((tag, letter));
                         }
                         None => break,
                     }
                 }
-                if source.peek().is_none() {
-                    sender = None; // close our side: no more letters
+                if closed || source.peek().is_none() {
+                    sender = None; // close our side: no more letters on this stream
                 }
             }
             if unanswered.is_empty() && sender.is_none() {

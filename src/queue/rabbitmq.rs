@@ -8,12 +8,18 @@
 //! `amqps://` is refused: brevdue is built with ring as its only crypto provider and no TLS
 //! for AMQP.
 //!
+//! Queues: one shared urgent queue per route, and per sender and route a NORMAL and a BULK
+//! lane (`topology.rs`), so that a sender flooding the gateway queues behind itself, not in
+//! front of everyone else; which senders have lanes is recorded on the broker (`lanes.rs`).
+//!
 //! How the trait's meaning maps onto RabbitMQ:
-//! - `enqueue` publishes every item (pipelined) and returns once the broker confirmed all of
-//!   them: persistent messages in quorum queues, so durable. Not idempotent: the same letter
-//!   enqueued twice is two messages; delivery skips letters the store already has delivered.
-//! - `lease` takes what this gateway's consumers (one channel per route, prefetch limited)
-//!   have received, urgent queue first. A leased message stays unacknowledged at the broker
+//! - `enqueue` declares the lanes of senders it has not seen yet, then publishes every item
+//!   (pipelined) and returns once the broker confirmed all of them: persistent messages in
+//!   quorum queues, so durable. Not idempotent: the same letter enqueued twice is two
+//!   messages; delivery skips letters the store already has delivered.
+//! - `lease` takes what this gateway's consumers (one channel per route, a consumer per queue,
+//!   prefetch limited) have received: urgent first, then NORMAL, then BULK, each shared between
+//!   senders by weight (`consume.rs`). A leased message stays unacknowledged at the broker
 //!   until `ack`, `retry` or `dead_letter` settles it; if the gateway dies its connection
 //!   closes and RabbitMQ hands the message out again, which is the lease running out. A lease
 //!   this handle holds longer than `lease` is given back (requeued) at the next `lease` call.
@@ -21,12 +27,17 @@
 //!   attempt, confirmed, then acknowledges the original; `dead_letter` publishes it to the
 //!   dead queue, confirmed, then acknowledges. If the acknowledgement is lost the original
 //!   comes back too: a duplicate the store makes harmless.
+//! - `set_senders` declares every registered sender's lanes (so this gateway consumes them
+//!   before their first letter arrives, whichever gateway accepts it) and sets the weights.
+//! - `depth` counts the ready messages of the urgent queues and of every known lane.
 //! - The connection is checked before every call; a dead one (broker restart, network) is
-//!   replaced, the topology declared again and consumers started again. Publishes in flight
-//!   when it died fail with `Unavailable`; their callers retry.
+//!   replaced, the topology declared again, the lane record read again and consumers started
+//!   again on every known lane. Publishes in flight when it died fail with `Unavailable`;
+//!   their callers retry.
 
 mod consume;
 mod dead;
+mod lanes;
 mod link;
 mod message;
 mod topology;
@@ -40,20 +51,19 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use lapin::Acker;
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use lapin::uri::AMQPUri;
 use tokio::sync::{Mutex, Notify};
 
 use crate::clock::now_ms;
-use crate::domain::LetterId;
+use crate::domain::{Cvr, LetterId, Priority};
 use crate::route::Route;
 
 use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError, SenderShare};
 use consume::{Held, RouteConsumer, Settle, settle};
+use lanes::LaneBook;
 use link::{CALL_TIMEOUT, Link, Outgoing, within};
 use message::Msg;
-use topology::{Names, PRIORITIES, tier_for};
+use topology::{LANE_PRIORITIES, Names, ROUTES, tier_for};
 
 /// How long `lease` waits for a first message when nothing is buffered.
 const FIRST_DELIVERY_WAIT: Duration = Duration::from_millis(50);
@@ -72,8 +82,12 @@ pub struct RabbitQueue {
     /// Deliveries handed out by `lease` and not yet settled, by letter. Their messages are
     /// unacknowledged at the broker; the ackers settle them on the channel they came on.
     held: StdMutex<HashMap<LetterId, Held>>,
-    /// Signalled when a consumer buffers a message (or stops).
+    /// Signalled when a consumer buffers a message (or stops), or lanes are learnt.
     work: Arc<Notify>,
+    /// Which senders have lanes, and their weights.
+    lanes: StdMutex<LaneBook>,
+    /// Serialises declaring lanes.
+    lane_setup: Mutex<()>,
 }
 
 impl RabbitQueue {
@@ -90,6 +104,8 @@ impl RabbitQueue {
             consumers: StdMutex::new(HashMap::new()),
             held: StdMutex::new(HashMap::new()),
             work: Arc::new(Notify::new()),
+            lanes: StdMutex::new(LaneBook::default()),
+            lane_setup: Mutex::new(()),
         };
         q.link().await?;
         Ok(q)
@@ -100,27 +116,42 @@ impl RabbitQueue {
         self.names.prefix()
     }
 
-    /// Deletes this prefix's queues (with their messages) and exchange: for tests and for
-    /// taking an installation down. Returns how many messages were dropped.
+    /// Deletes this prefix's queues (with their messages), every sender's lanes included, and
+    /// exchange: for tests and for taking an installation down. Returns how many messages were
+    /// dropped.
     pub async fn delete_topology(&self) -> Result<u64, QueueError> {
         lock(&self.consumers).clear();
+        let senders = self.every_lane_owner().await?;
         let link = self.link().await?;
         let dropped = within("deleting the queues", CALL_TIMEOUT, async {
             let ch = link.conn.create_channel().await?;
-            let n = topology::delete(&ch, &self.names).await?;
+            let n = topology::delete(&ch, &self.names, &senders).await?;
             ch.close(200, "OK".into()).await?;
             Ok::<_, lapin::Error>(n)
         })
         .await?;
+        lock(&self.lanes).clear();
         self.invalidate(link.generation).await;
         Ok(dropped)
+    }
+
+    /// Every sender with lanes: those this handle knows and those the lane record names now.
+    async fn every_lane_owner(&self) -> Result<Vec<Cvr>, QueueError> {
+        let recorded = within(
+            "reading the lane record",
+            CALL_TIMEOUT,
+            lanes::read_record(&self.uri, &self.names),
+        )
+        .await?;
+        self.learn(recorded);
+        Ok(self.known_senders())
     }
 
     /// Where a letter reference goes: its work queue when due, else the delay tier for what is
     /// left of its wait.
     fn to_work(&self, msg: &Msg, now: i64) -> Outgoing {
         let d = &msg.delivery;
-        let routing_key = self.names.work(d.route, d.priority);
+        let routing_key = self.names.work(d.route, d.priority, d.sender);
         let remaining = d.not_before_ms - now;
         let (exchange, tier) = if remaining <= 0 {
             (String::new(), None)
@@ -133,6 +164,19 @@ impl RabbitQueue {
             body: msg.encode(),
             properties: msg.properties(tier),
         }
+    }
+
+    /// Publishes letter references to their work queues (or delay tiers), declaring the lanes
+    /// of senders not seen yet first.
+    async fn publish_work(&self, msgs: &[Msg], now: i64) -> Result<(), QueueError> {
+        self.ensure_lanes(
+            msgs.iter()
+                .filter(|m| m.delivery.priority != Priority::Urgent)
+                .map(|m| m.delivery.sender),
+        )
+        .await?;
+        let out: Vec<Outgoing> = msgs.iter().map(|m| self.to_work(m, now)).collect();
+        self.publish(&out).await
     }
 
     fn to_dead(&self, msg: &Msg) -> Outgoing {
@@ -148,12 +192,8 @@ impl RabbitQueue {
 #[async_trait]
 impl Queue for RabbitQueue {
     async fn enqueue(&self, items: &[Delivery]) -> Result<(), QueueError> {
-        let now = now_ms();
-        let out: Vec<Outgoing> = items
-            .iter()
-            .map(|d| self.to_work(&Msg::new(*d), now))
-            .collect();
-        self.publish(&out).await
+        let msgs: Vec<Msg> = items.iter().map(|d| Msg::new(*d)).collect();
+        self.publish_work(&msgs, now_ms()).await
     }
 
     async fn lease(
@@ -167,6 +207,7 @@ impl Queue for RabbitQueue {
             return Ok(Vec::new());
         }
         let inbox = self.inbox(route, max).await?;
+        inbox.warm_up().await;
         if inbox.is_empty() {
             let arrived = inbox.arrived.notified();
             tokio::pin!(arrived);
@@ -177,12 +218,13 @@ impl Queue for RabbitQueue {
         }
         let now = now_ms();
         let until = Instant::now() + lease;
+        let weights = self.weights();
         let mut out = Vec::new();
         let mut early: Vec<(Msg, Acker)> = Vec::new();
         let mut corrupt: Vec<Acker> = Vec::new();
         {
             let mut held = lock(&self.held);
-            for i in inbox.take(max) {
+            for i in inbox.take(max, &weights) {
                 let msg = match Msg::decode(&i.data) {
                     Ok(m) => m,
                     Err(e) => {
@@ -213,9 +255,8 @@ impl Queue for RabbitQueue {
         settle(&corrupt, Settle::Drop).await;
         if !early.is_empty() {
             // Back from a delay tier shorter than the wait: delay again for the rest.
-            let again: Vec<Outgoing> = early.iter().map(|(m, _)| self.to_work(m, now)).collect();
-            let ackers: Vec<Acker> = early.into_iter().map(|(_, a)| a).collect();
-            match self.publish(&again).await {
+            let (again, ackers): (Vec<Msg>, Vec<Acker>) = early.into_iter().unzip();
+            match self.publish_work(&again, now).await {
                 Ok(()) => {
                     settle(&ackers, Settle::Ack).await;
                 }
@@ -261,7 +302,7 @@ impl Queue for RabbitQueue {
         let mut msg = h.msg.clone();
         msg.attempts = msg.attempts.saturating_add(1);
         msg.delivery.not_before_ms = not_before_ms;
-        match self.publish(&[self.to_work(&msg, now_ms())]).await {
+        match self.publish_work(&[msg], now_ms()).await {
             Ok(()) => {
                 settle(&h.ackers, Settle::Ack).await;
                 Ok(())
@@ -309,39 +350,42 @@ impl Queue for RabbitQueue {
     }
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let senders = self.known_senders();
+        // Lanes learnt from the lane record but never declared (their recorder died first).
+        self.declare_lanes(senders.iter().copied()).await?;
         let link = self.link().await?;
         within("counting messages", CALL_TIMEOUT, async {
             let ch = link.conn.create_channel().await?;
-            let passive = QueueDeclareOptions::durable().passive();
-            let mut d = QueueDepth::default();
-            for route in [Route::Mailbox, Route::Print] {
-                for p in PRIORITIES {
-                    let q = ch
-                        .queue_declare(
-                            self.names.work(route, p).into(),
-                            passive,
-                            FieldTable::default(),
-                        )
-                        .await?;
-                    let n = u64::from(q.message_count());
-                    match route {
-                        Route::Mailbox => d.mailbox += n,
-                        Route::Print => d.print += n,
+            let mut queues: Vec<(Route, String)> = Vec::new();
+            for route in ROUTES {
+                queues.push((route, self.names.urgent(route)));
+                for s in &senders {
+                    for p in LANE_PRIORITIES {
+                        queues.push((route, self.names.lane(route, p, *s)));
                     }
                 }
             }
-            let q = ch
-                .queue_declare(self.names.dead().into(), passive, FieldTable::default())
-                .await?;
-            d.dead = u64::from(q.message_count());
+            // Pipelined: hundreds of lanes are counted in a few round trips' time.
+            let counts =
+                futures::future::try_join_all(queues.iter().map(|(_, q)| topology::ready(&ch, q)))
+                    .await?;
+            let mut d = QueueDepth::default();
+            for ((route, _), n) in queues.iter().zip(counts) {
+                match route {
+                    Route::Mailbox => d.mailbox += u64::from(n),
+                    Route::Print => d.print += u64::from(n),
+                }
+            }
+            d.dead = u64::from(topology::ready(&ch, &self.names.dead()).await?);
             ch.close(200, "OK".into()).await?;
             Ok::<_, lapin::Error>(d)
         })
         .await
     }
 
-    async fn set_senders(&self, _shares: &[SenderShare]) -> Result<(), QueueError> {
-        Ok(())
+    async fn set_senders(&self, shares: &[SenderShare]) -> Result<(), QueueError> {
+        self.set_weights(shares.iter().map(|s| (s.sender, s.weight)).collect());
+        self.ensure_lanes(shares.iter().map(|s| s.sender)).await
     }
 
     async fn wait_for_work(&self, max_wait: Duration) {

@@ -1,8 +1,26 @@
-//! Consuming: per route, one channel with a consumer on each priority queue, prefetch limited,
-//! feeding an inbox that `lease` takes from (urgent first); and the leases this handle holds,
-//! which are unacknowledged messages until settled.
+//! Consuming: per route, one channel with a consumer on the urgent queue and on every known
+//! sender's NORMAL and BULK lanes, feeding an inbox that `lease` takes from; and the leases this
+//! handle holds, which are unacknowledged messages until settled.
+//!
+//! `lease` takes the urgent messages first, then the NORMAL lanes, then the BULK lanes, each by
+//! deficit round robin: the sender whose turn it is takes up to its weight, then the next
+//! sender with buffered messages; a turn cut short by the batch size goes on in the next lease.
+//! A sender with one letter behind a flooder with a million therefore gets it into the next
+//! batch, and two flooders with weights 3 and 1 share batches 3:1.
+//!
+//! Prefetch (per consumer, so per lane) is twice the batch a worker leases. A lease can only
+//! share out what the consumers hold, and a leased message counts against its lane's prefetch
+//! until it is acknowledged, so with less than that a lane runs dry between a batch and the
+//! broker's refill after its acknowledgement: a lone flooding sender would get half-full
+//! batches, and a heavier sender's share would go to a lighter one whenever its lane ran dry.
+//! Only lanes with letters waiting hold anything, so the gateway holds at most two batches per
+//! backlogged lane (about 150 KB at the default batch of 256), not the backlog.
+//!
+//! When a route's consumers (re)start, each notes how many messages its queue had ready (up to
+//! its prefetch) and the first lease waits, briefly, until they arrived: otherwise the first
+//! batch after a start would be whichever lane the broker happened to fill first.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -13,20 +31,27 @@ use lapin::{Acker, Channel, Consumer};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::domain::LetterId;
+use crate::domain::{Cvr, LetterId, Priority};
 use crate::route::Route;
 
+use super::lanes::weight_of;
 use super::link::{CALL_TIMEOUT, Link, within};
 use super::message::Msg;
-use super::topology::{PRIORITIES, priority_level};
+use super::topology::{LANE_PRIORITIES, ROUTES, ready};
 use super::{QueueError, RabbitQueue, lock};
 
-/// A route's consumers (one per priority queue) on one channel, feeding one inbox.
+/// How long the first lease after consumers (re)started waits for what their queues held.
+const WARM_UP_WAIT: Duration = Duration::from_secs(5);
+
+/// A route's consumers on one channel, feeding one inbox.
 pub(super) struct RouteConsumer {
     generation: u64,
     channel: Channel,
+    prefetch: u16,
     pub(super) inbox: Arc<Inbox>,
     tasks: Vec<JoinHandle<()>>,
+    /// Senders whose lanes this channel consumes.
+    lanes: HashSet<Cvr>,
 }
 
 impl Drop for RouteConsumer {
@@ -37,7 +62,15 @@ impl Drop for RouteConsumer {
     }
 }
 
-/// Messages a route's consumers received and `lease` has not taken yet, per priority.
+/// Where a consumer's messages go in the inbox.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Urgent,
+    /// Index into `LANE_PRIORITIES`, and whose lane.
+    Lane(usize, Cvr),
+}
+
+/// Messages a route's consumers received and `lease` has not taken yet.
 #[derive(Default)]
 pub(super) struct Inbox {
     state: StdMutex<InboxState>,
@@ -46,8 +79,78 @@ pub(super) struct Inbox {
 
 #[derive(Default)]
 struct InboxState {
-    levels: [VecDeque<Incoming>; PRIORITIES.len()],
+    urgent: VecDeque<Incoming>,
+    /// NORMAL then BULK, each shared between senders.
+    lanes: [Rotation<Incoming>; LANE_PRIORITIES.len()],
     stopped: bool,
+    /// Consumers still waiting for what their queue held when they started.
+    warming: usize,
+    warm_until: Option<Instant>,
+}
+
+/// One priority's lanes, served by deficit round robin.
+struct Rotation<T> {
+    /// Buffered messages per sender; only senders with some are here.
+    queued: HashMap<Cvr, VecDeque<T>>,
+    /// Senders with buffered messages, in turn order; the front one's turn is under way.
+    turns: VecDeque<Cvr>,
+    /// What the front sender may still take in its turn.
+    credit: u32,
+}
+
+impl<T> Default for Rotation<T> {
+    fn default() -> Self {
+        Rotation {
+            queued: HashMap::new(),
+            turns: VecDeque::new(),
+            credit: 0,
+        }
+    }
+}
+
+impl<T> Rotation<T> {
+    fn push(&mut self, sender: Cvr, item: T) {
+        let lane = self.queued.entry(sender).or_default();
+        if lane.is_empty() {
+            self.turns.push_back(sender);
+        }
+        lane.push_back(item);
+    }
+
+    fn take(&mut self, max: usize, out: &mut Vec<T>, weight: impl Fn(Cvr) -> u32) {
+        while out.len() < max {
+            let Some(&sender) = self.turns.front() else {
+                break;
+            };
+            if self.credit == 0 {
+                self.credit = weight(sender).max(1);
+            }
+            let Some(lane) = self.queued.get_mut(&sender) else {
+                self.turns.pop_front();
+                self.credit = 0;
+                continue;
+            };
+            while self.credit > 0 && out.len() < max {
+                let Some(item) = lane.pop_front() else { break };
+                out.push(item);
+                self.credit -= 1;
+            }
+            if lane.is_empty() {
+                // Out of letters: its turn ends, and a sender that comes back queues up anew.
+                self.queued.remove(&sender);
+                self.turns.pop_front();
+                self.credit = 0;
+            } else if self.credit == 0 {
+                self.turns.rotate_left(1);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.queued.clear();
+        self.turns.clear();
+        self.credit = 0;
+    }
 }
 
 pub(super) struct Incoming {
@@ -74,41 +177,90 @@ impl Inbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push(&self, level: usize, item: Incoming) {
-        self.lock().levels[level].push_back(item);
+    fn push(&self, slot: Slot, item: Incoming) {
+        {
+            let mut s = self.lock();
+            match slot {
+                Slot::Urgent => s.urgent.push_back(item),
+                Slot::Lane(level, sender) => s.lanes[level].push(sender, item),
+            }
+        }
         self.arrived.notify_waiters();
     }
 
     fn stop(&self) {
         let mut s = self.lock();
         s.stopped = true;
+        s.warming = 0;
         // Their channel is gone: the broker hands these out again.
-        for l in &mut s.levels {
-            l.clear();
+        s.urgent.clear();
+        for r in &mut s.lanes {
+            r.clear();
         }
         drop(s);
         self.arrived.notify_waiters();
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.lock().levels.iter().all(VecDeque::is_empty)
+        let s = self.lock();
+        s.urgent.is_empty() && s.lanes.iter().all(|r| r.turns.is_empty())
     }
 
     fn stopped(&self) -> bool {
         self.lock().stopped
     }
 
-    /// Up to `max` messages, most urgent first, first come first within a priority.
-    pub(super) fn take(&self, max: usize) -> Vec<Incoming> {
+    fn expect(&self) {
+        self.lock().warming += 1;
+    }
+
+    fn warmed(&self) {
+        {
+            let mut s = self.lock();
+            s.warming = s.warming.saturating_sub(1);
+        }
+        self.arrived.notify_waiters();
+    }
+
+    /// Waits until the consumers received what their queues held when they started, or the
+    /// warm-up time is over.
+    pub(super) async fn warm_up(&self) {
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let until = {
+                let s = self.lock();
+                match s.warm_until {
+                    Some(until) if s.warming > 0 && !s.stopped => until,
+                    _ => return,
+                }
+            };
+            if tokio::time::timeout_at(until.into(), arrived)
+                .await
+                .is_err()
+            {
+                let mut s = self.lock();
+                s.warming = 0;
+                s.warm_until = None;
+                return;
+            }
+        }
+    }
+
+    /// Up to `max` messages: urgent first, then each lower priority shared between senders by
+    /// weight.
+    pub(super) fn take(&self, max: usize, weights: &HashMap<Cvr, u32>) -> Vec<Incoming> {
         let mut s = self.lock();
         let mut out = Vec::new();
-        for level in &mut s.levels {
-            while out.len() < max {
-                match level.pop_front() {
-                    Some(i) => out.push(i),
-                    None => break,
-                }
+        while out.len() < max {
+            match s.urgent.pop_front() {
+                Some(i) => out.push(i),
+                None => break,
             }
+        }
+        for r in &mut s.lanes {
+            r.take(max, &mut out, |sender| weight_of(weights, sender));
         }
         out
     }
@@ -128,22 +280,35 @@ pub(super) async fn settle(ackers: &[Acker], how: Settle) -> usize {
     results.iter().filter(|r| !matches!(r, Ok(true))).count()
 }
 
-/// Feeds one consumer's deliveries into its route's inbox until the consumer ends.
-async fn forward(mut consumer: Consumer, inbox: Arc<Inbox>, level: usize, work: Arc<Notify>) {
+/// Feeds one consumer's deliveries into its route's inbox until the consumer ends. `expect`
+/// counts down what its queue held at the start (see the warm-up).
+async fn forward(
+    mut consumer: Consumer,
+    inbox: Arc<Inbox>,
+    slot: Slot,
+    mut expect: u32,
+    work: Arc<Notify>,
+) {
     while let Some(next) = consumer.next().await {
         match next {
             Ok(d) => {
                 inbox.push(
-                    level,
+                    slot,
                     Incoming {
                         acker: d.acker,
                         data: d.data,
                     },
                 );
+                if expect > 0 {
+                    expect -= 1;
+                    if expect == 0 {
+                        inbox.warmed();
+                    }
+                }
                 work.notify_waiters();
             }
             Err(e) => {
-                tracing::warn!(error = %e, "RabbitMQ consumer stopped; it restarts on the next lease");
+                tracing::warn!(error = %e, ?slot, "RabbitMQ consumer stopped; it restarts on the next lease");
                 break;
             }
         }
@@ -154,32 +319,29 @@ async fn forward(mut consumer: Consumer, inbox: Arc<Inbox>, level: usize, work: 
 
 impl RabbitQueue {
     /// The inbox of `route`'s consumers, starting them if needed (first use, or their channel
-    /// or connection died).
+    /// or connection died) and adding consumers for lanes learnt since.
     pub(super) async fn inbox(&self, route: Route, max: usize) -> Result<Arc<Inbox>, QueueError> {
         let link = self.link().await?;
-        let fresh = |c: &RouteConsumer| {
-            c.generation == link.generation && c.channel.status().connected() && !c.inbox.stopped()
-        };
-        if let Some(c) = lock(&self.consumers).get(&route).filter(|c| fresh(c)) {
+        // Lanes are only ever added, so a consumer with as many lanes as are known has them all.
+        let complete = |c: &RouteConsumer| fresh(c, &link) && c.lanes.len() >= self.known_count();
+        if let Some(c) = lock(&self.consumers).get(&route).filter(|c| complete(c)) {
             return Ok(c.inbox.clone());
         }
+        // Lanes learnt from the lane record may not have been declared (their recorder died
+        // first), and after a reconnect none count as declared.
+        self.declare_lanes(self.known_senders()).await?;
         let _setup = self.consumer_setup.lock().await;
-        if let Some(c) = lock(&self.consumers).get(&route).filter(|c| fresh(c)) {
-            return Ok(c.inbox.clone());
+        if let Some(inbox) = self.attach_lanes_locked(route, &link).await? {
+            return Ok(inbox);
         }
-        let old = lock(&self.consumers).remove(&route);
-        if let Some(old) = old {
-            // Its unacknowledged messages go back to the queue.
-            let _ =
-                tokio::time::timeout(Duration::from_secs(1), old.channel.close(200, "OK".into()))
-                    .await;
-        }
-        // Room for the batch a worker holds and the next one.
+        self.stop_consumers(route).await;
+        // Room for the batch a worker holds and the next one (see the module comment).
         let prefetch = u16::try_from(max.saturating_mul(2).clamp(16, 4096)).unwrap_or(4096);
+        let known = self.known_senders();
         let consumer = within(
-            "starting a consumer",
+            "starting consumers",
             CALL_TIMEOUT,
-            self.start_consumers(&link, route, prefetch),
+            self.start_consumers(&link, route, &known, prefetch),
         )
         .await?;
         let inbox = consumer.inbox.clone();
@@ -187,41 +349,181 @@ impl RabbitQueue {
         Ok(inbox)
     }
 
+    /// Starts consuming lanes learnt since the running consumers started, at once rather than
+    /// at the next lease, so the broker pushes a new sender's first letters straight away.
+    pub(super) async fn attach_lanes(&self) {
+        let Ok(link) = self.link().await else {
+            return;
+        };
+        let _setup = self.consumer_setup.lock().await;
+        for route in ROUTES {
+            if let Err(e) = self.attach_lanes_locked(route, &link).await {
+                tracing::warn!(error = %e, "could not consume new lanes; retried at the next lease");
+            }
+        }
+    }
+
+    /// With `consumer_setup` held: the inbox of `route`'s running consumers after adding
+    /// consumers for lanes they lack, or `None` when the route has none running.
+    async fn attach_lanes_locked(
+        &self,
+        route: Route,
+        link: &Link,
+    ) -> Result<Option<Arc<Inbox>>, QueueError> {
+        let known = self.known_senders();
+        let running = lock(&self.consumers)
+            .get(&route)
+            .filter(|c| fresh(c, link))
+            .map(|c| {
+                let missing: Vec<Cvr> = known
+                    .iter()
+                    .filter(|s| !c.lanes.contains(s))
+                    .copied()
+                    .collect();
+                (c.channel.clone(), c.inbox.clone(), c.prefetch, missing)
+            });
+        let Some((channel, inbox, prefetch, missing)) = running else {
+            return Ok(None);
+        };
+        if missing.is_empty() {
+            return Ok(Some(inbox));
+        }
+        let added = within(
+            "starting consumers",
+            CALL_TIMEOUT,
+            self.consume_lanes(&channel, route, &missing, &inbox, prefetch, false),
+        )
+        .await;
+        match added {
+            Ok(tasks) => {
+                if let Some(c) = lock(&self.consumers).get_mut(&route) {
+                    c.tasks.extend(tasks);
+                    c.lanes.extend(missing);
+                }
+                Ok(Some(inbox))
+            }
+            Err(e) => {
+                // The channel may be half set up: the route starts afresh at the next lease.
+                self.stop_consumers(route).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops a route's consumers; their unacknowledged messages go back to the queues.
+    async fn stop_consumers(&self, route: Route) {
+        let old = lock(&self.consumers).remove(&route);
+        if let Some(old) = old {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), old.channel.close(200, "OK".into()))
+                    .await;
+        }
+    }
+
     async fn start_consumers(
         &self,
         link: &Link,
         route: Route,
+        senders: &[Cvr],
         prefetch: u16,
-    ) -> lapin::Result<RouteConsumer> {
-        let channel = link.conn.create_channel().await?;
-        // Per consumer: each priority queue may have `prefetch` unacknowledged messages here.
+    ) -> Result<RouteConsumer, QueueError> {
+        let channel = link.conn.create_channel().await.map_err(broker)?;
+        // Per consumer: each queue may have `prefetch` unacknowledged messages here.
         channel
             .basic_qos(prefetch, BasicQosOptions { global: false })
-            .await?;
+            .await
+            .map_err(broker)?;
+        let inbox = Arc::new(Inbox::default());
+        inbox.lock().warm_until = Some(Instant::now() + WARM_UP_WAIT);
         let mut rc = RouteConsumer {
             generation: link.generation,
             channel,
-            inbox: Arc::new(Inbox::default()),
+            prefetch,
+            inbox: inbox.clone(),
             tasks: Vec::new(),
+            lanes: HashSet::new(),
         };
-        for p in PRIORITIES {
-            let consumer = rc
-                .channel
-                .basic_consume(
-                    self.names.work(route, p).into(),
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            rc.tasks.push(tokio::spawn(forward(
-                consumer,
-                rc.inbox.clone(),
-                priority_level(p),
-                self.work.clone(),
-            )));
-        }
+        let urgent = self.names.urgent(route);
+        let waiting = ready(&rc.channel, &urgent).await.map_err(broker)?;
+        let consumer = consume(&rc.channel, &urgent).await.map_err(broker)?;
+        rc.tasks.push(self.spawn_forward(
+            consumer,
+            &inbox,
+            Slot::Urgent,
+            waiting.min(prefetch.into()),
+        ));
+        let tasks = self
+            .consume_lanes(&rc.channel, route, senders, &inbox, prefetch, true)
+            .await?;
+        rc.tasks.extend(tasks);
+        rc.lanes.extend(senders.iter().copied());
         Ok(rc)
+    }
+
+    /// Consumes the NORMAL and BULK lanes of `senders` (pipelined), which must exist. `warm`:
+    /// the first lease waits for what they hold.
+    async fn consume_lanes(
+        &self,
+        channel: &Channel,
+        route: Route,
+        senders: &[Cvr],
+        inbox: &Arc<Inbox>,
+        prefetch: u16,
+        warm: bool,
+    ) -> Result<Vec<JoinHandle<()>>, QueueError> {
+        let lanes: Vec<(Slot, String)> = senders
+            .iter()
+            .flat_map(|s| {
+                LANE_PRIORITIES
+                    .iter()
+                    .enumerate()
+                    .map(|(level, p)| (Slot::Lane(level, *s), self.lane_name(route, *p, *s)))
+            })
+            .collect();
+        let waiting = futures::future::try_join_all(lanes.iter().map(|(_, q)| ready(channel, q)))
+            .await
+            .map_err(broker)?;
+        let consumers =
+            futures::future::try_join_all(lanes.iter().map(|(_, q)| consume(channel, q)))
+                .await
+                .map_err(broker)?;
+        let tasks = lanes
+            .iter()
+            .zip(waiting)
+            .zip(consumers)
+            .map(|(((slot, _), waiting), consumer)| {
+                let expect = if warm {
+                    waiting.min(prefetch.into())
+                } else {
+                    0
+                };
+                self.spawn_forward(consumer, inbox, *slot, expect)
+            })
+            .collect();
+        Ok(tasks)
+    }
+
+    fn lane_name(&self, route: Route, priority: Priority, sender: Cvr) -> String {
+        self.names.lane(route, priority, sender)
+    }
+
+    fn spawn_forward(
+        &self,
+        consumer: Consumer,
+        inbox: &Arc<Inbox>,
+        slot: Slot,
+        expect: u32,
+    ) -> JoinHandle<()> {
+        if expect > 0 {
+            inbox.expect();
+        }
+        tokio::spawn(forward(
+            consumer,
+            inbox.clone(),
+            slot,
+            expect,
+            self.work.clone(),
+        ))
     }
 
     /// Gives back leases held longer than they were granted for.
@@ -246,5 +548,85 @@ impl RabbitQueue {
             );
             settle(&expired, Settle::Requeue).await;
         }
+    }
+}
+
+/// Consumers of the live connection whose channel and consumers still run.
+fn fresh(c: &RouteConsumer, link: &Link) -> bool {
+    c.generation == link.generation && c.channel.status().connected() && !c.inbox.stopped()
+}
+
+async fn consume(channel: &Channel, queue: &str) -> lapin::Result<Consumer> {
+    channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
+
+fn broker(e: lapin::Error) -> QueueError {
+    super::link::unavailable("consumer", e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cvr(n: u32) -> Cvr {
+        crate::domain::complete_cvr(n).unwrap()
+    }
+
+    fn take(r: &mut Rotation<Cvr>, max: usize, weights: &HashMap<Cvr, u32>) -> Vec<Cvr> {
+        let mut out = Vec::new();
+        r.take(max, &mut out, |s| weight_of(weights, s));
+        out
+    }
+
+    #[test]
+    fn a_newcomer_is_served_in_the_next_turn() {
+        let (a, b) = (cvr(1_000_000), cvr(2_000_000));
+        let mut r = Rotation::default();
+        for _ in 0..1000 {
+            r.push(a, a);
+        }
+        let first = take(&mut r, 10, &HashMap::new());
+        assert_eq!(first, vec![a; 10]);
+        r.push(b, b);
+        let next = take(&mut r, 4, &HashMap::new());
+        assert_eq!(next, vec![a, b, a, a]);
+    }
+
+    #[test]
+    fn weights_share_in_proportion_across_batches() {
+        let (a, b) = (cvr(1_000_000), cvr(2_000_000));
+        let weights = HashMap::from([(a, 3), (b, 1)]);
+        let mut r = Rotation::default();
+        for _ in 0..500 {
+            r.push(a, a);
+            r.push(b, b);
+        }
+        // Batches that cut turns short still add up to 3:1.
+        let mut got = Vec::new();
+        for _ in 0..40 {
+            got.extend(take(&mut r, 10, &weights));
+        }
+        assert_eq!(got.iter().filter(|s| **s == a).count(), 300);
+        assert_eq!(got.iter().filter(|s| **s == b).count(), 100);
+    }
+
+    #[test]
+    fn an_emptied_lane_leaves_the_rotation() {
+        let (a, b) = (cvr(1_000_000), cvr(2_000_000));
+        let mut r = Rotation::default();
+        r.push(a, a);
+        r.push(b, b);
+        r.push(b, b);
+        assert_eq!(take(&mut r, 10, &HashMap::new()), vec![a, b, b]);
+        assert!(r.turns.is_empty() && r.queued.is_empty());
+        r.push(a, a);
+        assert_eq!(take(&mut r, 10, &HashMap::new()), vec![a]);
     }
 }

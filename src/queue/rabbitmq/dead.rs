@@ -22,8 +22,12 @@ impl RabbitQueue {
     /// (the channel is closed and RabbitMQ puts them all back). For audits: the plaintext scan
     /// proves messages carry letter references only.
     pub async fn peek_all(&self) -> Result<Vec<Vec<u8>>, QueueError> {
+        let senders = self.every_lane_owner().await?;
+        self.declare_lanes(senders.iter().copied()).await?;
         let link = self.link().await?;
-        let queues = self.names.all_queues();
+        // The lane record holds sender numbers only, and holding its messages would hide them
+        // from a gateway reading it now.
+        let queues = self.names.letter_queues(&senders);
         within("reading the queues", CALL_TIMEOUT, async {
             let ch = link.conn.create_channel().await?;
             let mut bodies = Vec::new();
@@ -114,7 +118,8 @@ impl RabbitQueue {
                 enqueued_at_ms: now_ms(),
                 ..msg.delivery
             });
-            self.publish(&[self.to_work(&fresh, 0)]).await?;
+            // To the letter's own lane (declared first if this handle has not seen its sender).
+            self.publish_work(&[fresh], 0).await?;
         }
         let ackers: Vec<Acker> = found.iter().map(|(_, a)| a.clone()).collect();
         let failed = settle(&ackers, Settle::Ack).await;

@@ -1,5 +1,6 @@
-//! The connection to RabbitMQ: opened (with the topology declared) on first use, checked before
-//! every call and replaced when dead, and confirmed publishing on its one confirm-mode channel.
+//! The connection to RabbitMQ: opened (with the topology declared and the lane record read) on
+//! first use, checked before every call and replaced when dead, and confirmed publishing on its
+//! one confirm-mode channel.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 
-use super::{QueueError, RabbitQueue, topology};
+use super::{QueueError, RabbitQueue, lanes, lock, topology};
 
 /// Connecting and declaring the topology.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,6 +88,13 @@ impl RabbitQueue {
             .await
             .map_err(|e| format!("declaring the queues failed: {e}"))?;
         let _ = setup.close(200, "OK".into()).await;
+        let recorded = lanes::read_record(&self.uri, &self.names)
+            .await
+            .map_err(|e| format!("reading the lane record failed: {e}"))?;
+        self.learn(recorded);
+        // Whatever happened while disconnected (a lane deleted by hand), lanes are declared
+        // again before the next publish to them.
+        lock(&self.lanes).forget_declared();
         let publish = conn.create_channel().await.map_err(|e| e.to_string())?;
         publish
             .confirm_select(ConfirmSelectOptions::default())

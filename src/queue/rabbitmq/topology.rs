@@ -1,20 +1,29 @@
 //! The queues and the exchange one RabbitMQ queue uses, all named from one prefix, declared
-//! idempotently on every (re)connect.
+//! idempotently: the fixed ones on every (re)connect, a sender's lanes when it first shows up.
 //!
-//! - Work queues, one per route and priority (`<prefix>mailbox.urgent`, `.normal`, `.bulk`,
-//!   the same for `print`): quorum queues in RabbitMQ 3.x have no message priorities, so
-//!   urgency is a queue of its own and the consumer drains the urgent queue first.
+//! - Urgent queues, one per route (`<prefix>mailbox.urgent`, `<prefix>print.urgent`), shared by
+//!   every sender: urgent letters are few and go before everything else, so fairness between
+//!   senders does not apply to them. Quorum queues in RabbitMQ 3.x have no message priorities,
+//!   so urgency is a queue of its own that the consumer drains first.
+//! - Lanes, one quorum queue per sender, route and lower priority
+//!   (`<prefix>mailbox.normal.<cvr>`, `<prefix>mailbox.bulk.<cvr>`, the same for `print`). A
+//!   queue is first in, first out: with one queue per priority, a sender that floods a million
+//!   letters puts everyone else's behind them. With a queue per sender the consumer sees every
+//!   active sender's next letters side by side and shares batches between them by weight.
+//! - The lane record (`<prefix>lanes`): one message per sender that has lanes, so that a handle
+//!   that did not create them (another gateway, an admin command, a test's clean-up) can find,
+//!   consume, count and delete them; RabbitMQ's AMQP side cannot list queues. See `lanes.rs`.
 //! - Delay queues (`<prefix>delay.<ms>ms`), one per delay tier, shared by all work queues: a
 //!   quorum queue with a queue-wide message TTL that dead-letters expired messages to the
 //!   default exchange under the routing key they were published with, which names their work
-//!   queue. One TTL per queue because RabbitMQ only expires messages at the head of a queue: a
-//!   single queue with per-message TTLs would hold a 2 s retry behind a 10 min one. A delay
-//!   that falls between tiers takes the largest tier not longer than what is left and, back
-//!   in its work queue still early, is delayed again for the rest; a delay shorter than the
-//!   smallest tier takes the smallest (due up to that much late, never early). Quorum rather
-//!   than classic queues because only quorum queues dead-letter at least once (the message
-//!   stays in the delay queue until its work queue confirmed it), so a broker crash during
-//!   the hand-over loses nothing.
+//!   queue (a sender's lane, or an urgent queue). One TTL per queue because RabbitMQ only
+//!   expires messages at the head of a queue: a single queue with per-message TTLs would hold a
+//!   2 s retry behind a 10 min one. A delay that falls between tiers takes the largest tier not
+//!   longer than what is left and, back in its work queue still early, is delayed again for the
+//!   rest; a delay shorter than the smallest tier takes the smallest (due up to that much late,
+//!   never early). Quorum rather than classic queues because only quorum queues dead-letter at
+//!   least once (the message stays in the delay queue until its work queue confirmed it), so a
+//!   broker crash during the hand-over loses nothing.
 //! - The delay exchange (`<prefix>delay`, headers type) routes a message to its tier by a
 //!   header, keeping the routing key free to name the work queue.
 //! - The dead queue (`<prefix>dead`): letters whose retries are spent, for operators. Work
@@ -28,7 +37,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
-use crate::domain::Priority;
+use crate::domain::{Cvr, Priority};
 use crate::route::Route;
 
 use super::message::{DELAY_HEADER, route_name, tier_value};
@@ -39,8 +48,11 @@ pub const DELAY_TIERS_MS: [i64; 7] = [
     250, 2_000, 16_000, 128_000, 1_024_000, 8_192_000, 65_536_000,
 ];
 
-/// Priorities in the order the consumer drains them.
-pub const PRIORITIES: [Priority; 3] = [Priority::Urgent, Priority::Normal, Priority::Bulk];
+pub const ROUTES: [Route; 2] = [Route::Mailbox, Route::Print];
+
+/// The priorities that have a lane per sender, in the order the consumer drains them (after
+/// the urgent queue).
+pub const LANE_PRIORITIES: [Priority; 2] = [Priority::Normal, Priority::Bulk];
 
 /// The delay tier for a message due in `remaining_ms` (> 0): the longest not past it.
 pub fn tier_for(remaining_ms: i64) -> usize {
@@ -50,11 +62,11 @@ pub fn tier_for(remaining_ms: i64) -> usize {
         .unwrap_or(0)
 }
 
-pub fn priority_level(p: Priority) -> usize {
-    match p {
-        Priority::Urgent => 0,
-        Priority::Normal => 1,
-        Priority::Bulk => 2,
+fn level_name(priority: Priority) -> &'static str {
+    match priority {
+        Priority::Urgent => "urgent",
+        Priority::Normal => "normal",
+        Priority::Bulk => "bulk",
     }
 }
 
@@ -76,13 +88,47 @@ impl Names {
         &self.prefix
     }
 
-    pub fn work(&self, route: Route, priority: Priority) -> String {
-        let level = match priority {
-            Priority::Urgent => "urgent",
-            Priority::Normal => "normal",
-            Priority::Bulk => "bulk",
-        };
-        format!("{}{}.{level}", self.prefix, route_name(route))
+    /// The queue a letter of this sender, route and priority waits in when due.
+    pub fn work(&self, route: Route, priority: Priority, sender: Cvr) -> String {
+        match priority {
+            Priority::Urgent => self.urgent(route),
+            Priority::Normal | Priority::Bulk => self.lane(route, priority, sender),
+        }
+    }
+
+    pub fn urgent(&self, route: Route) -> String {
+        format!("{}{}.urgent", self.prefix, route_name(route))
+    }
+
+    /// A sender's lane for a NORMAL or BULK priority.
+    pub fn lane(&self, route: Route, priority: Priority, sender: Cvr) -> String {
+        format!(
+            "{}{}.{}.{sender}",
+            self.prefix,
+            route_name(route),
+            level_name(priority)
+        )
+    }
+
+    /// Every lane of a sender.
+    pub fn lanes_of(&self, sender: Cvr) -> Vec<String> {
+        let mut q = Vec::with_capacity(ROUTES.len() * LANE_PRIORITIES.len());
+        for route in ROUTES {
+            for p in LANE_PRIORITIES {
+                q.push(self.lane(route, p, sender));
+            }
+        }
+        q
+    }
+
+    /// Where the senders that have lanes are recorded.
+    pub fn lane_record(&self) -> String {
+        format!("{}lanes", self.prefix)
+    }
+
+    /// The exclusive queue whose owner alone may read the lane record.
+    pub fn lane_record_lock(&self) -> String {
+        format!("{}lanes.lock", self.prefix)
     }
 
     pub fn dead(&self) -> String {
@@ -97,13 +143,10 @@ impl Names {
         format!("{}delay.{}ms", self.prefix, DELAY_TIERS_MS[tier])
     }
 
-    pub(crate) fn all_queues(&self) -> Vec<String> {
-        let mut q = Vec::new();
-        for route in [Route::Mailbox, Route::Print] {
-            for p in PRIORITIES {
-                q.push(self.work(route, p));
-            }
-        }
+    /// Every queue of the prefix that holds letters: the fixed ones and the lanes of `senders`.
+    pub(crate) fn letter_queues(&self, senders: &[Cvr]) -> Vec<String> {
+        let mut q: Vec<String> = ROUTES.iter().map(|r| self.urgent(*r)).collect();
+        q.extend(senders.iter().flat_map(|s| self.lanes_of(*s)));
         q.extend((0..DELAY_TIERS_MS.len()).map(|t| self.delay_queue(t)));
         q.push(self.dead());
         q
@@ -132,19 +175,51 @@ fn dead_lettering(args: &mut FieldTable, routing_key: Option<&str>) {
     args.insert("x-overflow".into(), text("reject-publish"));
 }
 
-/// Declares everything; declaring what exists with the same arguments changes nothing.
+/// The arguments of every work queue (urgent queues and lanes): quorum, dead-lettering to the
+/// dead queue. Declaring a queue again must repeat them exactly.
+fn work_args(names: &Names) -> FieldTable {
+    let mut args = quorum();
+    dead_lettering(&mut args, Some(&names.dead()));
+    args
+}
+
+/// Declares a work queue (idempotent); returns how many messages it has ready.
+pub async fn declare_work(ch: &Channel, names: &Names, queue: &str) -> lapin::Result<u32> {
+    let q = ch
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions::durable(),
+            work_args(names),
+        )
+        .await?;
+    Ok(q.message_count())
+}
+
+/// How many messages a queue has ready, failing (and closing the channel) if it does not
+/// exist. Consumers and counts use this rather than declaring: a gateway still running while
+/// its queues are deleted (a test's clean-up, taking an installation down) must not bring
+/// them back.
+pub async fn ready(ch: &Channel, queue: &str) -> lapin::Result<u32> {
+    let q = ch
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions::durable().passive(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(q.message_count())
+}
+
+/// Declares the queues and exchange every prefix has; declaring what exists with the same
+/// arguments changes nothing.
 pub async fn declare(ch: &Channel, names: &Names) -> lapin::Result<()> {
     let durable = QueueDeclareOptions::durable();
-    let dead = names.dead();
-    ch.queue_declare(dead.as_str().into(), durable, quorum())
+    ch.queue_declare(names.dead().into(), durable, quorum())
         .await?;
-    for route in [Route::Mailbox, Route::Print] {
-        for p in PRIORITIES {
-            let mut args = quorum();
-            dead_lettering(&mut args, Some(&dead));
-            ch.queue_declare(names.work(route, p).into(), durable, args)
-                .await?;
-        }
+    ch.queue_declare(names.lane_record().into(), durable, quorum())
+        .await?;
+    for route in ROUTES {
+        declare_work(ch, names, &names.urgent(route)).await?;
     }
     let exchange = names.delay_exchange();
     ch.exchange_declare(
@@ -180,11 +255,21 @@ pub async fn declare(ch: &Channel, names: &Names) -> lapin::Result<()> {
     Ok(())
 }
 
-/// Deletes every queue and the exchange of a prefix, messages included. Returns how many
-/// messages were dropped.
-pub async fn delete(ch: &Channel, names: &Names) -> lapin::Result<u64> {
+/// Declares every lane of these senders, pipelined on one channel.
+pub async fn declare_lanes(ch: &Channel, names: &Names, senders: &[Cvr]) -> lapin::Result<()> {
+    let queues: Vec<String> = senders.iter().flat_map(|s| names.lanes_of(*s)).collect();
+    futures::future::try_join_all(queues.iter().map(|q| declare_work(ch, names, q))).await?;
+    Ok(())
+}
+
+/// Deletes every queue and the exchange of a prefix, messages included, with the lanes of
+/// `senders`. The lane record goes last, so a deletion cut short can be finished by another
+/// call that still finds it. Returns how many messages were dropped.
+pub async fn delete(ch: &Channel, names: &Names, senders: &[Cvr]) -> lapin::Result<u64> {
+    let mut queues = names.letter_queues(senders);
+    queues.push(names.lane_record());
     let mut dropped = 0u64;
-    for q in names.all_queues() {
+    for q in queues {
         dropped += u64::from(
             ch.queue_delete(q.into(), QueueDeleteOptions::default())
                 .await?,
@@ -218,9 +303,16 @@ mod tests {
     #[test]
     fn names_share_the_prefix() {
         let n = Names::new("t1.");
-        assert_eq!(n.work(Route::Print, Priority::Urgent), "t1.print.urgent");
+        let a = crate::domain::complete_cvr(2_940_347).unwrap();
+        assert_eq!(n.work(Route::Print, Priority::Urgent, a), "t1.print.urgent");
+        assert_eq!(
+            n.work(Route::Mailbox, Priority::Bulk, a),
+            format!("t1.mailbox.bulk.{a}")
+        );
         assert_eq!(n.delay_queue(0), "t1.delay.250ms");
-        assert!(n.all_queues().iter().all(|q| q.starts_with("t1.")));
-        assert_eq!(n.all_queues().len(), 6 + DELAY_TIERS_MS.len() + 1);
+        let all = n.letter_queues(&[a]);
+        assert!(all.iter().all(|q| q.starts_with("t1.")));
+        assert_eq!(all.len(), 2 + 4 + DELAY_TIERS_MS.len() + 1);
+        assert_eq!(n.lanes_of(a).len(), 4);
     }
 }
