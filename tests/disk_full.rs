@@ -14,13 +14,6 @@ use brevdue::ingest::pb;
 use common::*;
 use tonic::Code;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 fn prlimit_available() {
     let ok = Command::new("prlimit")
         .arg("--version")
@@ -56,12 +49,6 @@ fn serve_limited(h: &Harness, max_file_bytes: u64) -> (ServeProcess, String) {
         ServeProcess(Some(child)),
         format!("https://127.0.0.1:{grpc}"),
     )
-}
-
-fn sigterm(child: &ServeProcess) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
 }
 
 async fn wait_exit(mut child: Child) {

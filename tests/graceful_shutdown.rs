@@ -16,13 +16,6 @@ use tonic::Code;
 const LETTERS: usize = 6000;
 const TERM_AFTER: usize = 1000;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 fn serve(h: &Harness) -> (ServeProcess, String) {
     let (grpc, admin) = (free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_brevdue"))
@@ -35,14 +28,6 @@ fn serve(h: &Harness) -> (ServeProcess, String) {
         ServeProcess(Some(child)),
         format!("https://127.0.0.1:{grpc}"),
     )
-}
-
-fn sigterm(child: &ServeProcess) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
 }
 
 async fn exits_cleanly(mut child: Child) {

@@ -42,6 +42,37 @@ async fn not_stored(client: &mut Client, uuid: &str) -> bool {
     matches!(r, Err(s) if s.code() == Code::NotFound)
 }
 
+/// Sends `n` letters at once, each its own unary call; every one must be accepted or refused
+/// with RESOURCE_EXHAUSTED, a retry hint and a message containing `why`. Returns how many were
+/// accepted and the message uuids of those refused.
+async fn all_at_once(bank: &Client, n: usize, why: &str) -> (usize, Vec<String>) {
+    let calls = (0..n).map(|i| {
+        let mut c = bank.clone();
+        async move {
+            let l = letter(ACTIVE_SUBSCRIBED, &format!("Samtidig {i}"), b"%PDF-1.4");
+            let uuid = l.message_uuid.clone();
+            (uuid, c.submit_letter(l).await)
+        }
+    });
+    let mut accepted = 0;
+    let mut refused = Vec::new();
+    for (uuid, r) in futures::future::join_all(calls).await {
+        match r {
+            Ok(r) => {
+                assert_eq!(outcome(r.get_ref()), pb::Outcome::AcceptedMailbox);
+                accepted += 1;
+            }
+            Err(s) => {
+                assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+                assert!(s.message().contains(why), "{}", s.message());
+                assert!(retry_after_ms(&s) > 0);
+                refused.push(uuid);
+            }
+        }
+    }
+    (accepted, refused)
+}
+
 /// Sends letters one by one until one is refused; returns the refusal and the refused letter.
 async fn until_refused(client: &mut Client, to: &str) -> (tonic::Status, pb::Letter) {
     for i in 0..500 {
@@ -194,31 +225,7 @@ async fn in_flight_and_size_limits(backend: Backend) {
     );
 
     // One letter in flight: of many sent at once, some are told to wait for receipts.
-    let calls = (0..40).map(|i| {
-        let mut c = bank.clone();
-        async move {
-            let l = letter(ACTIVE_SUBSCRIBED, &format!("Samtidig {i}"), b"%PDF-1.4");
-            let uuid = l.message_uuid.clone();
-            (uuid, c.submit_letter(l).await)
-        }
-    });
-    let results = futures::future::join_all(calls).await;
-    let mut accepted = 0;
-    let mut refused = Vec::new();
-    for (uuid, r) in results {
-        match r {
-            Ok(r) => {
-                assert_eq!(outcome(r.get_ref()), pb::Outcome::AcceptedMailbox);
-                accepted += 1;
-            }
-            Err(s) => {
-                assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
-                assert!(s.message().contains("letters in flight"), "{}", s.message());
-                assert!(retry_after_ms(&s) > 0);
-                refused.push(uuid);
-            }
-        }
-    }
+    let (accepted, refused) = all_at_once(&bank, 40, "letters in flight").await;
     assert!(accepted >= 1, "at least the first is taken");
     assert!(
         !refused.is_empty(),
@@ -282,31 +289,7 @@ async fn overload_sheds_with_clear_errors_and_loses_nothing() {
     );
 
     // Far more unary letters at once than the pipeline holds.
-    let calls = (0..150).map(|i| {
-        let mut c = bank.clone();
-        async move {
-            let l = letter(ACTIVE_SUBSCRIBED, &format!("Travlt {i}"), b"%PDF-1.4");
-            let uuid = l.message_uuid.clone();
-            (uuid, c.submit_letter(l).await)
-        }
-    });
-    let results = futures::future::join_all(calls).await;
-    let mut accepted = 0;
-    let mut shed = Vec::new();
-    for (uuid, r) in results {
-        match r {
-            Ok(r) => {
-                assert_eq!(outcome(r.get_ref()), pb::Outcome::AcceptedMailbox);
-                accepted += 1;
-            }
-            Err(s) => {
-                assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
-                assert!(s.message().contains("at capacity"), "{}", s.message());
-                assert!(retry_after_ms(&s) > 0);
-                shed.push(uuid);
-            }
-        }
-    }
+    let (accepted, shed) = all_at_once(&bank, 150, "at capacity").await;
     assert!(
         !shed.is_empty(),
         "150 at once into room for 2: some are shed"

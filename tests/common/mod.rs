@@ -361,3 +361,20 @@ impl Drop for ServeProcess {
         }
     }
 }
+
+/// A port free right now, for a gateway process to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+/// Sends SIGTERM to a gateway process.
+pub fn sigterm(child: &ServeProcess) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
