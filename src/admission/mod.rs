@@ -241,32 +241,30 @@ impl Admission {
             limit: sender.limits.max_in_flight.unwrap_or(0),
             retry_after: Duration::from_millis(200),
         })?;
-        let cost = self.cost(bytes);
-        let gate = match self.gate.try_pass(cost) {
-            Some(p) => p,
-            None => tokio::time::timeout(
-                self.config.unary_wait,
-                self.gate.pass(
-                    sender.cvr,
-                    sender.limits.weight,
-                    priority == Priority::Urgent,
-                    cost,
-                ),
-            )
-            .await
-            .map_err(|_| {
-                let load = self.gate.load();
-                tracing::warn!(
-                    waiting = load.waiting,
-                    letters_inside = load.letters_inside,
-                    bytes_inside = load.bytes_inside,
-                    "pipeline full: a letter was refused (load shed)"
-                );
-                Refused::Overloaded {
-                    retry_after: Duration::from_secs(1),
-                }
-            })?,
-        };
+        // `pass` goes straight in when there is room and nobody waits; otherwise the letter waits
+        // its fair turn for at most `unary_wait`.
+        let gate = tokio::time::timeout(
+            self.config.unary_wait,
+            self.gate.pass(
+                sender.cvr,
+                sender.limits.weight,
+                priority == Priority::Urgent,
+                self.cost(bytes),
+            ),
+        )
+        .await
+        .map_err(|_| {
+            let load = self.gate.load();
+            tracing::warn!(
+                waiting = load.waiting,
+                letters_inside = load.letters_inside,
+                bytes_inside = load.bytes_inside,
+                "pipeline full: a letter was refused (load shed)"
+            );
+            Refused::Overloaded {
+                retry_after: Duration::from_secs(1),
+            }
+        })?;
         Ok(Admitted {
             _gate: gate,
             _own: own,
