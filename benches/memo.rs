@@ -7,9 +7,8 @@ use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use brevdue::domain::{Cvr, Document, Letter, Priority, SenderKind};
+use brevdue::domain::{Cvr, Document, Letter, Priority, SenderInfo, SenderKind};
 use brevdue::memo::{self, MemoMessage};
-use brevdue::registry::SenderInfo;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};

@@ -10,10 +10,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::domain::{Cvr, RecipientId};
-use crate::registry::{
-    RecipientStatus, RegistryBuilder, RegistryIndex, SenderDirectory, SenderInfo,
-};
+use crate::domain::{Cvr, RecipientId, RecipientStatus, SenderInfo};
+use crate::registry::{RegistryBuilder, RegistryIndex, SenderDirectory};
 use crate::seal::keyring::load_or_create_secret;
 use crate::seal::{KeyRing, Pseudonymizer, RecipientTag, RowCipher, SealError};
 use crate::store::{Generations, RecipientRow, Store, StoreError, StoredRegistry, SubscriptionRow};

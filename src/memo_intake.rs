@@ -4,10 +4,8 @@
 
 use time::{OffsetDateTime, Time};
 
-use crate::domain::Letter;
+use crate::domain::{Letter, RejectReason, SenderInfo};
 use crate::memo::{self, ParseLimits};
-use crate::registry::SenderInfo;
-use crate::route::RejectReason;
 use crate::validate::{Draft, Limits, Rejection, validate};
 
 /// A MeMo submission, accepted at the door.

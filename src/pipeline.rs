@@ -6,10 +6,9 @@ use std::time::Instant;
 
 use crate::clock::now_ms;
 use crate::directory::Directory;
-use crate::domain::{LetterId, RecipientId};
+use crate::domain::{LetterId, RecipientId, RejectReason, Route, SenderInfo};
 use crate::memo_intake;
-use crate::registry::SenderInfo;
-use crate::route::{Decision, RejectReason, Route, SenderRef};
+use crate::route::{Decision, SenderRef};
 use crate::seal::{Binding, ContentDigest, body, seal};
 use crate::store::{Committed, Committer, LetterKey, LetterRecord, NewLetter, Store, StoreError};
 use crate::telemetry::{self, Stage};

@@ -15,43 +15,11 @@
 //! Privacy: a PRIVATE sender never learns why a recipient cannot be reached; every rejection it
 //! sees is `NOT_REACHABLE`.
 
-use crate::domain::{Cvr, RecipientId, SenderKind};
-use crate::registry::{RecipientEntry, RecipientStatus, RegistryIndex};
+use crate::domain::{Cvr, RecipientId, RecipientStatus, RejectReason, Route, SenderKind};
+use crate::registry::{RecipientEntry, RegistryIndex};
 
 /// Age from which Digital Post is mandatory.
 pub const DIGITAL_POST_AGE: u32 = 15;
-
-/// Where an accepted letter goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Route {
-    Mailbox,
-    Print,
-}
-
-/// Why a letter is refused. The first two come from routing, the rest from other stages; they
-/// share one vocabulary so receipts have one list of reasons.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    InvalidRecipientId,
-    InvalidLetter,
-    TooLarge,
-    NotReachable,
-    RecipientClosed,
-    DuplicateConflict,
-}
-
-impl RejectReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::InvalidRecipientId => "INVALID_RECIPIENT_ID",
-            RejectReason::InvalidLetter => "INVALID_LETTER",
-            RejectReason::TooLarge => "TOO_LARGE",
-            RejectReason::NotReachable => "NOT_REACHABLE",
-            RejectReason::RecipientClosed => "RECIPIENT_CLOSED",
-            RejectReason::DuplicateConflict => "DUPLICATE_CONFLICT",
-        }
-    }
-}
 
 /// The router's answer for one letter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

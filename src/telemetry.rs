@@ -11,8 +11,7 @@ use std::time::Duration;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::registry::SenderInfo;
-use crate::route::{RejectReason, Route};
+use crate::domain::{RejectReason, Route, SenderInfo};
 
 pub use live::live;
 

@@ -7,8 +7,7 @@
 use bytesize::ByteSize;
 use serde::Deserialize;
 
-use crate::domain::{Document, IdType, Letter, MessageUuid, Priority, RecipientId};
-use crate::route::RejectReason;
+use crate::domain::{Document, IdType, Letter, MessageUuid, Priority, RecipientId, RejectReason};
 
 /// What a sender submitted, before any check. Built by `ingest` from the wire format.
 #[derive(Clone, Debug, Default)]

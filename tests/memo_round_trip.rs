@@ -1,8 +1,7 @@
 //! MeMo messages survive parse → write → parse unchanged, and map to and from letters.
 
-use brevdue::domain::{Cvr, Document, Letter, MessageUuid, Priority, SenderKind};
+use brevdue::domain::{Cvr, Document, Letter, MessageUuid, Priority, SenderInfo, SenderKind};
 use brevdue::memo::{self, ElementContent, MemoErrorKind, MemoVersion, MessageType, Ns};
-use brevdue::registry::SenderInfo;
 use time::macros::{date, datetime};
 
 fn data(name: &str) -> Vec<u8> {

@@ -20,9 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use brevdue::clock::now_ms;
-use brevdue::domain::{Cvr, LetterId, Priority};
+use brevdue::domain::{Cvr, LetterId, Priority, Route};
 use brevdue::queue::{self, Delivery, Leased, Queue, QueueDepth, RabbitQueue, SenderShare};
-use brevdue::route::Route;
 use common::backends::{DeleteQueues, START_RABBITMQ, amqp_base};
 use tempfile::TempDir;
 

@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 use brevdue::domain::{
     Cvr, Document, Letter, LetterId, LetterState, MessageUuid, Priority, RecipientId, SenderKind,
 };
-use brevdue::registry::{RecipientStatus, SenderInfo};
-use brevdue::route::Route;
+use brevdue::domain::{RecipientStatus, Route, SenderInfo};
 use brevdue::seal::{
     Binding, KekId, KeyRing, Pseudonymizer, RecipientTag, RowCipher, body, open, seal,
 };

@@ -26,8 +26,7 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::domain::{Cvr, Priority};
-use crate::registry::{SenderInfo, SenderLimits};
+use crate::domain::{Cvr, Priority, SenderInfo, SenderLimits};
 use crate::telemetry;
 
 pub use gate::{FairGate, GateLoad, GatePermit};

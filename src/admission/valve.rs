@@ -11,7 +11,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::registry::SenderLimits;
+use crate::domain::SenderLimits;
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
 

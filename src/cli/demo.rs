@@ -18,11 +18,10 @@ use super::client;
 use super::send::stream_with_report;
 use crate::config::Config;
 use crate::directory::Secrets;
-use crate::domain::{Cvr, RecipientId, SenderKind, complete_cvr};
+use crate::domain::{Cvr, RecipientId, RecipientStatus, SenderInfo, SenderKind, complete_cvr};
 use crate::ingest::pb;
 use crate::pki::Pki;
 use crate::registry::synth::{SynthSpec, generate, random_adult_cpr, random_child_cpr};
-use crate::registry::{RecipientStatus, SenderInfo};
 use crate::server;
 
 /// The demo's public authority.

@@ -27,13 +27,12 @@ use crate::directory::Secrets;
 use crate::domain::{
     Cvr, Document, Letter, LetterId, MessageUuid, Priority, RecipientId, SenderKind, complete_cvr,
 };
+use crate::domain::{RecipientStatus, Route, SenderInfo};
 use crate::ingest::pb;
 use crate::ingest::pb::letter_gateway_server::{LetterGateway, LetterGatewayServer};
 use crate::pki::Pki;
 use crate::queue::Delivery;
 use crate::registry::synth::{SynthSpec, generate};
-use crate::registry::{RecipientStatus, SenderInfo};
-use crate::route::Route;
 use crate::seal::{Binding, KekId, KeyRing, body, seal};
 use crate::store::NewLetter;
 

@@ -19,9 +19,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::now_ms;
 use crate::directory::Directory;
-use crate::domain::{LetterId, LetterState};
+use crate::domain::{LetterId, LetterState, Route};
 use crate::queue::{Leased, Queue};
-use crate::route::Route;
 use crate::seal::{Binding, body, open};
 use crate::store::{Store, StoredLetter};
 use crate::telemetry;
@@ -317,7 +316,7 @@ fn print_letter(
 ) -> PrintLetter {
     let sender = directory
         .sender(s.record.sender)
-        .unwrap_or(crate::registry::SenderInfo {
+        .unwrap_or(crate::domain::SenderInfo {
             cvr: s.record.sender,
             name: String::new(),
             kind: crate::domain::SenderKind::Public,

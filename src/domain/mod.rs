@@ -4,6 +4,9 @@
 mod cpr;
 mod cvr;
 mod letter;
+mod limits;
+mod outcome;
+mod recipient;
 mod sender;
 
 use std::fmt;
@@ -12,7 +15,10 @@ use std::str::FromStr;
 pub use cpr::Cpr;
 pub use cvr::{Cvr, complete_cvr};
 pub use letter::{Document, Letter, LetterId, LetterState, MessageUuid, Priority};
-pub use sender::{SenderKind, SenderKindParseError};
+pub use limits::{LimitsError, MAX_WEIGHT, SenderLimits};
+pub use outcome::{RejectReason, Route};
+pub use recipient::{RecipientStatus, StatusParseError};
+pub use sender::{SenderInfo, SenderKind, SenderKindParseError};
 
 /// Why an identifier is not valid, in words a person understands.
 ///

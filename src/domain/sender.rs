@@ -1,8 +1,10 @@
-//! Sender kinds: public authorities (Digital Post is mandatory for their recipients) and private
+//! Senders: who they are, and their kinds: public authorities (Digital Post is mandatory for their recipients) and private
 //! organisations (the recipient must have subscribed to them).
 
 use std::fmt;
 use std::str::FromStr;
+
+use super::{Cvr, SenderLimits};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SenderKind {
@@ -32,4 +34,16 @@ impl fmt::Display for SenderKind {
             SenderKind::Private => "private",
         })
     }
+}
+
+/// A registered sender as every stage sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SenderInfo {
+    pub cvr: Cvr,
+    pub name: String,
+    pub kind: SenderKind,
+    /// A suspended sender is refused at the door (PERMISSION_DENIED), certificate or not.
+    pub suspended: bool,
+    /// Share and limits; changed with `brevdue senders limits`, picked up without a restart.
+    pub limits: SenderLimits,
 }

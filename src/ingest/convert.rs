@@ -1,8 +1,8 @@
 //! Conversions between the wire types and the pipeline's types, in one place.
 
-use crate::domain::{Document, IdType, LetterState};
+use crate::domain::{Document, IdType, LetterState, RejectReason, Route};
 use crate::pipeline::{Outcome, Receipt};
-use crate::route::{Decision, RejectReason, Route};
+use crate::route::Decision;
 use crate::store::LetterRecord;
 use crate::validate::Draft;
 

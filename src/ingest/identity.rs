@@ -4,8 +4,8 @@
 use tonic::{Request, Status};
 
 use crate::directory::Directory;
+use crate::domain::SenderInfo;
 use crate::pki::fingerprint;
-use crate::registry::SenderInfo;
 
 /// The sender behind a request, or the gRPC error that refuses it.
 pub fn authenticate<T>(directory: &Directory, request: &Request<T>) -> Result<SenderInfo, Status> {

@@ -11,9 +11,9 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::admission::{Admission, Refused};
-use crate::domain::{Priority, RecipientId};
+use crate::domain::{Priority, RecipientId, RejectReason};
 use crate::pipeline::{Gateway, SubmitError};
-use crate::route::{Decision, RejectReason};
+use crate::route::Decision;
 use crate::store::LetterKey;
 use crate::telemetry;
 

@@ -9,8 +9,7 @@ use super::model::{
     Recipient, Sender,
 };
 use super::schema::TEXT_MAX;
-use crate::domain::{Document, IdType, Letter, Priority, RecipientId};
-use crate::registry::SenderInfo;
+use crate::domain::{Document, IdType, Letter, Priority, RecipientId, SenderInfo};
 
 const RECIPIENT_ID: &str = "/memo:Message/memo:MessageHeader/memo:Recipient/memo:recipientID";
 

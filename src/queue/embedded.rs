@@ -12,8 +12,7 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
-use crate::domain::{Cvr, LetterId, Priority};
-use crate::route::Route;
+use crate::domain::{Cvr, LetterId, Priority, Route};
 use crate::store::{route_code, route_from_code};
 
 use super::fair::FairClock;

@@ -10,8 +10,7 @@
 
 use std::collections::HashMap;
 
-use crate::domain::Cvr;
-use crate::registry::MAX_WEIGHT;
+use crate::domain::{Cvr, MAX_WEIGHT};
 
 /// Virtual time one letter of weight 1 takes; divisible by every weight's share up to
 /// `MAX_WEIGHT` without rounding to zero.

@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{Cvr, LetterId, Priority};
-use crate::route::Route;
+use crate::domain::{Cvr, LetterId, Priority, Route};
 
 pub use embedded::EmbeddedQueue;
 pub use fair::FairClock;

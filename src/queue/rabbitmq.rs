@@ -55,8 +55,7 @@ use lapin::uri::AMQPUri;
 use tokio::sync::{Mutex, Notify};
 
 use crate::clock::now_ms;
-use crate::domain::{Cvr, LetterId, Priority};
-use crate::route::Route;
+use crate::domain::{Cvr, LetterId, Priority, Route};
 
 use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError, SenderShare};
 use consume::{Held, RouteConsumer, Settle, settle};

@@ -10,7 +10,7 @@ use std::io::Read;
 
 use crate::domain::{Cvr, IdType, RecipientId};
 
-use super::RecipientStatus;
+use crate::domain::RecipientStatus;
 
 /// One bad row: where it is and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]

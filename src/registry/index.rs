@@ -6,72 +6,14 @@
 //! subscribed to. This keeps the index near 30 bytes per recipient and a lookup at one or two
 //! cache misses, which is what lets routing run at millions of decisions per second.
 
-use std::fmt;
-use std::str::FromStr;
-
 use hashbrown::HashMap;
 
-use crate::domain::{Cvr, RecipientId};
-
-/// A registered recipient's standing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RecipientStatus {
-    /// Has a digital mailbox.
-    Active,
-    /// CPR only: exempt from Digital Post ("fritaget"); public mail goes on paper.
-    Exempt,
-    /// Deceased person or ceased company.
-    Closed,
-}
-
-impl RecipientStatus {
-    fn bits(self) -> u32 {
-        match self {
-            RecipientStatus::Active => 0,
-            RecipientStatus::Exempt => 1,
-            RecipientStatus::Closed => 2,
-        }
-    }
-
-    fn from_bits(bits: u32) -> Self {
-        match bits {
-            0 => RecipientStatus::Active,
-            1 => RecipientStatus::Exempt,
-            _ => RecipientStatus::Closed,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecipientStatus::Active => "active",
-            RecipientStatus::Exempt => "exempt",
-            RecipientStatus::Closed => "closed",
-        }
-    }
-}
-
-impl fmt::Display for RecipientStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RecipientStatus {
-    type Err = RegistryError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "active" => Ok(RecipientStatus::Active),
-            "exempt" => Ok(RecipientStatus::Exempt),
-            "closed" => Ok(RecipientStatus::Closed),
-            other => Err(RegistryError::BadStatus(other.chars().take(24).collect())),
-        }
-    }
-}
+use crate::domain::{Cvr, RecipientId, RecipientStatus, StatusParseError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
-    #[error("status {0:?} is not one of active, exempt, closed")]
-    BadStatus(String),
+    #[error(transparent)]
+    BadStatus(#[from] StatusParseError),
     #[error("a company (CVR) cannot be exempt: exemption from Digital Post is for citizens only")]
     ExemptCompany,
     #[error("the recipient is listed more than once")]

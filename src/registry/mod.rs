@@ -5,10 +5,8 @@
 
 pub mod csv;
 mod index;
-mod limits;
 mod senders;
 pub mod synth;
 
-pub use index::{RecipientEntry, RecipientStatus, RegistryBuilder, RegistryError, RegistryIndex};
-pub use limits::{LimitsError, MAX_WEIGHT, SenderLimits};
-pub use senders::{SenderDirectory, SenderInfo};
+pub use index::{RecipientEntry, RegistryBuilder, RegistryError, RegistryIndex};
+pub use senders::SenderDirectory;

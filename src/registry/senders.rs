@@ -2,20 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::domain::{Cvr, SenderKind};
-
-use super::SenderLimits;
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SenderInfo {
-    pub cvr: Cvr,
-    pub name: String,
-    pub kind: SenderKind,
-    /// A suspended sender is refused at the door (PERMISSION_DENIED), certificate or not.
-    pub suspended: bool,
-    /// Share and limits; changed with `brevdue senders limits`, picked up without a restart.
-    pub limits: SenderLimits,
-}
+use crate::domain::{Cvr, SenderInfo};
 
 /// All registered senders by CVR. Small (hundreds to thousands): a plain map.
 #[derive(Clone, Debug, Default)]

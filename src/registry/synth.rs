@@ -13,7 +13,8 @@ use time::{Date, Duration};
 
 use crate::domain::{Cpr, Cvr, RecipientId, complete_cvr};
 
-use super::{RecipientStatus, RegistryBuilder, RegistryError, RegistryIndex};
+use super::{RegistryBuilder, RegistryError, RegistryIndex};
+use crate::domain::RecipientStatus;
 
 #[derive(Clone, Debug)]
 pub struct SynthSpec {

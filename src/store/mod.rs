@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::{Cvr, LetterId, LetterState, MessageUuid, Priority};
-use crate::registry::{RecipientStatus, SenderInfo, SenderLimits};
-use crate::route::Route;
+use crate::domain::{
+    Cvr, LetterId, LetterState, MessageUuid, Priority, RecipientStatus, Route, SenderInfo,
+    SenderLimits,
+};
 use crate::seal::{ContentDigest, RecipientTag, Sealed};
 
 pub use committer::{CommitError, Committed, Committer, CommitterConfig};

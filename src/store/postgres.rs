@@ -22,8 +22,9 @@ use futures::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::domain::{Cvr, LetterId, LetterState, MessageUuid, Priority, SenderKind};
-use crate::registry::{SenderInfo, SenderLimits};
+use crate::domain::{
+    Cvr, LetterId, LetterState, MessageUuid, Priority, SenderInfo, SenderKind, SenderLimits,
+};
 use crate::seal::{ContentDigest, KekId, RecipientTag, Sealed};
 
 use super::{

@@ -18,8 +18,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlitePool};
 
-use crate::domain::{Cvr, LetterId, LetterState, Priority, SenderKind};
-use crate::registry::{SenderInfo, SenderLimits};
+use crate::domain::{Cvr, LetterId, LetterState, Priority, SenderInfo, SenderKind, SenderLimits};
 use crate::seal::{ContentDigest, KekId, RecipientTag, Sealed};
 
 use super::blobs::{BlobLog, BlobRef};

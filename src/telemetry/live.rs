@@ -12,9 +12,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
-use crate::domain::{Cvr, SenderKind};
-use crate::registry::SenderInfo;
-use crate::route::{RejectReason, Route};
+use crate::domain::{Cvr, RejectReason, Route, SenderInfo, SenderKind};
 
 /// Every reject reason, in the order the dashboard lists them.
 pub const REASONS: [RejectReason; 6] = [

@@ -23,11 +23,10 @@ use crate::cli::client::{self, Client};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::directory::Secrets;
-use crate::domain::{Priority, RecipientId, SenderKind, complete_cvr};
+use crate::domain::{Priority, RecipientId, RecipientStatus, SenderInfo, SenderKind, complete_cvr};
 use crate::ingest::pb;
 use crate::pki::Pki;
 use crate::registry::synth::{SynthSpec, generate};
-use crate::registry::{RecipientStatus, SenderInfo};
 use crate::store::Store;
 
 #[derive(clap::Args, Clone, Debug)]

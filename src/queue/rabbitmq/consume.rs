@@ -31,8 +31,7 @@ use lapin::{Acker, Channel, Consumer};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::domain::{Cvr, LetterId, Priority};
-use crate::route::Route;
+use crate::domain::{Cvr, LetterId, Priority, Route};
 
 use super::lanes::weight_of;
 use super::link::{CALL_TIMEOUT, Link, within};

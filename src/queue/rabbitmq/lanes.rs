@@ -27,8 +27,7 @@ use lapin::types::FieldTable;
 use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 
-use crate::domain::Cvr;
-use crate::registry::MAX_WEIGHT;
+use crate::domain::{Cvr, MAX_WEIGHT};
 
 use super::link::{CALL_TIMEOUT, Outgoing, within};
 use super::topology::{self, Names};

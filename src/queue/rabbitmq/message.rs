@@ -8,9 +8,8 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{LetterId, Priority};
+use crate::domain::{LetterId, Priority, Route};
 use crate::queue::{DeadLetter, Delivery, Leased, QueueError};
-use crate::route::Route;
 
 /// AMQP delivery mode 2: the broker writes the message to disk.
 const PERSISTENT: u8 = 2;

@@ -37,8 +37,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
-use crate::domain::{Cvr, Priority};
-use crate::route::Route;
+use crate::domain::{Cvr, Priority, Route};
 
 use super::message::{DELAY_HEADER, route_name, tier_value};
 
