@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::admission::AdmissionConfig;
 use crate::deliver::DeliveryConfig;
-use crate::store::CommitterConfig;
+use crate::pipeline::CommitterConfig;
 use crate::validate::Limits;
 
 #[derive(Debug, Clone, Deserialize)]

@@ -21,10 +21,11 @@ use crate::datadir::DataDir;
 use crate::deliver::{Deliverer, PrintSpool};
 use crate::directory::Directory;
 use crate::ingest::{TlsMaterial, grpc_server};
+use crate::pipeline::Committer;
 use crate::pipeline::Gateway;
 use crate::pki::Pki;
 use crate::queue::{self, Delivery, Queue};
-use crate::store::{self, Committer, Store};
+use crate::store::{self, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

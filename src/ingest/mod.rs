@@ -4,6 +4,7 @@
 mod convert;
 mod identity;
 mod service;
+pub mod status;
 
 pub mod pb {
     //! The generated API types (`proto/brevdue/v1/gateway.proto`).

@@ -10,7 +10,7 @@ use tonic::transport::server::Router;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::admission::{Admission, Refused};
+use crate::admission::Admission;
 use crate::domain::{Priority, RecipientId, RejectReason};
 use crate::pipeline::{Gateway, SubmitError};
 use crate::route::Decision;
@@ -21,9 +21,7 @@ use super::convert::{draft_from_letter, reach_to_pb, receipt_to_pb, status_to_pb
 use super::identity::authenticate;
 use super::pb;
 use super::pb::letter_gateway_server::{LetterGateway, LetterGatewayServer};
-
-/// How long a client should wait before retrying after UNAVAILABLE.
-const RETRY_AFTER_MS: &str = "1000";
+use super::status::RequestError;
 
 pub struct GatewayService {
     gateway: Arc<Gateway>,
@@ -33,29 +31,6 @@ pub struct GatewayService {
     /// Letters of one stream in the pipeline at once; further letters wait in the transport
     /// (HTTP/2 flow control), so a fast sender is slowed instead of buffered.
     in_flight: usize,
-}
-
-fn unavailable(e: SubmitError) -> Status {
-    let mut status = Status::unavailable(format!(
-        "{e}; nothing was accepted for this letter, resend it (safe: idempotent)"
-    ));
-    if let Ok(v) = RETRY_AFTER_MS.parse() {
-        status.metadata_mut().insert("retry-after-ms", v);
-    }
-    status
-}
-
-/// RESOURCE_EXHAUSTED with the retry hint: the letter (or stream) was not taken, and the same
-/// call later will be.
-fn exhausted(r: Refused) -> Status {
-    let mut status = Status::resource_exhausted(format!(
-        "{r}; retry after {} ms (safe: idempotent)",
-        r.retry_after().as_millis()
-    ));
-    if let Ok(v) = r.retry_after().as_millis().to_string().parse() {
-        status.metadata_mut().insert("retry-after-ms", v);
-    }
-    status
 }
 
 /// What a letter weighs in the pipeline: its encoded size, which is what it occupies in memory
@@ -70,19 +45,6 @@ fn letter_priority(letter: &pb::Letter) -> Priority {
         Ok(pb::Priority::Bulk) => Priority::Bulk,
         _ => Priority::Normal,
     }
-}
-
-/// How a stream cut by shutdown ends: every letter before it has its receipt, none after it
-/// was taken.
-fn shutting_down() -> Status {
-    let mut status = Status::unavailable(
-        "the gateway is shutting down: letters without a receipt on this stream were not taken; \
-         resend them (to another instance, or after the restart)",
-    );
-    if let Ok(v) = RETRY_AFTER_MS.parse() {
-        status.metadata_mut().insert("retry-after-ms", v);
-    }
-    status
 }
 
 /// Keeps the open-streams gauge right however a stream ends.
@@ -115,13 +77,12 @@ impl LetterGateway for GatewayService {
         let _admitted = self
             .admission
             .admit(&sender, letter_priority(&letter), letter_bytes(&letter))
-            .await
-            .map_err(exhausted)?;
+            .await?;
         let receipt = self
             .gateway
             .submit(&sender, draft_from_letter(letter))
             .await
-            .map_err(unavailable)?;
+            .map_err(Status::from)?;
         Ok(Response::new(receipt_to_pb(receipt)))
     }
 
@@ -132,7 +93,7 @@ impl LetterGateway for GatewayService {
         request: Request<Streaming<pb::Letter>>,
     ) -> Result<Response<Self::SubmitBatchStream>, Status> {
         let sender = authenticate(&self.gateway.directory, &request)?;
-        let slot = self.admission.open_stream().map_err(exhausted)?;
+        let slot = self.admission.open_stream()?;
         let gateway = self.gateway.clone();
         let admission = self.admission.clone();
         let cvr = sender.cvr;
@@ -175,23 +136,22 @@ impl LetterGateway for GatewayService {
                             .submit(&sender, draft_from_letter(letter))
                             .await
                             .map(receipt_to_pb)
-                            .map_err(unavailable);
+                            .map_err(Status::from);
                         drop(admitted);
                         receipt
                     }
-                    Err(status) => Err(Status::invalid_argument(format!(
-                        "the letter stream is malformed: {}; receipts already sent stand, resend the rest",
-                        status.message()
+                    Err(status) => Err(Status::from(RequestError::MalformedStream(
+                        status.message().to_string(),
                     ))),
                 }
             })
             .buffered(self.in_flight)
-            .chain(futures::stream::once(async move {
-                cut.load(std::sync::atomic::Ordering::SeqCst)
-            })
-            .filter_map(|was_cut| async move {
-                was_cut.then(|| Err(shutting_down()))
-            }))
+            .chain(
+                futures::stream::once(async move { cut.load(std::sync::atomic::Ordering::SeqCst) })
+                    .filter_map(|was_cut| async move {
+                        was_cut.then(|| Err(Status::from(SubmitError::ShuttingDown)))
+                    }),
+            )
             .map(move |r| {
                 let _ = (&guard, &slot);
                 r
@@ -205,32 +165,26 @@ impl LetterGateway for GatewayService {
     ) -> Result<Response<pb::LetterStatus>, Status> {
         let sender = authenticate(&self.gateway.directory, &request)?;
         let key = match request.into_inner().key {
-            Some(pb::status_request::Key::LetterId(id)) => {
-                LetterKey::LetterId(id.parse().map_err(|_| {
-                    Status::invalid_argument(format!(
-                        "letter_id {id:?} is not a letter id (a UUID)"
-                    ))
-                })?)
-            }
-            Some(pb::status_request::Key::MessageUuid(u)) => {
-                LetterKey::MessageUuid(u.parse().map_err(|_| {
-                    Status::invalid_argument(format!("message_uuid {u:?} is not a UUID"))
-                })?)
-            }
+            Some(pb::status_request::Key::LetterId(id)) => LetterKey::LetterId(
+                id.parse()
+                    .map_err(|_| RequestError::BadLetterId(id.clone()))?,
+            ),
+            Some(pb::status_request::Key::MessageUuid(u)) => LetterKey::MessageUuid(
+                u.parse()
+                    .map_err(|_| RequestError::BadMessageUuid(u.clone()))?,
+            ),
             None => {
-                return Err(Status::invalid_argument(
-                    "give a letter_id or a message_uuid",
-                ));
+                return Err(RequestError::MissingKey.into());
             }
         };
         match self
             .gateway
             .status(&sender, key)
             .await
-            .map_err(unavailable)?
+            .map_err(Status::from)?
         {
             Some(record) => Ok(Response::new(status_to_pb(record))),
-            None => Err(Status::not_found("no such letter from this sender")),
+            None => Err(RequestError::NotFound.into()),
         }
     }
 

@@ -5,7 +5,6 @@
 //! clear: callers hand in pseudonyms and sealed bytes.
 
 mod blobs;
-mod committer;
 mod postgres;
 mod sqlite;
 
@@ -20,7 +19,6 @@ use crate::domain::{
 };
 use crate::seal::{ContentDigest, RecipientTag, Sealed};
 
-pub use committer::{CommitError, Committed, Committer, CommitterConfig};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub(crate) use sqlite::open_sqlite;
@@ -44,6 +42,13 @@ pub enum StoreError {
         "store URL {0:?} is not supported (use sqlite://PATH or postgres://USER@HOST/DATABASE)"
     )]
     UnsupportedUrl(String),
+}
+
+impl StoreError {
+    /// Whether the same operation later can succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 fn lines_list(lines: &[u64]) -> String {

@@ -4,6 +4,8 @@
 //! sentence that tells the sender what to fix. Limits come from configuration; the defaults are
 //! Digital Post's own (99.5 MB and 10 attachments per message).
 
+pub mod memo;
+
 use bytesize::ByteSize;
 use serde::Deserialize;
 

@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::domain::LetterState;
-use crate::queue::{Delivery, Queue};
+use crate::queue::{Delivery, Queue, QueueError};
 use crate::telemetry::{self, Stage};
 
-use super::{InsertOutcome, NewLetter, Store};
+use crate::store::{InsertOutcome, LetterRecord, NewLetter, Store, StoreError};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -48,13 +48,21 @@ pub enum Committed {
     /// Stored and queued durably.
     Stored,
     /// The sender already had this message uuid; the stored record is returned unchanged.
-    Existing(Box<super::LetterRecord>),
+    Existing(Box<LetterRecord>),
 }
 
-/// Why a letter could not be committed; retryable.
+/// Why a letter could not be committed. One batch's failure is every letter's in it, so the
+/// cause is shared.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct CommitError(pub String);
+pub enum CommitError {
+    #[error("storing the batch failed")]
+    Store(#[source] Arc<StoreError>),
+    /// Stored, but the deliveries were not recorded: no accepted receipt may go out.
+    #[error("queueing the stored batch failed")]
+    Queue(#[source] Arc<QueueError>),
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+}
 
 type Reply = oneshot::Sender<Result<Committed, CommitError>>;
 
@@ -122,10 +130,8 @@ impl Committer {
             reply,
         })
         .await
-        .map_err(|_| CommitError("the gateway is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| CommitError("the gateway is shutting down".into()))?
+        .map_err(|_| CommitError::ShuttingDown)?;
+        answer.await.map_err(|_| CommitError::ShuttingDown)?
     }
 }
 
@@ -196,16 +202,17 @@ async fn commit_batch(
         .drain(..)
         .map(|j| (j.letter, (j.queued_at, j.reply)))
         .unzip();
-    let fail_all = |waiters: Vec<(Instant, Reply)>, why: String| {
+    let fail_all = |waiters: Vec<(Instant, Reply)>, why: CommitError| {
         for (_, reply) in waiters {
-            let _ = reply.send(Err(CommitError(why.clone())));
+            // A submitter that gave up waiting (its stream closed) needs no answer.
+            let _ = reply.send(Err(why.clone()));
         }
     };
     let outcomes = match store.insert_letters(&letters).await {
         Ok(o) => o,
         Err(e) => {
-            tracing::error!(error = %e, letters = letters.len(), "storing a batch failed; no letter of it was accepted");
-            fail_all(waiters, format!("the store is unavailable: {e}"));
+            tracing::error!(error = %crate::error_report::chain(&e), letters = letters.len(), "storing a batch failed; no letter of it was accepted");
+            fail_all(waiters, CommitError::Store(Arc::new(e)));
             return;
         }
     };
@@ -249,8 +256,8 @@ async fn commit_batch(
         // go out. The senders retry (their resends find the stored letters and get receipts
         // once the queue is back); the resync task re-queues from the store.
         needs_resync.store(true, Ordering::SeqCst);
-        tracing::error!(error = %e, letters = deliveries.len(), "queueing a stored batch failed; receipts withheld, resync scheduled");
-        fail_all(waiters, format!("the queue is unavailable: {e}"));
+        tracing::error!(error = %crate::error_report::chain(&e), letters = deliveries.len(), "queueing a stored batch failed; receipts withheld, resync scheduled");
+        fail_all(waiters, CommitError::Queue(Arc::new(e)));
         return;
     }
     for ((_, reply), outcome) in waiters.into_iter().zip(outcomes) {
@@ -258,6 +265,8 @@ async fn commit_batch(
             InsertOutcome::Inserted => Committed::Stored,
             InsertOutcome::Existing(rec) => Committed::Existing(Box::new(rec)),
         };
+        // A submitter that gave up waiting needs no answer; its letter is stored either way and a
+        // resend gets the duplicate receipt.
         let _ = reply.send(Ok(answer));
     }
 }

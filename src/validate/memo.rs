@@ -4,9 +4,9 @@
 
 use time::{OffsetDateTime, Time};
 
+use super::{Draft, Limits, Rejection, validate};
 use crate::domain::{Letter, RejectReason, SenderInfo};
 use crate::memo::{self, ParseLimits};
-use crate::validate::{Draft, Limits, Rejection, validate};
 
 /// A MeMo submission, accepted at the door.
 pub struct MemoLetter {

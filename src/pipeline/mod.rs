@@ -7,12 +7,17 @@ use std::time::Instant;
 use crate::clock::now_ms;
 use crate::directory::Directory;
 use crate::domain::{LetterId, RecipientId, RejectReason, Route, SenderInfo};
-use crate::memo_intake;
 use crate::route::{Decision, SenderRef};
 use crate::seal::{Binding, ContentDigest, body, seal};
-use crate::store::{Committed, Committer, LetterKey, LetterRecord, NewLetter, Store, StoreError};
+use crate::store::{LetterKey, LetterRecord, NewLetter, Store};
 use crate::telemetry::{self, Stage};
 use crate::validate::{Draft, Limits, Rejection, validate};
+
+mod committer;
+mod error;
+
+pub use committer::{CommitError, Committed, Committer, CommitterConfig};
+pub use error::{Backend, BackendError, RETRY_AFTER, SubmitError};
 
 /// Letters above this size are sealed on the blocking pool so they do not stall other streams.
 const SEAL_INLINE_MAX: usize = 1 << 20;
@@ -63,19 +68,6 @@ impl Receipt {
     }
 }
 
-/// The gateway could not take letters now; retry later (resending is safe).
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl From<StoreError> for SubmitError {
-    fn from(e: StoreError) -> Self {
-        SubmitError::Unavailable(e.to_string())
-    }
-}
-
 pub struct Gateway {
     pub directory: Arc<Directory>,
     pub store: Arc<dyn Store>,
@@ -120,7 +112,7 @@ impl Gateway {
         let validated = if memo_xml.is_empty() {
             validate(draft, &self.limits).map(|l| (l, None, None))
         } else {
-            memo_intake::accept(sender, &raw_uuid, memo_xml, &self.limits)
+            crate::validate::memo::accept(sender, &raw_uuid, memo_xml, &self.limits)
                 .map(|m| (m.letter, m.not_before_ms, Some(m.xml)))
         };
         telemetry::stage(Stage::Validate, started.elapsed());
@@ -179,11 +171,11 @@ impl Gateway {
         let sealed = if letter.content_len() > SEAL_INLINE_MAX {
             tokio::task::spawn_blocking(do_seal)
                 .await
-                .map_err(|e| SubmitError::Unavailable(format!("sealing was interrupted: {e}")))?
+                .map_err(SubmitError::SealTask)?
         } else {
             do_seal()
         }
-        .map_err(|e| SubmitError::Unavailable(format!("sealing failed: {e}")))?;
+        .map_err(SubmitError::Seal)?;
         telemetry::stage(Stage::Seal, sealing.elapsed());
 
         let accepted_at_ms = now_ms();
@@ -200,11 +192,7 @@ impl Gateway {
             accepted_at_ms,
             not_before_ms,
         };
-        let committed = self
-            .committer
-            .commit(new)
-            .await
-            .map_err(|e| SubmitError::Unavailable(e.0))?;
+        let committed = self.committer.commit(new).await?;
         let receipt = match committed {
             Committed::Stored => {
                 telemetry::letter_accepted(sender, route, started.elapsed());
