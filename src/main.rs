@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use brevdue::cli;
-use brevdue::config::Config;
+use brevdue::config::{Config, QueueUrl, StoreUrl};
 use brevdue::domain::{Cvr, SenderKind};
 use clap::{Args, Parser, Subcommand};
 
@@ -33,10 +33,10 @@ struct DataArgs {
     data_dir: Option<PathBuf>,
     /// Store URL [default: sqlite://<data-dir>/brevdue.db].
     #[arg(long, env = "BREVDUE_STORE")]
-    store: Option<String>,
+    store: Option<StoreUrl>,
     /// Queue URL [default: embedded://<data-dir>/queue.db].
     #[arg(long, env = "BREVDUE_QUEUE")]
-    queue: Option<String>,
+    queue: Option<QueueUrl>,
 }
 
 impl DataArgs {

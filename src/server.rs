@@ -94,13 +94,12 @@ async fn run_signalling(
     let data = DataDir::create(&config.data_dir)?;
     // The embedded store and queue are files of this process alone; the production backends
     // are shared by design (several gateways, one database, one broker, one data directory).
-    let store_url = config.store_url();
-    let embedded = store_url.starts_with("sqlite://")
-        || !store_url.contains("://")
-        || config.queue_url().starts_with("embedded://");
+    let (store_url, queue_url) = (config.store_url(), config.queue_url());
+    let embedded = store_url.is_embedded() || queue_url.is_embedded();
     let _lock = if embedded { Some(data.lock()?) } else { None };
-    let store = store::open(&config.store_url(), data.root()).await?;
-    let queue = queue::open(&config.queue_url(), data.root(), true).await?;
+    let store = store::open(&store_url).await?;
+    let queue = queue::open(&queue_url, true).await?;
+    tracing::info!(store = %store_url, queue = %queue_url, "backends open");
     let directory = Directory::load(store.clone(), &data.keys()).await?;
     let pki = Pki::open_or_create(&data.pki())?;
     let (cert_pem, key_pem) = pki.server_identity()?;

@@ -61,7 +61,11 @@ async fn database_outage_gives_unavailable_and_no_accepted_receipt() {
     let mut h = Harness::prepare_on(Backend::Production).await;
     let relay = Relay::start().await;
     let db = h.postgres.as_ref().expect("database").url.clone();
-    h.config.store = Some(db.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", relay.port)));
+    h.config.store = Some(
+        db.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", relay.port))
+            .parse()
+            .expect("a postgres URL"),
+    );
     h.boot().await;
     let mut c = h.client(AUTHORITY).await;
     let before = c

@@ -39,8 +39,14 @@ fn example_configuration_is_valid() {
     let config =
         brevdue::config::Config::from_file(&root().join("deploy/brevdue.toml")).expect("parses");
     config.validate().expect("validates");
-    assert!(config.store_url().starts_with("postgres://"));
-    assert!(config.queue_url().starts_with("amqp://"));
+    assert!(matches!(
+        config.store_url(),
+        brevdue::config::StoreUrl::Postgres(_)
+    ));
+    assert!(matches!(
+        config.queue_url(),
+        brevdue::config::QueueUrl::Rabbit(_)
+    ));
 }
 
 #[test]

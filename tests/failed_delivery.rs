@@ -48,7 +48,7 @@ async fn failing_print_delivery_ends_failed_and_can_be_retried(backend: Backend)
     assert!(s.detail.contains("delivery failed after"), "{}", s.detail);
     assert_eq!(s.delivered_at_unix_ms, 0);
 
-    let queue = brevdue::queue::open(&h.config.queue_url(), h.data.path(), false)
+    let queue = brevdue::queue::open(&h.config.queue_url(), false)
         .await
         .expect("queue");
     let dead = queue.dead_letters().await.expect("dead letters");

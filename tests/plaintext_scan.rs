@@ -54,7 +54,7 @@ async fn no_plaintext_at_rest(backend: Backend) {
     // On RabbitMQ, read what is on the queues now, while letters may still be waiting.
     let mut queued: Vec<Vec<u8>> = Vec::new();
     if backend == Backend::Production {
-        let q = brevdue::queue::RabbitQueue::open(&h.config.queue_url())
+        let q = brevdue::queue::RabbitQueue::open(&h.config.queue_url().as_url())
             .await
             .expect("queue");
         queued = q.peek_all().await.expect("peek");

@@ -39,7 +39,8 @@ enum Backend {
 struct Fixture {
     backend: Backend,
     url: String,
-    dir: TempDir,
+    // Holds the embedded queue file for the fixture's life.
+    _dir: TempDir,
     _cleanup: Option<DeleteQueues>,
 }
 
@@ -50,7 +51,7 @@ impl Fixture {
             Backend::Embedded => Fixture {
                 backend,
                 url: format!("embedded://{}", dir.path().join("queue.db").display()),
-                dir,
+                _dir: dir,
                 _cleanup: None,
             },
             Backend::RabbitMq => {
@@ -61,7 +62,7 @@ impl Fixture {
                 Fixture {
                     backend,
                     url,
-                    dir,
+                    _dir: dir,
                     _cleanup: Some(cleanup),
                 }
             }
@@ -69,7 +70,8 @@ impl Fixture {
     }
 
     async fn open(&self) -> Arc<dyn Queue> {
-        match queue::open(&self.url, self.dir.path(), true).await {
+        let url = self.url.parse().expect("a queue URL");
+        match queue::open(&url, true).await {
             Ok(q) => q,
             Err(e) if self.backend == Backend::RabbitMq => panic!(
                 "RabbitMQ is needed for this test and is not reachable at {}: {e}; {START_RABBITMQ}",

@@ -22,7 +22,7 @@ use crate::store::{self, Store};
 /// The store a command should use, from the configuration.
 pub async fn open_store(config: &Config) -> Result<(DataDir, Arc<dyn Store>)> {
     let data = DataDir::create(&config.data_dir)?;
-    let store = store::open(&config.store_url(), data.root())
+    let store = store::open(&config.store_url())
         .await
         .with_context(|| format!("cannot open the store {}", config.store_url()))?;
     Ok((data, store))
@@ -257,8 +257,8 @@ pub fn keys_rotate(config: &Config) -> Result<()> {
 
 /// Lists, retries or purges dead letters.
 pub async fn dead_letters(config: &Config, action: DeadAction) -> Result<()> {
-    let (data, store) = open_store(config).await?;
-    let queue = crate::queue::open(&config.queue_url(), data.root(), false).await?;
+    let (_data, store) = open_store(config).await?;
+    let queue = crate::queue::open(&config.queue_url(), false).await?;
     match action {
         DeadAction::List => {
             let dead = queue.dead_letters().await?;

@@ -22,7 +22,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::client;
-use crate::config::Config;
+use crate::config::{Config, QueueUrl, StoreUrl};
 use crate::directory::Secrets;
 use crate::domain::{
     Cvr, Document, Letter, LetterId, MessageUuid, Priority, RecipientId, SenderKind, complete_cvr,
@@ -68,10 +68,10 @@ pub struct LoadgenArgs {
     /// Store URL for the gateway under test (e.g. a scratch `postgres://…` database: the run
     /// writes letters and a synthetic registry into it) [default: SQLite in the data directory].
     #[arg(long)]
-    pub store: Option<String>,
+    pub store: Option<StoreUrl>,
     /// Queue URL for the gateway under test (e.g. `amqp://…?prefix=loadgen.`) [default: embedded].
     #[arg(long)]
-    pub queue: Option<String>,
+    pub queue: Option<QueueUrl>,
     #[command(flatten)]
     pub flood: flood::FloodArgs,
 }
@@ -110,15 +110,15 @@ pub async fn run(args: LoadgenArgs) -> Result<()> {
     let store_url = args
         .store
         .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("store-only.db").display()));
+        .unwrap_or_else(|| StoreUrl::Sqlite(tmp.path().join("store-only.db")));
     let queue_url = match &args.queue {
         // A prefix of its own, so the ceiling run never mixes with the gateway's queues.
-        Some(q) => format!(
+        Some(QueueUrl::Rabbit(q)) => QueueUrl::Rabbit(format!(
             "{}?prefix=brevdue-loadgen-{:08x}.",
             q.split('?').next().unwrap_or(q),
             rand::random::<u32>()
-        ),
-        None => format!("embedded://{}", tmp.path().join("queue-only.db").display()),
+        )),
+        _ => QueueUrl::Embedded(tmp.path().join("queue-only.db")),
     };
     // The gateway under test, with a registry of active citizens and a public sender.
     let config = Config {
@@ -172,20 +172,20 @@ pub async fn run(args: LoadgenArgs) -> Result<()> {
     // The backends alone, after the gateway is gone: a scratch database given with --store gets
     // these letters too, and they must not look like waiting deliveries to the gateway.
     ceilings.push(Measured {
-        name: if args.store.is_some() {
-            "store alone (PostgreSQL, batches of 1024)"
-        } else {
+        name: if store_url.is_embedded() {
             "store alone (SQLite, batches of 1024)"
+        } else {
+            "store alone (PostgreSQL, batches of 1024)"
         },
-        per_sec: store_alone(&store_url, tmp.path(), args.letters, size).await?,
+        per_sec: store_alone(&store_url, args.letters, size).await?,
     });
     ceilings.push(Measured {
-        name: if args.queue.is_some() {
-            "queue alone (RabbitMQ, confirms, batches of 1024)"
-        } else {
+        name: if queue_url.is_embedded() {
             "queue alone (embedded, batches of 1024)"
+        } else {
+            "queue alone (RabbitMQ, confirms, batches of 1024)"
         },
-        per_sec: queue_alone(&queue_url, tmp.path(), args.letters).await?,
+        per_sec: queue_alone(&queue_url, args.letters).await?,
     });
 
     println!("\nraw ceilings measured in this run:");
@@ -204,7 +204,7 @@ pub async fn run(args: LoadgenArgs) -> Result<()> {
         counts.delivered,
         counts.accepted + counts.scheduled
     );
-    let production = args.store.is_some() || args.queue.is_some();
+    let production = !store_url.is_embedded() || !queue_url.is_embedded();
     let (target, setup) = match (size > 50_000, production) {
         (true, _) => (1_500.0, "100 KB letters"),
         (false, true) => (3_000.0, "PostgreSQL + RabbitMQ"),
@@ -277,8 +277,8 @@ fn seal_alone(n: usize, size: usize) -> Result<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn store_alone(url: &str, dir: &Path, n: usize, size: usize) -> Result<f64> {
-    let store = crate::store::open(url, dir).await?;
+async fn store_alone(url: &StoreUrl, n: usize, size: usize) -> Result<f64> {
+    let store = crate::store::open(url).await?;
     let ring = KeyRing::from_keys(KekId(1), [(KekId(1), [3u8; 32])])?;
     let sender = complete_cvr(2_940_347).context("cvr")?;
     let letters: Vec<NewLetter> = (0..n)
@@ -291,8 +291,8 @@ async fn store_alone(url: &str, dir: &Path, n: usize, size: usize) -> Result<f64
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn queue_alone(url: &str, dir: &Path, n: usize) -> Result<f64> {
-    let queue = crate::queue::open(url, dir, true).await?;
+async fn queue_alone(url: &QueueUrl, n: usize) -> Result<f64> {
+    let queue = crate::queue::open(url, true).await?;
     let sender = complete_cvr(2_940_347).context("cvr")?;
     let items: Vec<Delivery> = (0..n)
         .map(|_| Delivery {
@@ -309,7 +309,7 @@ async fn queue_alone(url: &str, dir: &Path, n: usize) -> Result<f64> {
         queue.enqueue(chunk).await?;
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    if url.starts_with("amqp://") {
+    if let QueueUrl::Rabbit(url) = url {
         crate::queue::RabbitQueue::open(url)
             .await?
             .delete_topology()

@@ -7,11 +7,12 @@ mod embedded;
 mod fair;
 mod rabbitmq;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+use crate::config::QueueUrl;
 
 use crate::domain::{Cvr, LetterId, Priority, Route};
 
@@ -141,21 +142,9 @@ pub trait Queue: Send + Sync + 'static {
 /// RabbitMQ at `amqp://USER:PASS@HOST:PORT/VHOST[?prefix=NAME]` (see [`RabbitQueue`]).
 /// `owner` is true for the serving gateway (it may clear leases a crash left behind) and false
 /// for admin commands running beside it.
-pub async fn open(url: &str, data_dir: &Path, owner: bool) -> Result<Arc<dyn Queue>, QueueError> {
-    if let Some(path) = url.strip_prefix("embedded://") {
-        let path = if path.is_empty() {
-            data_dir.join("queue.db")
-        } else {
-            path.into()
-        };
-        Ok(Arc::new(EmbeddedQueue::open(&path, owner).await?))
-    } else if url.starts_with("amqp://") {
-        Ok(Arc::new(RabbitQueue::open(url).await?))
-    } else if url.starts_with("amqps://") {
-        Err(QueueError::InvalidUrl(
-            "amqps:// (TLS) is not supported; use amqp:// on a trusted network or through a TLS tunnel".into(),
-        ))
-    } else {
-        Err(QueueError::UnsupportedUrl(url.to_string()))
+pub async fn open(url: &QueueUrl, owner: bool) -> Result<Arc<dyn Queue>, QueueError> {
+    match url {
+        QueueUrl::Embedded(path) => Ok(Arc::new(EmbeddedQueue::open(path, owner).await?)),
+        QueueUrl::Rabbit(u) => Ok(Arc::new(RabbitQueue::open(u).await?)),
     }
 }

@@ -8,10 +8,11 @@ mod blobs;
 mod postgres;
 mod sqlite;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+
+use crate::config::StoreUrl;
 
 use crate::domain::{
     Cvr, LetterId, LetterState, MessageUuid, Priority, RecipientStatus, Route, SenderInfo,
@@ -270,22 +271,12 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Opens the store a URL names: `sqlite://PATH` (or a bare path), created if missing, or
-/// `postgres://…` / `postgresql://…`, whose schema is created or migrated on open.
-pub async fn open(url: &str, data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::open(url).await?))
-    } else if let Some(path) = url.strip_prefix("sqlite://") {
-        let path = if path.is_empty() {
-            data_dir.join("brevdue.db")
-        } else {
-            path.into()
-        };
-        Ok(Arc::new(SqliteStore::open(&path).await?))
-    } else if url.contains("://") {
-        Err(StoreError::UnsupportedUrl(postgres::without_password(url)))
-    } else {
-        Ok(Arc::new(SqliteStore::open(Path::new(url)).await?))
+/// Opens the store a URL names: SQLite, created if missing, or PostgreSQL, whose schema is
+/// created or migrated on open. The one place that chooses a backend.
+pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
+    match url {
+        StoreUrl::Postgres(u) => Ok(Arc::new(PostgresStore::open(u).await?)),
+        StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
     }
 }
 

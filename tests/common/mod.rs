@@ -119,8 +119,8 @@ impl Harness {
             Backend::Production => {
                 let db = backends::PgDatabase::create().await;
                 let (queue_url, queues) = backends::rabbit_prefix();
-                config.store = Some(db.url.clone());
-                config.queue = Some(queue_url);
+                config.store = Some(db.url.parse().expect("a postgres URL"));
+                config.queue = Some(queue_url.parse().expect("an amqp URL"));
                 (Some(db), Some(queues))
             }
         };
@@ -209,8 +209,8 @@ impl Harness {
             format!("127.0.0.1:{admin}"),
         ];
         if self.backend == Backend::Production {
-            args.extend(["--store".to_string(), self.config.store_url()]);
-            args.extend(["--queue".to_string(), self.config.queue_url()]);
+            args.extend(["--store".to_string(), self.config.store_url().as_url()]);
+            args.extend(["--queue".to_string(), self.config.queue_url().as_url()]);
         }
         args
     }
@@ -228,7 +228,7 @@ impl Harness {
     }
 
     pub async fn store(&self) -> std::sync::Arc<dyn brevdue::store::Store> {
-        brevdue::store::open(&self.config.store_url(), self.data.path())
+        brevdue::store::open(&self.config.store_url())
             .await
             .expect("store opens")
     }

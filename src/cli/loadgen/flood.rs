@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::{LoadgenArgs, sample_letter};
 use crate::cli::client::{self, Client};
 use crate::clock::now_ms;
-use crate::config::Config;
+use crate::config::{Config, QueueUrl, StoreUrl};
 use crate::directory::Secrets;
 use crate::domain::{Priority, RecipientId, RecipientStatus, SenderInfo, SenderKind, complete_cvr};
 use crate::ingest::pb;
@@ -186,15 +186,14 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| tmp.path().join("gateway"));
-    let store_name = if args.store.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
+    // The backends by what they are, not by whether a URL was given.
+    let store_name = match &args.store {
+        Some(StoreUrl::Postgres(_)) => "PostgreSQL",
+        _ => "SQLite",
     };
-    let queue_name = if args.queue.is_some() {
-        "RabbitMQ"
-    } else {
-        "embedded"
+    let queue_name = match &args.queue {
+        Some(QueueUrl::Rabbit(_)) => "RabbitMQ",
+        _ => "embedded",
     };
     println!(
         "brevdue loadgen --scenario flood: {} BULK letters of {} from a bank over {streams} streams, \
@@ -325,7 +324,7 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
     let under_flood = urgent.await??;
 
     running.shutdown().await?;
-    if let Some(url) = &args.queue {
+    if let Some(QueueUrl::Rabbit(url)) = &args.queue {
         // The run's own prefix: its queues are gone with the run, like the temporary data dir.
         let q = crate::queue::RabbitQueue::open(url).await?;
         let dropped = q.delete_topology().await?;

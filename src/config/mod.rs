@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod backend;
+
+pub use backend::{BackendUrlError, QueueUrl, StoreUrl};
+
 use crate::admission::AdmissionConfig;
 use crate::deliver::DeliveryConfig;
 use crate::pipeline::CommitterConfig;
@@ -21,11 +25,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Operator HTTP address: /metrics, /healthz, /readyz.
     pub admin_listen: SocketAddr,
-    /// Store URL; default `sqlite://<data_dir>/brevdue.db`.
-    pub store: Option<String>,
+    /// Store URL; default `sqlite://<data_dir>/brevdue.db`. Parsed when the file is read.
+    pub store: Option<StoreUrl>,
     /// Queue URL; default `embedded://<data_dir>/queue.db`; RabbitMQ:
     /// `amqp://USER:PASS@HOST:PORT/VHOST[?prefix=NAME]`.
-    pub queue: Option<String>,
+    pub queue: Option<QueueUrl>,
     /// How often admin changes (senders, registry, keys) are looked for.
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
@@ -81,16 +85,20 @@ impl Config {
         })
     }
 
-    pub fn store_url(&self) -> String {
+    /// The store this configuration names, the embedded default filled in.
+    pub fn store_url(&self) -> StoreUrl {
         self.store
             .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("brevdue.db").display()))
+            .unwrap_or(StoreUrl::Sqlite(PathBuf::new()))
+            .resolved(&self.data_dir)
     }
 
-    pub fn queue_url(&self) -> String {
+    /// The queue this configuration names, the embedded default filled in.
+    pub fn queue_url(&self) -> QueueUrl {
         self.queue
             .clone()
-            .unwrap_or_else(|| format!("embedded://{}", self.data_dir.join("queue.db").display()))
+            .unwrap_or(QueueUrl::Embedded(PathBuf::new()))
+            .resolved(&self.data_dir)
     }
 
     /// Every problem at once, so an operator fixes the file in one go.
@@ -101,19 +109,6 @@ impl Config {
         }
         if self.listen == self.admin_listen && self.listen.port() != 0 {
             p.push(format!("listen and admin_listen are both {}", self.listen));
-        }
-        let store = self.store_url();
-        let postgres = store.starts_with("postgres://") || store.starts_with("postgresql://");
-        if !store.starts_with("sqlite://") && !postgres && store.contains("://") {
-            p.push(format!(
-                "store {store:?}: supported are sqlite://PATH and postgres://USER@HOST/DATABASE"
-            ));
-        }
-        let queue = self.queue_url();
-        if !queue.starts_with("embedded://") && !queue.starts_with("amqp://") {
-            p.push(format!(
-                "queue {queue:?}: supported are embedded://PATH and amqp://USER:PASS@HOST:PORT/VHOST"
-            ));
         }
         if self.stream_in_flight == 0 {
             p.push("stream_in_flight must be at least 1".into());
@@ -173,9 +168,12 @@ mod tests {
         assert_eq!(c.delivery.max_age, Duration::from_secs(3 * 86400));
         assert_eq!(c.refresh_interval, Duration::from_secs(5));
         assert!(c.validate().is_ok());
-        assert!(c.store_url().starts_with("sqlite:///var/lib/brevdue/"));
+        assert_eq!(
+            c.store_url(),
+            StoreUrl::Sqlite("/var/lib/brevdue/brevdue.db".into())
+        );
         let rabbit = Config {
-            queue: Some("amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            queue: Some("amqp://guest:guest@127.0.0.1:5672/%2f".parse().unwrap()),
             ..Config::default()
         };
         assert!(rabbit.validate().is_ok());
@@ -184,17 +182,19 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_reported() {
         assert!(toml::from_str::<Config>("listn = \"x\"").is_err());
+        // A URL without a backend is refused as the file is read.
+        let e = toml::from_str::<Config>("queue = \"kafka://x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kafka"), "{e}");
         let mut c = Config {
             stream_in_flight: 0,
-            queue: Some("kafka://x".into()),
             ..Config::default()
         };
         c.limits.allowed_media_types.clear();
         let e = c.validate().unwrap_err().to_string();
         assert!(
-            e.contains("stream_in_flight")
-                && e.contains("allowed_media_types")
-                && e.contains("kafka"),
+            e.contains("stream_in_flight") && e.contains("allowed_media_types"),
             "{e}"
         );
     }
@@ -203,15 +203,15 @@ mod tests {
     fn postgres_store_urls_are_accepted() {
         for url in ["postgres://brevdue@db/brevdue", "postgresql://db/brevdue"] {
             let c = Config {
-                store: Some(url.into()),
+                store: Some(url.parse().unwrap()),
                 ..Config::default()
             };
             assert!(c.validate().is_ok(), "{url}");
+            assert!(matches!(c.store_url(), StoreUrl::Postgres(_)));
         }
-        let c = Config {
-            store: Some("mysql://db/brevdue".into()),
-            ..Config::default()
-        };
-        assert!(c.validate().unwrap_err().to_string().contains("mysql"));
+        let e = toml::from_str::<Config>("store = \"mysql://db/brevdue\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mysql"), "{e}");
     }
 }
