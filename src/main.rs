@@ -1,300 +1,28 @@
-//! The `brevdue` command: parses arguments, sets up logging, loads configuration, runs one
-//! command, and exits with 0 (success), 1 (runtime failure) or 2 (usage error).
+//! The `brevdue` command: parses arguments, sets up logging, runs one command, and exits with 0
+//! (success), 1 (runtime failure) or 2 (usage error or bad configuration).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use brevdue::cli;
-use brevdue::config::{Config, QueueUrl, StoreUrl};
-use brevdue::domain::{Cvr, SenderKind};
-use clap::{Args, Parser, Subcommand};
-
-#[derive(Parser)]
-#[command(
-    name = "brevdue",
-    version,
-    about = "Bulk delivery gateway for Danish digital mail"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-/// Where the gateway's data is; shared by every command that touches it.
-#[derive(Args, Clone)]
-struct DataArgs {
-    /// Configuration file (TOML); flags and BREVDUE_* variables override it.
-    #[arg(long, env = "BREVDUE_CONFIG")]
-    config: Option<PathBuf>,
-    /// Data directory [default: ./brevdue-data].
-    #[arg(long, env = "BREVDUE_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Store URL [default: sqlite://<data-dir>/brevdue.db].
-    #[arg(long, env = "BREVDUE_STORE")]
-    store: Option<StoreUrl>,
-    /// Queue URL [default: embedded://<data-dir>/queue.db].
-    #[arg(long, env = "BREVDUE_QUEUE")]
-    queue: Option<QueueUrl>,
-}
-
-impl DataArgs {
-    fn load(&self) -> Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
-        if let Some(d) = &self.data_dir {
-            config.data_dir = d.clone();
-        }
-        if let Some(s) = &self.store {
-            config.store = Some(s.clone());
-        }
-        if let Some(q) = &self.queue {
-            config.queue = Some(q.clone());
-        }
-        config.validate()?;
-        Ok(config)
-    }
-}
-
-#[derive(Args)]
-struct SenderArgs {
-    /// Directory with ca.pem, sender.pem and sender.key (from `brevdue senders add`).
-    #[arg(long, env = "BREVDUE_CERT_DIR")]
-    cert_dir: PathBuf,
-    /// Gateway address.
-    #[arg(
-        long,
-        env = "BREVDUE_SERVER",
-        default_value = "https://127.0.0.1:50051"
-    )]
-    server: String,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the one-command demo: a data directory, a generated registry, two senders, a gateway
-    /// and a streamed batch of letters with a summary.
-    Demo {
-        #[arg(long, default_value = "./brevdue-demo")]
-        data_dir: PathBuf,
-        /// Letters in the demo batch.
-        #[arg(long, default_value_t = 10_000)]
-        letters: usize,
-        /// Keep the gateway running after the batch (Ctrl-C stops it).
-        #[arg(long)]
-        keep_running: bool,
-    },
-    /// Run the gateway.
-    Serve {
-        #[command(flatten)]
-        data: DataArgs,
-        /// gRPC address [default: 127.0.0.1:50051].
-        #[arg(long, env = "BREVDUE_LISTEN")]
-        listen: Option<SocketAddr>,
-        /// Operator HTTP address [default: 127.0.0.1:9180].
-        #[arg(long, env = "BREVDUE_ADMIN_LISTEN")]
-        admin_listen: Option<SocketAddr>,
-    },
-    /// Onboard and manage senders.
-    Senders {
-        #[command(subcommand)]
-        command: SendersCommand,
-    },
-    /// Import the recipient registry.
-    Registry {
-        #[command(subcommand)]
-        command: RegistryCommand,
-    },
-    /// Submit a batch (JSON lines) and write a receipt report.
-    Send {
-        #[command(flatten)]
-        sender: SenderArgs,
-        /// A batch file, or a directory of them.
-        input: PathBuf,
-        /// Receipt report (CSV) [default: <input>.receipts.csv].
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// The gateway's operator HTTP address, for the dashboard link [default: the gateway
-        /// host, port 9180].
-        #[arg(long = "admin-url", env = "BREVDUE_ADMIN_URL")]
-        admin: Option<String>,
-    },
-    /// Show the state of one of your letters (by letter id or message uuid).
-    Status {
-        #[command(flatten)]
-        sender: SenderArgs,
-        id: String,
-    },
-    /// Recipient identifiers.
-    Id {
-        #[command(subcommand)]
-        command: IdCommand,
-    },
-    /// Key-encryption keys.
-    Keys {
-        #[command(subcommand)]
-        command: KeysCommand,
-    },
-    /// Letters whose delivery retries are spent.
-    Dead {
-        #[command(subcommand)]
-        command: DeadCommand,
-    },
-    /// Ask a gateway's gRPC health service whether it serves (exit 0) or not (exit 1).
-    Health {
-        #[arg(
-            long,
-            env = "BREVDUE_SERVER",
-            default_value = "https://127.0.0.1:50051"
-        )]
-        server: String,
-        /// The gateway CA certificate (pki/ca.pem in the data directory).
-        #[arg(long, env = "BREVDUE_CA")]
-        ca: PathBuf,
-    },
-    /// Measure durable end-to-end throughput against the raw ceilings of this machine, or
-    /// (`--scenario flood`) urgent letters' latency while one sender floods the gateway.
-    Loadgen(cli::loadgen::LoadgenArgs),
-}
-
-#[derive(Subcommand)]
-enum SendersCommand {
-    /// Register a sender and write its client certificate, key and the gateway CA into --out.
-    Add {
-        #[command(flatten)]
-        data: DataArgs,
-        #[arg(long)]
-        cvr: Cvr,
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        kind: SenderKind,
-        #[arg(long)]
-        out: PathBuf,
-    },
-    /// Issue another certificate for a registered sender.
-    Reissue {
-        #[command(flatten)]
-        data: DataArgs,
-        #[arg(long)]
-        cvr: Cvr,
-        #[arg(long)]
-        out: PathBuf,
-    },
-    /// Refuse a sender's calls until resumed.
-    Suspend {
-        #[command(flatten)]
-        data: DataArgs,
-        #[arg(long)]
-        cvr: Cvr,
-    },
-    /// Let a suspended sender send again.
-    Resume {
-        #[command(flatten)]
-        data: DataArgs,
-        #[arg(long)]
-        cvr: Cvr,
-    },
-    /// Set a sender's share and limits; running gateways apply them within seconds. Flags not
-    /// given keep their value; `none` removes a limit.
-    Limits {
-        #[command(flatten)]
-        data: DataArgs,
-        #[arg(long)]
-        cvr: Cvr,
-        /// Share of capacity against other active senders (1 to 1000; default 1).
-        #[arg(long)]
-        weight: Option<u32>,
-        /// Sustained letters per second, or `none`.
-        #[arg(long, value_parser = cli::admin::parse_count_limit)]
-        rate: Option<Option<u32>>,
-        /// Letters allowed at once above the rate (default: one second of the rate), or `none`.
-        #[arg(long, value_parser = cli::admin::parse_count_limit)]
-        burst: Option<Option<u32>>,
-        /// Letters in the pipeline at once over all the sender's connections, or `none`.
-        #[arg(long, value_parser = cli::admin::parse_count_limit)]
-        in_flight: Option<Option<u32>>,
-        /// Largest letter, e.g. `5MB`, or `none` for the gateway's limit.
-        #[arg(long, value_parser = cli::admin::parse_size_limit)]
-        max_size: Option<Option<u64>>,
-    },
-    /// List senders with their state, certificates and limits.
-    List {
-        #[command(flatten)]
-        data: DataArgs,
-    },
-}
-
-#[derive(Subcommand)]
-enum RegistryCommand {
-    /// Import recipients (id_type,id,status) and subscriptions (recipient_id,sender_cvr).
-    Import {
-        #[command(flatten)]
-        data: DataArgs,
-        #[arg(long)]
-        recipients: PathBuf,
-        #[arg(long)]
-        subscriptions: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum IdCommand {
-    /// Check CPR and CVR numbers; exits 1 if any is invalid.
-    Check {
-        #[arg(required = true, value_name = "ID")]
-        ids: Vec<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// Add a key-encryption key and make it active.
-    Rotate {
-        #[command(flatten)]
-        data: DataArgs,
-    },
-}
-
-#[derive(Subcommand)]
-enum DeadCommand {
-    List {
-        #[command(flatten)]
-        data: DataArgs,
-    },
-    /// Queue a dead letter for delivery again.
-    Retry {
-        #[command(flatten)]
-        data: DataArgs,
-        letter_id: String,
-    },
-    /// Drop a dead letter for good.
-    Purge {
-        #[command(flatten)]
-        data: DataArgs,
-        letter_id: String,
-    },
-}
+use brevdue::cli::command::{Cli, run};
+use brevdue::config::ConfigError;
+use clap::Parser;
 
 fn main() -> ExitCode {
+    // clap exits with 2 itself on a usage error.
     let cli = Cli::parse();
+    let default_filter = if cli.talks_to_a_person() {
+        "warn,sqlx=error"
+    } else {
+        "info,sqlx=warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BREVDUE_LOG").unwrap_or_else(|_| {
-                // The demo talks to a person; the gateway's own log lines would bury it.
-                let quiet = matches!(cli.command, Command::Demo { .. } | Command::Loadgen(_));
-                tracing_subscriber::EnvFilter::new(if quiet {
-                    "warn,sqlx=error"
-                } else {
-                    "info,sqlx=warn"
-                })
-            }),
+            tracing_subscriber::EnvFilter::try_from_env("BREVDUE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
+    // Another provider already installed is fine: it is the same one (ring) in this binary.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -306,152 +34,20 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, shutdown_signal())) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("brevdue: {e:#}");
-            ExitCode::from(1)
+            if e.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode> {
-    match cli.command {
-        Command::Demo {
-            data_dir,
-            letters,
-            keep_running,
-        } => cli::demo::run(&data_dir, letters, keep_running).await?,
-        Command::Serve {
-            data,
-            listen,
-            admin_listen,
-        } => {
-            let mut config = data.load()?;
-            if let Some(l) = listen {
-                config.listen = l;
-            }
-            if let Some(a) = admin_listen {
-                config.admin_listen = a;
-            }
-            config.validate()?;
-            let grpc = tokio::net::TcpListener::bind(config.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", config.listen))?;
-            let admin = tokio::net::TcpListener::bind(config.admin_listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
-            eprintln!(
-                "brevdue gateway on https://{} (dashboard on http://{}/dashboard), data in {}",
-                grpc.local_addr().unwrap_or(config.listen),
-                admin.local_addr().unwrap_or(config.admin_listen),
-                config.data_dir.display()
-            );
-            brevdue::server::run(config, grpc, admin, shutdown_signal()).await?;
-        }
-        Command::Senders { command } => match command {
-            SendersCommand::Add {
-                data,
-                cvr,
-                name,
-                kind,
-                out,
-            } => cli::admin::senders_add(&data.load()?, cvr, &name, kind, &out).await?,
-            SendersCommand::Reissue { data, cvr, out } => {
-                cli::admin::senders_reissue(&data.load()?, cvr, &out).await?
-            }
-            SendersCommand::Suspend { data, cvr } => {
-                cli::admin::senders_suspend(&data.load()?, cvr, true).await?
-            }
-            SendersCommand::Resume { data, cvr } => {
-                cli::admin::senders_suspend(&data.load()?, cvr, false).await?
-            }
-            SendersCommand::Limits {
-                data,
-                cvr,
-                weight,
-                rate,
-                burst,
-                in_flight,
-                max_size,
-            } => {
-                let change = cli::admin::LimitsChange {
-                    weight,
-                    rate,
-                    burst,
-                    in_flight,
-                    max_size,
-                };
-                cli::admin::senders_limits(&data.load()?, cvr, change).await?
-            }
-            SendersCommand::List { data } => cli::admin::senders_list(&data.load()?).await?,
-        },
-        Command::Registry {
-            command:
-                RegistryCommand::Import {
-                    data,
-                    recipients,
-                    subscriptions,
-                },
-        } => {
-            cli::admin::registry_import(&data.load()?, &recipients, subscriptions.as_deref())
-                .await?
-        }
-        Command::Send {
-            sender,
-            input,
-            report,
-            admin,
-        } => {
-            let report = report.unwrap_or_else(|| {
-                let mut p = input.clone().into_os_string();
-                p.push(".receipts.csv");
-                PathBuf::from(p)
-            });
-            let mut client = cli::client::connect(&sender.server, &sender.cert_dir).await?;
-            let summary = cli::send::send(&mut client, &input, &report).await?;
-            summary.print();
-            println!("receipt report: {}", report.display());
-            println!(
-                "dashboard:      {}",
-                cli::send::dashboard_url(&sender.server, admin.as_deref())
-            );
-        }
-        Command::Status { sender, id } => {
-            let mut client = cli::client::connect(&sender.server, &sender.cert_dir).await?;
-            cli::status::status(&mut client, &id).await?;
-        }
-        Command::Id {
-            command: IdCommand::Check { ids },
-        } => {
-            let all_valid = cli::id_check::run(&ids, &mut std::io::stdout().lock())?;
-            if !all_valid {
-                return Ok(ExitCode::from(1));
-            }
-        }
-        Command::Keys {
-            command: KeysCommand::Rotate { data },
-        } => cli::admin::keys_rotate(&data.load()?)?,
-        Command::Dead { command } => match command {
-            DeadCommand::List { data } => {
-                cli::admin::dead_letters(&data.load()?, cli::admin::DeadAction::List).await?
-            }
-            DeadCommand::Retry { data, letter_id } => {
-                cli::admin::dead_letters(&data.load()?, cli::admin::DeadAction::Retry(letter_id))
-                    .await?
-            }
-            DeadCommand::Purge { data, letter_id } => {
-                cli::admin::dead_letters(&data.load()?, cli::admin::DeadAction::Purge(letter_id))
-                    .await?
-            }
-        },
-        Command::Loadgen(args) => cli::loadgen::run(args).await?,
-        Command::Health { server, ca } => cli::health::check(&server, &ca).await?,
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Completes on SIGTERM or Ctrl-C.
+/// Completes on SIGTERM or Ctrl-C: the one signal future the gateway is given.
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -466,5 +62,9 @@ async fn shutdown_signal() {
             return;
         }
     }
-    let _ = ctrl_c.await;
+    // Without a SIGTERM handler, Ctrl-C alone stops the gateway; if even that cannot be
+    // installed, the gateway runs until killed.
+    if ctrl_c.await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }

@@ -168,6 +168,7 @@ async fn run_signalling(
         &tls,
         config.limits.max_letter_size.as_u64() as usize,
         config.stream_in_flight,
+        &config.grpc,
     )
     .await?;
 
@@ -182,7 +183,7 @@ async fn run_signalling(
         .map(|a| format!("http://{a}/dashboard"))
         .unwrap_or_default();
     let admin_stop = stop.clone();
-    let admin_task = tokio::spawn(async move {
+    let admin_task = tracker.spawn(async move {
         axum::serve(admin_listener, admin_app)
             .with_graceful_shutdown(async move { admin_stop.cancelled().await })
             .await
@@ -203,29 +204,48 @@ async fn run_signalling(
         let _ = ready.send(());
     }
     let stop_on_signal = stop.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stop_on_signal.cancel();
+    tracker.spawn(async move {
+        tokio::select! {
+            () = shutdown => stop_on_signal.cancel(),
+            // Stopped another way (the server failed): nothing left to wait for.
+            () = stop_on_signal.cancelled() => {}
+        }
     });
     let served = tokio::select! {
-        r = &mut serve => r,
-        () = async { stop.cancelled().await; tokio::time::sleep(config.shutdown_grace).await } => {
-            tracing::warn!("shutdown grace period over; closing the remaining streams");
-            Ok(())
-        }
+        r = &mut serve => Some(r),
+        () = stop.cancelled() => None,
+    };
+    // One deadline for the whole drain, from the moment the stop came: open streams finish
+    // and receipt what they read, then the committer and delivery finish, all within
+    // `shutdown_grace` (which the deploy files give the process, with a margin).
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+    let served = match served {
+        Some(r) => r,
+        None => match tokio::time::timeout_at(deadline, &mut serve).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!("shutdown grace period over; closing the remaining streams");
+                Ok(())
+            }
+        },
     };
     stop.cancel();
     tracing::info!("gRPC server stopped; draining the committer and delivery");
     commit_stop.cancel();
     work.cancel();
     tracker.close();
-    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
+    if tokio::time::timeout_at(deadline, tracker.wait())
         .await
         .is_err()
     {
         tracing::warn!("background tasks did not finish within the grace period");
     }
+    // Past the deadline the admin server is left behind, not waited for.
+    if !admin_task.is_finished() {
+        admin_task.abort();
+    }
     match admin_task.await {
+        Err(e) if e.is_cancelled() => {}
         Ok(Err(e)) => return Err(ServerError::Admin(e)),
         Err(e) => return Err(ServerError::Admin(std::io::Error::other(e))),
         Ok(Ok(())) => {}

@@ -5,34 +5,23 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use brevdue::ingest::pb;
 use common::*;
 use tokio_stream::wrappers::ReceiverStream;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn spawn_gateway(h: &Harness, grpc: u16, admin: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_brevdue"))
-        .args(h.serve_args(grpc, admin))
-        .env("BREVDUE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("gateway binary starts")
+/// A gateway on ports of its own choosing, and its gRPC URL.
+fn spawn_gateway(h: &Harness) -> (ServeProcess, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_brevdue"));
+    command.args(h.serve_args(0, 0)).env("BREVDUE_LOG", "warn");
+    spawn_serve(command)
 }
 
 async fn sigkill_mid_batch_loses_nothing_and_duplicates_nothing(backend: Backend) {
     let h = Harness::prepare_on(backend).await;
-    let (grpc, admin) = (free_port(), free_port());
-    let server = format!("https://127.0.0.1:{grpc}");
-    let mut gateway = spawn_gateway(&h, grpc, admin);
+    let (gateway, server) = spawn_gateway(&h);
+    let mut gateway = gateway.take();
 
     let recipients = [ACTIVE_OTHER, COMPANY, EXEMPT, UNKNOWN];
     let letters: Vec<pb::Letter> = (0..4000)
@@ -81,7 +70,7 @@ async fn sigkill_mid_batch_loses_nothing_and_duplicates_nothing(backend: Backend
     );
 
     // Restart; every accepted letter is there and gets delivered.
-    let mut gateway = spawn_gateway(&h, grpc, admin);
+    let (gateway, server) = spawn_gateway(&h);
     let mut c = connect(&server, &h.cert_dir(AUTHORITY)).await;
     h.wait_for_delivery().await;
     for r in accepted.values() {
@@ -138,8 +127,7 @@ async fn sigkill_mid_batch_loses_nothing_and_duplicates_nothing(backend: Backend
         "no half-written print batch is left behind"
     );
 
-    gateway.kill().expect("stop");
-    let _ = gateway.wait();
+    drop(gateway);
 }
 
 on_every_backend!(sigkill_mid_batch_loses_nothing_and_duplicates_nothing);

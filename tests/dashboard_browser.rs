@@ -90,6 +90,19 @@ async fn run_chromium(browser: &Path, url: &str, extra: &[String]) -> String {
 /// The DOM of the dashboard after its JS ran.
 struct Page(String);
 
+/// Loads the page until `ready` holds for it or a minute has passed; returns the last load
+/// either way, for the caller's assertions to judge.
+async fn load_until(browser: &Path, url: &str, ready: impl Fn(&Page) -> bool) -> Page {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = Page::load(browser, url).await;
+        if ready(&page) || std::time::Instant::now() > deadline {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 impl Page {
     async fn load(browser: &Path, url: &str) -> Page {
         let dom = run_chromium(browser, url, &["--dump-dom".to_string()]).await;
@@ -229,10 +242,16 @@ async fn the_dashboard_shows_a_running_batch_live() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(answered_so_far() > 0, "no letter was answered in 30 s");
-    tokio::time::sleep(Duration::from_secs(3)).await;
 
-    // 1. While the batch runs: non-zero throughput, split three ways, and the page polls.
-    let first = Page::load(&browser, &url).await;
+    // 1. While the batch runs: non-zero throughput, split three ways, and the page polls. The
+    //    page is loaded until the sampler's ring holds all three kinds of answer (or a minute
+    //    has passed, and the assertions below say what is missing).
+    let shows_all_three = |p: &Page| {
+        ["rate-mailbox", "rate-print", "rate-rejected"]
+            .iter()
+            .all(|id| p.num(id) > 0.0)
+    };
+    let first = load_until(&browser, &url, shows_all_three).await;
     assert!(
         first.num("polls") >= 2.0,
         "the page did not keep polling /api/stats"
@@ -246,7 +265,11 @@ async fn the_dashboard_shows_a_running_batch_live() {
         assert!(first.num(id) > 0.0, "#{id} shows no throughput");
     }
     assert!(first.num_attr("chart", "data-nonzero") >= 1.0);
-    assert!(first.num("queue-mailbox") >= 0.0, "no queue depth shown");
+    let depth = first.num("queue-mailbox");
+    assert!(
+        depth.is_finite() && depth >= 0.0 && depth.fract() == 0.0,
+        "the mailbox queue depth is not a count of letters: {depth}"
+    );
     for cvr in [AUTHORITY, BANK] {
         assert!(
             first.0.contains(&format!("data-cvr=\"{cvr}\"")),
@@ -255,8 +278,11 @@ async fn the_dashboard_shows_a_running_batch_live() {
     }
 
     // 2. A little later: the numbers have moved and the chart has grown.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let second = Page::load(&browser, &url).await;
+    let (answered, points) = (first.answered(), first.num_attr("chart", "data-points"));
+    let second = load_until(&browser, &url, |p| {
+        p.answered() > answered && p.num_attr("chart", "data-points") > points
+    })
+    .await;
     assert!(second.num("rate-total") > 0.0);
     assert!(
         second.answered() > first.answered(),

@@ -30,25 +30,16 @@ fn prlimit_available() {
 /// Starts `brevdue serve` with every file it writes limited to `max_file_bytes`. SIGXFSZ is
 /// ignored (the disposition survives exec) so an oversized write fails instead of killing.
 fn serve_limited(h: &Harness, max_file_bytes: u64) -> (ServeProcess, String) {
-    let (grpc, admin) = (free_port(), free_port());
     let mut args = vec![
         "-c".to_string(),
         "trap '' XFSZ; exec prlimit --fsize=\"$0\": -- \"$@\"".to_string(),
         max_file_bytes.to_string(),
         env!("CARGO_BIN_EXE_brevdue").to_string(),
     ];
-    args.extend(h.serve_args(grpc, admin));
-    let child = Command::new("bash")
-        .args(args)
-        .env("BREVDUE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    (
-        ServeProcess(Some(child)),
-        format!("https://127.0.0.1:{grpc}"),
-    )
+    args.extend(h.serve_args(0, 0));
+    let mut command = Command::new("bash");
+    command.args(args).env("BREVDUE_LOG", "warn");
+    spawn_serve(command)
 }
 
 async fn wait_exit(mut child: Child) {

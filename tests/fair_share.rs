@@ -155,7 +155,12 @@ async fn a_flooding_sender_does_not_block_another(backend: Backend) {
         }));
     }
     // The flood is under way before the authority starts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while flood_done.load(Ordering::SeqCst) < 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flood did not get 200 letters in within 60 s"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use brevdue::ingest::pb;
@@ -17,17 +17,9 @@ const LETTERS: usize = 6000;
 const TERM_AFTER: usize = 1000;
 
 fn serve(h: &Harness) -> (ServeProcess, String) {
-    let (grpc, admin) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_brevdue"))
-        .args(h.serve_args(grpc, admin))
-        .env("BREVDUE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    (
-        ServeProcess(Some(child)),
-        format!("https://127.0.0.1:{grpc}"),
-    )
+    let mut command = Command::new(env!("CARGO_BIN_EXE_brevdue"));
+    command.args(h.serve_args(0, 0)).env("BREVDUE_LOG", "warn");
+    spawn_serve(command)
 }
 
 async fn exits_cleanly(mut child: Child) {

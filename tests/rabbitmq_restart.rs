@@ -47,12 +47,15 @@ async fn broker_restart_mid_batch_loses_nothing() {
     let batch = letters.clone();
     // The client resends what the broken stream left unanswered (it is safe: idempotent).
     let sender = tokio::spawn(async move { stream(&mut c, batch).await });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The broker goes down once part of the batch is in: a tenth stored, the rest not sent.
+    h.wait_for_stored(letters.len() as u64 / 10).await;
     assert!(
         !sender.is_finished(),
         "the broker goes down in the middle of the batch"
     );
     rabbitmqctl(&["stop_app"]);
+    // The outage itself: two seconds without a broker, long enough for every publish and
+    // every consumer to notice.
     tokio::time::sleep(Duration::from_secs(2)).await;
     rabbitmqctl(&["start_app"]);
     rabbitmqctl(&["-q", "await_startup", "--timeout", "60"]);

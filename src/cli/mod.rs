@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod batchfile;
 pub mod client;
+pub mod command;
 pub mod demo;
 pub mod health;
 pub mod id_check;

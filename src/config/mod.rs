@@ -8,8 +8,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod backend;
+mod transport;
 
 pub use backend::{BackendUrlError, QueueUrl, StoreUrl};
+pub use transport::TransportConfig;
 
 use crate::admission::AdmissionConfig;
 use crate::deliver::DeliveryConfig;
@@ -38,6 +40,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Letters of one SubmitBatch stream in the pipeline at once.
     pub stream_in_flight: usize,
+    /// HTTP/2 windows and keep-alive of the gRPC port.
+    pub grpc: TransportConfig,
     pub limits: Limits,
     /// Bounds on what the gateway takes in at once, and load shedding.
     pub admission: AdmissionConfig,
@@ -56,6 +60,7 @@ impl Default for Config {
             refresh_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
             stream_in_flight: 512,
+            grpc: TransportConfig::default(),
             limits: Limits::default(),
             admission: AdmissionConfig::default(),
             commit: CommitterConfig::default(),
@@ -72,7 +77,49 @@ pub enum ConfigError {
     Invalid(Vec<String>),
 }
 
+/// What the command line (flags and `BREVDUE_*` variables) sets over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub store: Option<StoreUrl>,
+    pub queue: Option<QueueUrl>,
+    pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+}
+
 impl Config {
+    /// The file (or the defaults without one), the overrides over it, validated completely.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        let Overrides {
+            data_dir,
+            store,
+            queue,
+            listen,
+            admin_listen,
+        } = overrides;
+        if let Some(d) = data_dir {
+            config.data_dir = d;
+        }
+        if store.is_some() {
+            config.store = store;
+        }
+        if queue.is_some() {
+            config.queue = queue;
+        }
+        if let Some(l) = listen {
+            config.listen = l;
+        }
+        if let Some(a) = admin_listen {
+            config.admin_listen = a;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Reads a TOML file; a missing file is an error (the user named it).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
@@ -120,6 +167,7 @@ impl Config {
             p.push("limits.allowed_media_types is empty: no letter could be accepted".into());
         }
         p.extend(self.admission.problems());
+        p.extend(self.grpc.problems());
         if self.commit.max_batch_letters == 0 {
             p.push("commit.max_batch_letters must be at least 1".into());
         }

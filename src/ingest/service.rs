@@ -2,7 +2,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -11,6 +10,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::admission::Admission;
+use crate::config::TransportConfig;
 use crate::domain::{Priority, RecipientId, RejectReason};
 use crate::pipeline::{Gateway, SubmitError};
 use crate::route::Decision;
@@ -227,6 +227,7 @@ pub async fn grpc_server(
     tls: &TlsMaterial,
     max_letter_bytes: usize,
     in_flight_per_stream: usize,
+    transport: &TransportConfig,
 ) -> Result<Router, tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -251,10 +252,10 @@ pub async fn grpc_server(
     .max_decoding_message_size(max_letter_bytes.saturating_add(4 << 20));
     let mut builder = Server::builder()
         .tls_config(tls_config)?
-        .initial_connection_window_size(Some(16 << 20))
-        .initial_stream_window_size(Some(8 << 20))
+        .initial_connection_window_size(Some(transport.connection_window_u32()))
+        .initial_stream_window_size(Some(transport.stream_window_u32()))
         .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)));
+        .http2_keepalive_interval(Some(transport.keepalive_interval));
     let router = builder.add_service(health_service).add_service(service);
     Ok(match reflection {
         Ok(r) => router.add_service(r),

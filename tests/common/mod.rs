@@ -249,6 +249,25 @@ impl Harness {
     }
 
     /// Waits until no letter is waiting for delivery.
+    /// Waits until the store holds at least `n` letters in any state (a deadline only fails
+    /// the test).
+    pub async fn wait_for_stored(&self, n: u64) -> brevdue::store::StateCounts {
+        let store = self.store().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let c = store.state_counts().await.expect("counts");
+            let all = c.accepted + c.scheduled + c.delivered + c.print_spooled + c.failed;
+            if all >= n {
+                return c;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {all} of {n} letters were stored after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn wait_for_delivery(&self) -> brevdue::store::StateCounts {
         let store = self.store().await;
         for _ in 0..300 {
@@ -362,12 +381,39 @@ impl Drop for ServeProcess {
     }
 }
 
-/// A port free right now, for a gateway process to listen on.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
+/// What `brevdue serve` prints on stderr once it listens.
+const LISTENING: &str = "brevdue gateway on https://";
+
+/// Starts a `brevdue serve` command whose arguments say `--listen 127.0.0.1:0 --admin-listen
+/// 127.0.0.1:0` and returns it with its gRPC URL, read from the line it prints once it listens.
+/// The gateway picks its own ports, so no other process can take them between a test choosing
+/// a port and the gateway binding it. Everything else it prints goes on to the test's stderr.
+pub fn spawn_serve(mut command: std::process::Command) -> (ServeProcess, String) {
+    use std::io::BufRead;
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the gateway binary starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let guard = ServeProcess(Some(child));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            match line.strip_prefix(LISTENING) {
+                Some(rest) => {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(format!("https://{addr}"));
+                }
+                None => eprintln!("{line}"),
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(url) => (guard, url),
+        Err(_) => panic!("the gateway did not say where it listens within 60 s (did it start?)"),
+    }
 }
 
 /// Sends SIGTERM to a gateway process.

@@ -1,0 +1,431 @@
+//! The command tree (clap) and the dispatch of one command to its function in [`crate::cli`].
+//! `main` parses with [`Cli`], sets up logging and calls [`run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, Overrides, QueueUrl, StoreUrl};
+use crate::domain::{Cvr, SenderKind};
+
+#[derive(Parser)]
+#[command(
+    name = "brevdue",
+    version,
+    about = "Bulk delivery gateway for Danish digital mail"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+impl Cli {
+    /// Commands that talk to a person at a terminal, whose output the gateway's own log lines
+    /// would bury.
+    pub fn talks_to_a_person(&self) -> bool {
+        matches!(self.command, Command::Demo { .. } | Command::Loadgen(_))
+    }
+}
+
+/// Where the gateway's data is; shared by every command that touches it.
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// Configuration file (TOML); flags and BREVDUE_* variables override it.
+    #[arg(long, env = "BREVDUE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./brevdue-data].
+    #[arg(long, env = "BREVDUE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Store URL [default: sqlite://<data-dir>/brevdue.db].
+    #[arg(long, env = "BREVDUE_STORE")]
+    store: Option<StoreUrl>,
+    /// Queue URL [default: embedded://<data-dir>/queue.db].
+    #[arg(long, env = "BREVDUE_QUEUE")]
+    queue: Option<QueueUrl>,
+}
+
+impl DataArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            data_dir: self.data_dir.clone(),
+            store: self.store.clone(),
+            queue: self.queue.clone(),
+            ..Overrides::default()
+        }
+    }
+
+    /// The configuration file with these flags over it, validated.
+    fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(self.config.as_deref(), self.overrides())
+    }
+}
+
+#[derive(Args)]
+struct SenderArgs {
+    /// Directory with ca.pem, sender.pem and sender.key (from `brevdue senders add`).
+    #[arg(long, env = "BREVDUE_CERT_DIR")]
+    cert_dir: PathBuf,
+    /// Gateway address.
+    #[arg(
+        long,
+        env = "BREVDUE_SERVER",
+        default_value = "https://127.0.0.1:50051"
+    )]
+    server: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the one-command demo: a data directory, a generated registry, two senders, a gateway
+    /// and a streamed batch of letters with a summary.
+    Demo {
+        #[arg(long, default_value = "./brevdue-demo")]
+        data_dir: PathBuf,
+        /// Letters in the demo batch.
+        #[arg(long, default_value_t = 10_000)]
+        letters: usize,
+        /// Keep the gateway running after the batch (Ctrl-C stops it).
+        #[arg(long)]
+        keep_running: bool,
+    },
+    /// Run the gateway.
+    Serve {
+        #[command(flatten)]
+        data: DataArgs,
+        /// gRPC address [default: 127.0.0.1:50051].
+        #[arg(long, env = "BREVDUE_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Operator HTTP address [default: 127.0.0.1:9180].
+        #[arg(long, env = "BREVDUE_ADMIN_LISTEN")]
+        admin_listen: Option<SocketAddr>,
+    },
+    /// Onboard and manage senders.
+    Senders {
+        #[command(subcommand)]
+        command: SendersCommand,
+    },
+    /// Import the recipient registry.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+    /// Submit a batch (JSON lines) and write a receipt report.
+    Send {
+        #[command(flatten)]
+        sender: SenderArgs,
+        /// A batch file, or a directory of them.
+        input: PathBuf,
+        /// Receipt report (CSV) [default: <input>.receipts.csv].
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// The gateway's operator HTTP address, for the dashboard link [default: the gateway
+        /// host, port 9180].
+        #[arg(long = "admin-url", env = "BREVDUE_ADMIN_URL")]
+        admin: Option<String>,
+    },
+    /// Show the state of one of your letters (by letter id or message uuid).
+    Status {
+        #[command(flatten)]
+        sender: SenderArgs,
+        id: String,
+    },
+    /// Recipient identifiers.
+    Id {
+        #[command(subcommand)]
+        command: IdCommand,
+    },
+    /// Key-encryption keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Letters whose delivery retries are spent.
+    Dead {
+        #[command(subcommand)]
+        command: DeadCommand,
+    },
+    /// Ask a gateway's gRPC health service whether it serves (exit 0) or not (exit 1).
+    Health {
+        #[arg(
+            long,
+            env = "BREVDUE_SERVER",
+            default_value = "https://127.0.0.1:50051"
+        )]
+        server: String,
+        /// The gateway CA certificate (pki/ca.pem in the data directory).
+        #[arg(long, env = "BREVDUE_CA")]
+        ca: PathBuf,
+    },
+    /// Measure durable end-to-end throughput against the raw ceilings of this machine, or
+    /// (`--scenario flood`) urgent letters' latency while one sender floods the gateway.
+    Loadgen(super::loadgen::LoadgenArgs),
+}
+
+#[derive(Subcommand)]
+enum SendersCommand {
+    /// Register a sender and write its client certificate, key and the gateway CA into --out.
+    Add {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        cvr: Cvr,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        kind: SenderKind,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Issue another certificate for a registered sender.
+    Reissue {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        cvr: Cvr,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Refuse a sender's calls until resumed.
+    Suspend {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        cvr: Cvr,
+    },
+    /// Let a suspended sender send again.
+    Resume {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        cvr: Cvr,
+    },
+    /// Set a sender's share and limits; running gateways apply them within seconds. Flags not
+    /// given keep their value; `none` removes a limit.
+    Limits {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        cvr: Cvr,
+        /// Share of capacity against other active senders (1 to 1000; default 1).
+        #[arg(long)]
+        weight: Option<u32>,
+        /// Sustained letters per second, or `none`.
+        #[arg(long, value_parser = super::admin::parse_count_limit)]
+        rate: Option<Option<u32>>,
+        /// Letters allowed at once above the rate (default: one second of the rate), or `none`.
+        #[arg(long, value_parser = super::admin::parse_count_limit)]
+        burst: Option<Option<u32>>,
+        /// Letters in the pipeline at once over all the sender's connections, or `none`.
+        #[arg(long, value_parser = super::admin::parse_count_limit)]
+        in_flight: Option<Option<u32>>,
+        /// Largest letter, e.g. `5MB`, or `none` for the gateway's limit.
+        #[arg(long, value_parser = super::admin::parse_size_limit)]
+        max_size: Option<Option<u64>>,
+    },
+    /// List senders with their state, certificates and limits.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Import recipients (id_type,id,status) and subscriptions (recipient_id,sender_cvr).
+    Import {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        recipients: PathBuf,
+        #[arg(long)]
+        subscriptions: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum IdCommand {
+    /// Check CPR and CVR numbers; exits 1 if any is invalid.
+    Check {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a key-encryption key and make it active.
+    Rotate {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadCommand {
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Queue a dead letter for delivery again.
+    Retry {
+        #[command(flatten)]
+        data: DataArgs,
+        letter_id: String,
+    },
+    /// Drop a dead letter for good.
+    Purge {
+        #[command(flatten)]
+        data: DataArgs,
+        letter_id: String,
+    },
+}
+
+/// Runs one command. `shutdown` completes when the process is asked to stop (SIGTERM, Ctrl-C);
+/// only `serve` waits for it.
+pub async fn run(
+    cli: Cli,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<ExitCode> {
+    match cli.command {
+        Command::Demo {
+            data_dir,
+            letters,
+            keep_running,
+        } => super::demo::run(&data_dir, letters, keep_running).await?,
+        Command::Serve {
+            data,
+            listen,
+            admin_listen,
+        } => {
+            let config = Config::load(
+                data.config.as_deref(),
+                Overrides {
+                    listen,
+                    admin_listen,
+                    ..data.overrides()
+                },
+            )?;
+            let grpc = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?;
+            let admin = tokio::net::TcpListener::bind(config.admin_listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
+            eprintln!(
+                "brevdue gateway on https://{} (dashboard on http://{}/dashboard), data in {}",
+                grpc.local_addr().unwrap_or(config.listen),
+                admin.local_addr().unwrap_or(config.admin_listen),
+                config.data_dir.display()
+            );
+            crate::server::run(config, grpc, admin, shutdown).await?;
+        }
+        Command::Senders { command } => match command {
+            SendersCommand::Add {
+                data,
+                cvr,
+                name,
+                kind,
+                out,
+            } => super::admin::senders_add(&data.load()?, cvr, &name, kind, &out).await?,
+            SendersCommand::Reissue { data, cvr, out } => {
+                super::admin::senders_reissue(&data.load()?, cvr, &out).await?
+            }
+            SendersCommand::Suspend { data, cvr } => {
+                super::admin::senders_suspend(&data.load()?, cvr, true).await?
+            }
+            SendersCommand::Resume { data, cvr } => {
+                super::admin::senders_suspend(&data.load()?, cvr, false).await?
+            }
+            SendersCommand::Limits {
+                data,
+                cvr,
+                weight,
+                rate,
+                burst,
+                in_flight,
+                max_size,
+            } => {
+                let change = super::admin::LimitsChange {
+                    weight,
+                    rate,
+                    burst,
+                    in_flight,
+                    max_size,
+                };
+                super::admin::senders_limits(&data.load()?, cvr, change).await?
+            }
+            SendersCommand::List { data } => super::admin::senders_list(&data.load()?).await?,
+        },
+        Command::Registry {
+            command:
+                RegistryCommand::Import {
+                    data,
+                    recipients,
+                    subscriptions,
+                },
+        } => {
+            super::admin::registry_import(&data.load()?, &recipients, subscriptions.as_deref())
+                .await?
+        }
+        Command::Send {
+            sender,
+            input,
+            report,
+            admin,
+        } => {
+            let report = report.unwrap_or_else(|| {
+                let mut p = input.clone().into_os_string();
+                p.push(".receipts.csv");
+                PathBuf::from(p)
+            });
+            let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
+            let summary = super::send::send(&mut client, &input, &report).await?;
+            summary.print();
+            println!("receipt report: {}", report.display());
+            println!(
+                "dashboard:      {}",
+                super::send::dashboard_url(&sender.server, admin.as_deref())
+            );
+        }
+        Command::Status { sender, id } => {
+            let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
+            super::status::status(&mut client, &id).await?;
+        }
+        Command::Id {
+            command: IdCommand::Check { ids },
+        } => {
+            let all_valid = super::id_check::run(&ids, &mut std::io::stdout().lock())?;
+            if !all_valid {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate { data },
+        } => super::admin::keys_rotate(&data.load()?)?,
+        Command::Dead { command } => match command {
+            DeadCommand::List { data } => {
+                super::admin::dead_letters(&data.load()?, super::admin::DeadAction::List).await?
+            }
+            DeadCommand::Retry { data, letter_id } => {
+                super::admin::dead_letters(
+                    &data.load()?,
+                    super::admin::DeadAction::Retry(letter_id),
+                )
+                .await?
+            }
+            DeadCommand::Purge { data, letter_id } => {
+                super::admin::dead_letters(
+                    &data.load()?,
+                    super::admin::DeadAction::Purge(letter_id),
+                )
+                .await?
+            }
+        },
+        Command::Loadgen(args) => super::loadgen::run(args).await?,
+        Command::Health { server, ca } => super::health::check(&server, &ca).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
