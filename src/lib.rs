@@ -27,6 +27,7 @@ pub mod datadir;
 pub mod deliver;
 pub mod directory;
 pub mod domain;
+pub mod drr;
 pub mod ingest;
 pub mod memo;
 pub mod memo_intake;

@@ -278,7 +278,17 @@ pub fn admission_refused(reason: &'static str) {
     counter!(ADMISSION_REFUSED, "reason" => reason).increment(1);
 }
 
-pub fn admission_load(load: crate::admission::GateLoad) {
+/// Letters waiting at the admission gate and letters inside the pipeline, for the metrics.
+/// A plain struct here rather than in `admission`, so the gate can report through telemetry
+/// without telemetry depending on the gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GateLoad {
+    pub waiting: usize,
+    pub letters_inside: usize,
+    pub bytes_inside: u64,
+}
+
+pub fn admission_load(load: GateLoad) {
     gauge!(ADMISSION_WAITING).set(load.waiting as f64);
     gauge!(PIPELINE_LETTERS).set(load.letters_inside as f64);
     gauge!(PIPELINE_BYTES).set(load.bytes_inside as f64);
@@ -462,7 +472,7 @@ mod tests {
         stream_opened();
         stream_closed();
         admission_refused("rate");
-        admission_load(crate::admission::GateLoad {
+        admission_load(GateLoad {
             waiting: 1,
             letters_inside: 2,
             bytes_inside: 3,

@@ -35,8 +35,10 @@
 //!   again on every known lane. Publishes in flight when it died fail with `Unavailable`;
 //!   their callers retry.
 
+mod call;
 mod consume;
 mod dead;
+mod inbox;
 mod lanes;
 mod link;
 mod message;
@@ -58,9 +60,10 @@ use crate::clock::now_ms;
 use crate::domain::{Cvr, LetterId, Priority, Route};
 
 use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError, SenderShare};
+use call::{CALL_TIMEOUT, Outgoing, within};
 use consume::{Held, RouteConsumer, Settle, settle};
 use lanes::LaneBook;
-use link::{CALL_TIMEOUT, Link, Outgoing, within};
+use link::Link;
 use message::Msg;
 use topology::{LANE_PRIORITIES, Names, ROUTES, tier_for};
 
