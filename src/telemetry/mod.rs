@@ -336,8 +336,8 @@ mod tests {
     use super::*;
     use crate::domain::SenderKind;
 
-    const GRAFANA: &str = include_str!("../deploy/grafana/brevdue-dashboard.json");
-    const PROMETHEUS: &str = include_str!("../deploy/prometheus/prometheus.yml");
+    const GRAFANA: &str = include_str!("../../deploy/grafana/brevdue-dashboard.json");
+    const PROMETHEUS: &str = include_str!("../../deploy/prometheus/prometheus.yml");
 
     /// Every `brevdue_…` token in a PromQL expression.
     fn metric_tokens(expr: &str) -> Vec<String> {
@@ -409,7 +409,7 @@ mod tests {
         for expr in &exprs {
             for token in metric_tokens(expr) {
                 let metric = metric_of(&token).unwrap_or_else(|| {
-                    panic!("the Grafana dashboard queries {token}, which telemetry.rs does not define (in {expr:?})")
+                    panic!("the Grafana dashboard queries {token}, which telemetry/mod.rs does not define (in {expr:?})")
                 });
                 used.insert(metric);
             }

@@ -19,7 +19,7 @@
 //!   messages; delivery skips letters the store already has delivered.
 //! - `lease` takes what this gateway's consumers (one channel per route, a consumer per queue,
 //!   prefetch limited) have received: urgent first, then NORMAL, then BULK, each shared between
-//!   senders by weight (`consume.rs`). A leased message stays unacknowledged at the broker
+//!   senders by weight (`inbox.rs`). A leased message stays unacknowledged at the broker
 //!   until `ack`, `retry` or `dead_letter` settles it; if the gateway dies its connection
 //!   closes and RabbitMQ hands the message out again, which is the lease running out. A lease
 //!   this handle holds longer than `lease` is given back (requeued) at the next `lease` call.
