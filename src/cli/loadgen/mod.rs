@@ -9,6 +9,7 @@
 //! latency while one sender floods it (see `flood`).
 
 mod flood;
+mod gateway;
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -22,17 +23,15 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::client;
-use crate::config::Config;
 use crate::directory::Secrets;
+use crate::domain::Route;
 use crate::domain::{
     Cvr, Document, Letter, LetterId, MessageUuid, Priority, RecipientId, SenderKind, complete_cvr,
 };
-use crate::domain::{RecipientStatus, Route, SenderInfo};
 use crate::ingest::pb;
 use crate::ingest::pb::letter_gateway_server::{LetterGateway, LetterGatewayServer};
 use crate::pki::Pki;
 use crate::queue::Delivery;
-use crate::registry::synth::{SynthSpec, generate};
 use crate::seal::{Binding, KekId, KeyRing, body, seal};
 use crate::store::NewLetter;
 
@@ -121,40 +120,23 @@ pub async fn run(args: LoadgenArgs) -> Result<()> {
         None => format!("embedded://{}", tmp.path().join("queue-only.db").display()),
     };
     // The gateway under test, with a registry of active citizens and a public sender.
-    let config = Config {
-        data_dir: root.clone(),
-        listen: "127.0.0.1:0".parse()?,
-        admin_listen: "127.0.0.1:0".parse()?,
-        store: args.store.clone(),
-        queue: args.queue.clone(),
-        ..Config::default()
-    };
+    let config = gateway::config(&root, &args)?;
     let (data, store) = super::admin::open_store(&config).await?;
-    let mut recipients = Vec::new();
-    generate(&SynthSpec::small(7, 20_000, 0), |id, _, _| {
-        recipients.push((id, RecipientStatus::Active))
-    });
+    let recipients = gateway::citizens();
     let secrets = Secrets::load_or_create(&data.keys())?;
     store
         .import_registry(&secrets.recipient_rows(&recipients)?, &[])
         .await?;
     let sender = complete_cvr(2_940_347).context("cvr")?;
     let pki = Pki::open_or_create(&data.pki())?;
-    let issued = pki.issue_sender(&sender.to_string(), "Loadgen Styrelsen")?;
-    store
-        .add_sender(
-            &SenderInfo {
-                cvr: sender,
-                name: "Loadgen Styrelsen".into(),
-                kind: SenderKind::Public,
-                suspended: false,
-                limits: Default::default(),
-            },
-            issued.fingerprint,
-        )
-        .await?;
-    let cert_dir = data.root().join("loadgen-sender");
-    super::admin::write_cert_dir(&cert_dir, &pki.ca_pem()?, &issued.cert_pem, &issued.key_pem)?;
+    let cert_dir = gateway::add_sender(
+        &*store,
+        &pki,
+        data.root(),
+        (sender, "Loadgen Styrelsen", SenderKind::Public),
+        "loadgen-sender",
+    )
+    .await?;
     let ids: Vec<RecipientId> = recipients.iter().map(|(id, _)| *id).collect();
 
     ceilings.push(Measured {
@@ -172,10 +154,9 @@ pub async fn run(args: LoadgenArgs) -> Result<()> {
     // The backends alone, after the gateway is gone: a scratch database given with --store gets
     // these letters too, and they must not look like waiting deliveries to the gateway.
     ceilings.push(Measured {
-        name: if args.store.is_some() {
-            "store alone (PostgreSQL, batches of 1024)"
-        } else {
-            "store alone (SQLite, batches of 1024)"
+        name: match gateway::store_name(args.store.as_deref()) {
+            "PostgreSQL" => "store alone (PostgreSQL, batches of 1024)",
+            _ => "store alone (SQLite, batches of 1024)",
         },
         per_sec: store_alone(&store_url, tmp.path(), args.letters, size).await?,
     });

@@ -1,0 +1,114 @@
+//! The gateway both load scenarios measure: its configuration from the command line, a
+//! synthetic registry of active citizens, and senders registered with certificates of their
+//! own; and what the reports call the backends a run used.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::LoadgenArgs;
+use crate::config::Config;
+use crate::domain::{Cvr, RecipientId, RecipientStatus, SenderInfo, SenderKind};
+use crate::pki::Pki;
+use crate::registry::synth::{SynthSpec, generate};
+use crate::store::Store;
+
+/// A gateway on `root` with the store and queue given on the command line, both listeners on
+/// free loopback ports.
+pub(super) fn config(root: &Path, args: &LoadgenArgs) -> Result<Config> {
+    Ok(Config {
+        data_dir: root.to_path_buf(),
+        listen: "127.0.0.1:0".parse()?,
+        admin_listen: "127.0.0.1:0".parse()?,
+        store: args.store.clone(),
+        queue: args.queue.clone(),
+        ..Config::default()
+    })
+}
+
+/// The same 20,000 active citizens every run, so runs compare.
+pub(super) fn citizens() -> Vec<(RecipientId, RecipientStatus)> {
+    let mut recipients = Vec::new();
+    generate(&SynthSpec::small(7, 20_000, 0), |id, _, _| {
+        recipients.push((id, RecipientStatus::Active))
+    });
+    recipients
+}
+
+/// Issues `cvr` a certificate, registers it as a sender and writes its certificate directory
+/// (`dir` under the data directory `root`); returns that directory.
+pub(super) async fn add_sender(
+    store: &dyn Store,
+    pki: &Pki,
+    root: &Path,
+    (cvr, name, kind): (Cvr, &str, SenderKind),
+    dir: &str,
+) -> Result<PathBuf> {
+    let issued = pki.issue_sender(&cvr.to_string(), name)?;
+    store
+        .add_sender(
+            &SenderInfo {
+                cvr,
+                name: name.into(),
+                kind,
+                suspended: false,
+                limits: Default::default(),
+            },
+            issued.fingerprint,
+        )
+        .await
+        .context("registering the load generator's senders (use a fresh scratch store)")?;
+    let cert_dir = root.join(dir);
+    crate::cli::admin::write_cert_dir(
+        &cert_dir,
+        &pki.ca_pem()?,
+        &issued.cert_pem,
+        &issued.key_pem,
+    )?;
+    Ok(cert_dir)
+}
+
+/// What the reports call the store of a run. Read from the URL's scheme for now; once the
+/// configuration parses URLs into types, the backend will say what it is.
+pub(super) fn store_name(url: Option<&str>) -> &'static str {
+    match url.map(|u| u.split_once("://").map(|(scheme, _)| scheme)) {
+        None | Some(Some("sqlite")) => "embedded (SQLite)",
+        Some(Some("postgres" | "postgresql")) => "PostgreSQL",
+        Some(_) => "unrecognised",
+    }
+}
+
+/// What the reports call the queue of a run, like [`store_name`].
+pub(super) fn queue_name(url: Option<&str>) -> &'static str {
+    match url.map(|u| u.split_once("://").map(|(scheme, _)| scheme)) {
+        None | Some(Some("embedded")) => "embedded",
+        Some(Some("amqp")) => "RabbitMQ",
+        Some(_) => "unrecognised",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_are_named_by_what_the_url_says() {
+        assert_eq!(store_name(None), "embedded (SQLite)");
+        assert_eq!(store_name(Some("sqlite:///tmp/x.db")), "embedded (SQLite)");
+        assert_eq!(
+            store_name(Some("postgres://root@127.0.0.1/test")),
+            "PostgreSQL"
+        );
+        assert_eq!(
+            store_name(Some("postgresql://root@127.0.0.1/test")),
+            "PostgreSQL"
+        );
+        assert_eq!(store_name(Some("mysql://x")), "unrecognised");
+        assert_eq!(queue_name(None), "embedded");
+        assert_eq!(queue_name(Some("embedded:///tmp/q.db")), "embedded");
+        assert_eq!(
+            queue_name(Some("amqp://guest:guest@127.0.0.1:5672/%2f")),
+            "RabbitMQ"
+        );
+    }
+}
