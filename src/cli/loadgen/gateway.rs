@@ -13,6 +13,17 @@ use crate::pki::Pki;
 use crate::registry::synth::{SynthSpec, generate};
 use crate::store::Store;
 
+/// The run's scratch directory (removed when dropped) and the gateway's data directory: the
+/// one given with `--data-dir`, or a fresh one inside the scratch directory.
+pub(super) fn scratch(args: &LoadgenArgs, prefix: &str) -> Result<(tempfile::TempDir, PathBuf)> {
+    let tmp = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    let root = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().join("gateway"));
+    Ok((tmp, root))
+}
+
 /// A gateway on `root` with the store and queue given on the command line, both listeners on
 /// free loopback ports.
 pub(super) fn config(root: &Path, args: &LoadgenArgs) -> Result<Config> {

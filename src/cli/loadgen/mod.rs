@@ -84,13 +84,7 @@ pub async fn run(args: LoadgenArgs) -> Result<()> {
     if args.scenario == Scenario::Flood {
         return flood::run(&args).await;
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("brevdue-loadgen")
-        .tempdir()?;
-    let root = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| tmp.path().join("gateway"));
+    let (tmp, root) = gateway::scratch(&args, "brevdue-loadgen")?;
     let size = args.size.as_u64() as usize;
     println!(
         "brevdue loadgen: {} letters of {} per measurement, {} streams, data in {}",

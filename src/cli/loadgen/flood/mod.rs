@@ -66,13 +66,8 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
     let single_letters = f.single_letters.unwrap_or(f.flood_letters.min(50_000));
     let size = args.size.as_u64() as usize;
     let streams = args.streams.max(1);
-    let tmp = tempfile::Builder::new()
-        .prefix("brevdue-loadgen-flood")
-        .tempdir()?;
-    let root = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| tmp.path().join("gateway"));
+    // Held to the end of the run: dropping it removes the default data directory.
+    let (_scratch, root) = gateway::scratch(args, "brevdue-loadgen-flood")?;
     let store_name = gateway::store_name(args.store.as_deref());
     let queue_name = gateway::queue_name(args.queue.as_deref());
     println!(
