@@ -14,8 +14,9 @@
 //! Around them: [`domain`] (identifiers and letters), [`registry`] (the recipient index and
 //! sender directory), [`directory`] (their live, refreshed view), [`memo`] (MeMo, the Digital
 //! Post message format), [`pipeline`] (the stages in order for one letter), [`pki`] (the
-//! gateway CA), [`config`], [`datadir`], [`telemetry`], [`admin`] (operator HTTP), [`server`]
-//! (wiring and shutdown) and [`cli`] (the commands).
+//! gateway CA), [`drr`] (the weighted fair scheduler the admission gate and the RabbitMQ
+//! consumers share), [`config`], [`datadir`], [`telemetry`], [`admin`] (operator HTTP),
+//! [`server`] (wiring and shutdown) and [`cli`] (the commands).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -27,6 +28,7 @@ pub mod datadir;
 pub mod deliver;
 pub mod directory;
 pub mod domain;
+pub mod drr;
 pub mod error_report;
 pub mod ingest;
 pub mod memo;

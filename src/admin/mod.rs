@@ -3,6 +3,7 @@
 //! `/api/stats` from the sampler's per-second snapshots).
 
 mod dashboard;
+pub mod history;
 pub mod sampler;
 pub mod stats;
 

@@ -3,7 +3,6 @@
 //! recent percentiles are differences between snapshots, computed when the page asks
 //! (`stats::compute`); nothing per letter happens here.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -11,10 +10,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::now_ms;
-use crate::domain::Cvr;
-use crate::queue::{Queue, QueueDepth};
-use crate::telemetry::{self, live::LiveSnapshot};
+use crate::queue::Queue;
+use crate::telemetry;
 
+use super::history::{History, Sample, SenderSample};
 use super::stats::{self, Stats};
 
 /// Snapshots kept: five minutes of one-second intervals.
@@ -24,29 +23,6 @@ const SENDER_HISTORY: usize = stats::RATE_WINDOW_SECS as usize + 1;
 const EVERY: Duration = Duration::from_secs(1);
 /// A queue slower than this to count keeps its last known depth for this sample.
 const QUEUE_DEPTH_TIMEOUT: Duration = Duration::from_millis(900);
-
-/// The totals at one moment.
-#[derive(Clone, Debug)]
-pub struct Sample {
-    /// Seconds since the sampler started (monotonic: wall-clock jumps do not bend rates).
-    pub t: f64,
-    pub live: LiveSnapshot,
-}
-
-/// Each sender's letters so far (all outcomes), at one moment.
-#[derive(Clone, Debug)]
-pub struct SenderSample {
-    pub t: f64,
-    pub letters: HashMap<Cvr, u64>,
-}
-
-#[derive(Default)]
-pub struct History {
-    pub samples: VecDeque<Sample>,
-    pub senders: VecDeque<SenderSample>,
-    /// The last answer from the queue: a depth, or why there is none.
-    pub queue: Option<Result<QueueDepth, String>>,
-}
 
 pub struct Sampler {
     queue: Arc<dyn Queue>,

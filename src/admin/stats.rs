@@ -9,7 +9,7 @@ use crate::telemetry::live::{
     LATENCY_BOUNDS, LATENCY_BUCKETS, LiveSnapshot, REASONS, SenderTotals,
 };
 
-use super::sampler::{History, Sample};
+use super::history::{History, Sample};
 
 /// Current rates average over this many seconds: steady enough to read, quick to follow.
 pub const RATE_WINDOW_SECS: f64 = 10.0;
@@ -411,7 +411,7 @@ mod tests {
         let burst: crate::domain::Cvr = "10103940".parse().expect("cvr");
         let mut h = History::default();
         for (t, a, b) in [(0.0, 1000, 0), (10.0, 1100, 500)] {
-            h.senders.push_back(super::super::sampler::SenderSample {
+            h.senders.push_back(super::super::history::SenderSample {
                 t,
                 letters: HashMap::from([(steady, a), (burst, b)]),
             });

@@ -8,39 +8,34 @@
 //!
 //! Two resources, one order: a letter needs one letter slot and its size in bytes (at least
 //! `min_cost`, so a stream of tiny letters cannot claim a huge number of slots through the byte
-//! budget alone). Turns are counted in letters, so weights share letters per second.
+//! budget alone). Turns are counted in letters, so weights share letters per second. The
+//! round robin itself is [`crate::drr::Drr`], shared with the RabbitMQ consumers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
 use crate::domain::Cvr;
+use crate::drr::Drr;
 
-/// A request to pass: what it costs and whom to wake.
+pub use crate::telemetry::GateLoad;
+
+/// A request to pass: what it costs, its sender's weight when it asked, and whom to wake.
 struct Waiter {
     bytes: u64,
-    grant: oneshot::Sender<()>,
-}
-
-#[derive(Default)]
-struct SenderLine {
-    waiters: VecDeque<Waiter>,
-    /// Letters this sender may still pass in its current turn.
-    deficit: u64,
     weight: u32,
-    /// Whether the sender is in `State::turn`: it is there once, however often its line empties
-    /// and fills again between turns.
-    in_turn: bool,
+    grant: oneshot::Sender<()>,
 }
 
 struct State {
     letters_free: usize,
     bytes_free: u64,
     urgent: VecDeque<Waiter>,
-    lines: HashMap<Cvr, SenderLine>,
-    /// Senders with letters waiting, in turn order.
-    turn: VecDeque<Cvr>,
+    /// Waiting letters that are not urgent, per sender; each sender is in the turn once,
+    /// however many of its letters wait.
+    senders: Drr<Cvr, Waiter>,
+    /// Letters waiting, urgent or not (abandoned ones until they are noticed).
     waiting: usize,
 }
 
@@ -62,14 +57,6 @@ impl Drop for GatePermit {
     }
 }
 
-/// Letters waiting at the gate and letters inside, for the metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GateLoad {
-    pub waiting: usize,
-    pub letters_inside: usize,
-    pub bytes_inside: u64,
-}
-
 impl FairGate {
     pub fn new(max_letters: usize, max_bytes: u64) -> Arc<Self> {
         let max_letters = max_letters.max(1);
@@ -79,8 +66,7 @@ impl FairGate {
                 letters_free: max_letters,
                 bytes_free: max_bytes,
                 urgent: VecDeque::new(),
-                lines: HashMap::new(),
-                turn: VecDeque::new(),
+                senders: Drr::new(),
                 waiting: 0,
             }),
             max_letters,
@@ -136,17 +122,15 @@ impl FairGate {
             {
                 let mut s = self.lock();
                 s.waiting += 1;
-                let waiter = Waiter { bytes, grant };
+                let waiter = Waiter {
+                    bytes,
+                    weight: weight.max(1),
+                    grant,
+                };
                 if urgent {
                     s.urgent.push_back(waiter);
                 } else {
-                    let line = s.lines.entry(sender).or_default();
-                    line.weight = weight.max(1);
-                    line.waiters.push_back(waiter);
-                    if !line.in_turn {
-                        line.in_turn = true;
-                        s.turn.push_back(sender);
-                    }
+                    s.senders.push(sender, waiter);
                 }
                 self.dispatch(&mut s);
             }
@@ -199,48 +183,19 @@ impl FairGate {
                 }
                 continue;
             }
-            let Some(&sender) = s.turn.front() else {
+            let abandoned = s.senders.discard_while(|w| w.grant.is_closed());
+            s.waiting -= abandoned;
+            let Some(head) = s.senders.peek() else {
                 return;
             };
-            let State {
-                lines,
-                turn,
-                waiting,
-                bytes_free,
-                ..
-            } = &mut *s;
-            let Some(line) = lines.get_mut(&sender) else {
-                turn.pop_front();
-                continue;
-            };
-            while line.waiters.front().is_some_and(|w| w.grant.is_closed()) {
-                line.waiters.pop_front();
-                *waiting -= 1;
-            }
-            let Some(head) = line.waiters.front() else {
-                lines.remove(&sender);
-                turn.pop_front();
-                continue;
-            };
-            if line.deficit == 0 {
-                // A new turn: as many letters as the sender's weight, then the next sender.
-                line.deficit = u64::from(line.weight);
-                turn.rotate_left(1);
-                if turn.len() > 1 {
-                    continue;
-                }
-            }
-            if *bytes_free < head.bytes {
+            // The sender whose turn it is waits for room rather than letting smaller letters
+            // behind it overtake: otherwise a sender of large letters would never get in.
+            if s.bytes_free < head.bytes {
                 return;
             }
-            line.deficit -= 1;
-            let Some(w) = line.waiters.pop_front() else {
-                continue;
-            };
-            if line.waiters.is_empty() {
-                line.deficit = 0;
+            if let Some(w) = s.senders.take_next(|_, w| w.weight) {
+                grant(s, w);
             }
-            grant(s, w);
         }
     }
 }

@@ -1,12 +1,7 @@
 //! Consuming: per route, one channel with a consumer on the urgent queue and on every known
-//! sender's NORMAL and BULK lanes, feeding an inbox that `lease` takes from; and the leases this
-//! handle holds, which are unacknowledged messages until settled.
-//!
-//! `lease` takes the urgent messages first, then the NORMAL lanes, then the BULK lanes, each by
-//! deficit round robin: the sender whose turn it is takes up to its weight, then the next
-//! sender with buffered messages; a turn cut short by the batch size goes on in the next lease.
-//! A sender with one letter behind a flooder with a million therefore gets it into the next
-//! batch, and two flooders with weights 3 and 1 share batches 3:1.
+//! sender's NORMAL and BULK lanes, feeding the route's inbox (`inbox.rs`, which also decides
+//! the order `lease` takes messages in); and the leases this handle holds, which are
+//! unacknowledged messages until settled.
 //!
 //! Prefetch (per consumer, so per lane) is twice the batch a worker leases. A lease can only
 //! share out what the consumers hold, and a leased message counts against its lane's prefetch
@@ -16,12 +11,11 @@
 //! Only lanes with letters waiting hold anything, so the gateway holds at most two batches per
 //! backlogged lane (about 150 KB at the default batch of 256), not the backlog.
 //!
-//! When a route's consumers (re)start, each notes how many messages its queue had ready (up to
-//! its prefetch) and the first lease waits, briefly, until they arrived: otherwise the first
-//! batch after a start would be whichever lane the broker happened to fill first.
+//! When a route's consumers (re)start, the first lease waits briefly for what their queues
+//! held (see `inbox.rs`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -33,8 +27,9 @@ use tokio::task::JoinHandle;
 
 use crate::domain::{Cvr, LetterId, Priority, Route};
 
-use super::lanes::weight_of;
-use super::link::{CALL_TIMEOUT, Link, within};
+use super::call::{CALL_TIMEOUT, unavailable, within};
+use super::inbox::{Inbox, Incoming, Slot};
+use super::link::Link;
 use super::message::Msg;
 use super::topology::{LANE_PRIORITIES, ROUTES, ready};
 use super::{QueueError, RabbitQueue, lock};
@@ -61,102 +56,6 @@ impl Drop for RouteConsumer {
     }
 }
 
-/// Where a consumer's messages go in the inbox.
-#[derive(Clone, Copy, Debug)]
-enum Slot {
-    Urgent,
-    /// Index into `LANE_PRIORITIES`, and whose lane.
-    Lane(usize, Cvr),
-}
-
-/// Messages a route's consumers received and `lease` has not taken yet.
-#[derive(Default)]
-pub(super) struct Inbox {
-    state: StdMutex<InboxState>,
-    pub(super) arrived: Notify,
-}
-
-#[derive(Default)]
-struct InboxState {
-    urgent: VecDeque<Incoming>,
-    /// NORMAL then BULK, each shared between senders.
-    lanes: [Rotation<Incoming>; LANE_PRIORITIES.len()],
-    stopped: bool,
-    /// Consumers still waiting for what their queue held when they started.
-    warming: usize,
-    warm_until: Option<Instant>,
-}
-
-/// One priority's lanes, served by deficit round robin.
-struct Rotation<T> {
-    /// Buffered messages per sender; only senders with some are here.
-    queued: HashMap<Cvr, VecDeque<T>>,
-    /// Senders with buffered messages, in turn order; the front one's turn is under way.
-    turns: VecDeque<Cvr>,
-    /// What the front sender may still take in its turn.
-    credit: u32,
-}
-
-impl<T> Default for Rotation<T> {
-    fn default() -> Self {
-        Rotation {
-            queued: HashMap::new(),
-            turns: VecDeque::new(),
-            credit: 0,
-        }
-    }
-}
-
-impl<T> Rotation<T> {
-    fn push(&mut self, sender: Cvr, item: T) {
-        let lane = self.queued.entry(sender).or_default();
-        if lane.is_empty() {
-            self.turns.push_back(sender);
-        }
-        lane.push_back(item);
-    }
-
-    fn take(&mut self, max: usize, out: &mut Vec<T>, weight: impl Fn(Cvr) -> u32) {
-        while out.len() < max {
-            let Some(&sender) = self.turns.front() else {
-                break;
-            };
-            if self.credit == 0 {
-                self.credit = weight(sender).max(1);
-            }
-            let Some(lane) = self.queued.get_mut(&sender) else {
-                self.turns.pop_front();
-                self.credit = 0;
-                continue;
-            };
-            while self.credit > 0 && out.len() < max {
-                let Some(item) = lane.pop_front() else { break };
-                out.push(item);
-                self.credit -= 1;
-            }
-            if lane.is_empty() {
-                // Out of letters: its turn ends, and a sender that comes back queues up anew.
-                self.queued.remove(&sender);
-                self.turns.pop_front();
-                self.credit = 0;
-            } else if self.credit == 0 {
-                self.turns.rotate_left(1);
-            }
-        }
-    }
-
-    fn clear(&mut self) {
-        self.queued.clear();
-        self.turns.clear();
-        self.credit = 0;
-    }
-}
-
-pub(super) struct Incoming {
-    pub(super) acker: Acker,
-    pub(super) data: Vec<u8>,
-}
-
 pub(super) struct Held {
     pub(super) msg: Msg,
     /// Usually one; more when copies of the same letter arrived while it was held.
@@ -169,100 +68,6 @@ pub(super) enum Settle {
     Ack,
     Requeue,
     Drop,
-}
-
-impl Inbox {
-    fn lock(&self) -> std::sync::MutexGuard<'_, InboxState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn push(&self, slot: Slot, item: Incoming) {
-        {
-            let mut s = self.lock();
-            match slot {
-                Slot::Urgent => s.urgent.push_back(item),
-                Slot::Lane(level, sender) => s.lanes[level].push(sender, item),
-            }
-        }
-        self.arrived.notify_waiters();
-    }
-
-    fn stop(&self) {
-        let mut s = self.lock();
-        s.stopped = true;
-        s.warming = 0;
-        // Their channel is gone: the broker hands these out again.
-        s.urgent.clear();
-        for r in &mut s.lanes {
-            r.clear();
-        }
-        drop(s);
-        self.arrived.notify_waiters();
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        let s = self.lock();
-        s.urgent.is_empty() && s.lanes.iter().all(|r| r.turns.is_empty())
-    }
-
-    fn stopped(&self) -> bool {
-        self.lock().stopped
-    }
-
-    fn expect(&self) {
-        self.lock().warming += 1;
-    }
-
-    fn warmed(&self) {
-        {
-            let mut s = self.lock();
-            s.warming = s.warming.saturating_sub(1);
-        }
-        self.arrived.notify_waiters();
-    }
-
-    /// Waits until the consumers received what their queues held when they started, or the
-    /// warm-up time is over.
-    pub(super) async fn warm_up(&self) {
-        loop {
-            let arrived = self.arrived.notified();
-            tokio::pin!(arrived);
-            arrived.as_mut().enable();
-            let until = {
-                let s = self.lock();
-                match s.warm_until {
-                    Some(until) if s.warming > 0 && !s.stopped => until,
-                    _ => return,
-                }
-            };
-            if tokio::time::timeout_at(until.into(), arrived)
-                .await
-                .is_err()
-            {
-                let mut s = self.lock();
-                s.warming = 0;
-                s.warm_until = None;
-                return;
-            }
-        }
-    }
-
-    /// Up to `max` messages: urgent first, then each lower priority shared between senders by
-    /// weight.
-    pub(super) fn take(&self, max: usize, weights: &HashMap<Cvr, u32>) -> Vec<Incoming> {
-        let mut s = self.lock();
-        let mut out = Vec::new();
-        while out.len() < max {
-            match s.urgent.pop_front() {
-                Some(i) => out.push(i),
-                None => break,
-            }
-        }
-        for r in &mut s.lanes {
-            r.take(max, &mut out, |sender| weight_of(weights, sender));
-        }
-        out
-    }
 }
 
 /// Settles messages; returns how many could not be (their channel is gone, so the broker
@@ -567,65 +372,5 @@ async fn consume(channel: &Channel, queue: &str) -> lapin::Result<Consumer> {
 }
 
 fn broker(e: lapin::Error) -> QueueError {
-    super::link::unavailable("consumer", e)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cvr(n: u32) -> Cvr {
-        crate::domain::complete_cvr(n).unwrap()
-    }
-
-    fn take(r: &mut Rotation<Cvr>, max: usize, weights: &HashMap<Cvr, u32>) -> Vec<Cvr> {
-        let mut out = Vec::new();
-        r.take(max, &mut out, |s| weight_of(weights, s));
-        out
-    }
-
-    #[test]
-    fn a_newcomer_is_served_in_the_next_turn() {
-        let (a, b) = (cvr(1_000_000), cvr(2_000_000));
-        let mut r = Rotation::default();
-        for _ in 0..1000 {
-            r.push(a, a);
-        }
-        let first = take(&mut r, 10, &HashMap::new());
-        assert_eq!(first, vec![a; 10]);
-        r.push(b, b);
-        let next = take(&mut r, 4, &HashMap::new());
-        assert_eq!(next, vec![a, b, a, a]);
-    }
-
-    #[test]
-    fn weights_share_in_proportion_across_batches() {
-        let (a, b) = (cvr(1_000_000), cvr(2_000_000));
-        let weights = HashMap::from([(a, 3), (b, 1)]);
-        let mut r = Rotation::default();
-        for _ in 0..500 {
-            r.push(a, a);
-            r.push(b, b);
-        }
-        // Batches that cut turns short still add up to 3:1.
-        let mut got = Vec::new();
-        for _ in 0..40 {
-            got.extend(take(&mut r, 10, &weights));
-        }
-        assert_eq!(got.iter().filter(|s| **s == a).count(), 300);
-        assert_eq!(got.iter().filter(|s| **s == b).count(), 100);
-    }
-
-    #[test]
-    fn an_emptied_lane_leaves_the_rotation() {
-        let (a, b) = (cvr(1_000_000), cvr(2_000_000));
-        let mut r = Rotation::default();
-        r.push(a, a);
-        r.push(b, b);
-        r.push(b, b);
-        assert_eq!(take(&mut r, 10, &HashMap::new()), vec![a, b, b]);
-        assert!(r.turns.is_empty() && r.queued.is_empty());
-        r.push(a, a);
-        assert_eq!(take(&mut r, 10, &HashMap::new()), vec![a]);
-    }
+    unavailable("consumer", e)
 }

@@ -12,8 +12,8 @@ use lapin::options::BasicGetOptions;
 use crate::clock::now_ms;
 use crate::domain::LetterId;
 
+use super::call::{CALL_TIMEOUT, within};
 use super::consume::{Settle, settle};
-use super::link::{CALL_TIMEOUT, within};
 use super::message::Msg;
 use super::{DeadLetter, Delivery, QueueError, RabbitQueue};
 

@@ -29,7 +29,7 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProper
 
 use crate::domain::{Cvr, MAX_WEIGHT};
 
-use super::link::{CALL_TIMEOUT, Outgoing, within};
+use super::call::{CALL_TIMEOUT, Outgoing, within};
 use super::topology::{self, Names};
 use super::{QueueError, RabbitQueue, lock};
 

@@ -2,20 +2,15 @@
 //! first use, checked before every call and replaced when dead, and confirmed publishing on its
 //! one confirm-mode channel.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::{Channel, Confirmation, Connection, ConnectionProperties};
 
+use super::call::{CALL_TIMEOUT, CONNECT_TIMEOUT, Outgoing, within};
 use super::{QueueError, RabbitQueue, lanes, lock, topology};
-
-/// Connecting and declaring the topology.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Any other broker call, including waiting for the confirms of one enqueue.
-pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One connection with its confirm-mode publishing channel.
 pub(super) struct Link {
@@ -27,31 +22,6 @@ pub(super) struct Link {
 impl Link {
     fn healthy(&self) -> bool {
         self.conn.status().connected() && self.publish.status().connected()
-    }
-}
-
-/// A message ready to publish.
-pub(super) struct Outgoing {
-    pub(super) exchange: String,
-    pub(super) routing_key: String,
-    pub(super) body: Vec<u8>,
-    pub(super) properties: BasicProperties,
-}
-
-pub(super) fn unavailable(what: &str, e: impl std::fmt::Display) -> QueueError {
-    QueueError::Unavailable(format!("RabbitMQ {what}: {e}"))
-}
-
-/// Runs one broker call under a deadline.
-pub(super) async fn within<T, E: std::fmt::Display>(
-    what: &str,
-    limit: Duration,
-    call: impl Future<Output = Result<T, E>>,
-) -> Result<T, QueueError> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(unavailable(what, e)),
-        Err(_) => Err(unavailable(what, format!("no answer within {limit:?}"))),
     }
 }
 

@@ -278,7 +278,17 @@ pub fn admission_refused(reason: &'static str) {
     counter!(ADMISSION_REFUSED, "reason" => reason).increment(1);
 }
 
-pub fn admission_load(load: crate::admission::GateLoad) {
+/// Letters waiting at the admission gate and letters inside the pipeline, for the metrics.
+/// A plain struct here rather than in `admission`, so the gate can report through telemetry
+/// without telemetry depending on the gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GateLoad {
+    pub waiting: usize,
+    pub letters_inside: usize,
+    pub bytes_inside: u64,
+}
+
+pub fn admission_load(load: GateLoad) {
     gauge!(ADMISSION_WAITING).set(load.waiting as f64);
     gauge!(PIPELINE_LETTERS).set(load.letters_inside as f64);
     gauge!(PIPELINE_BYTES).set(load.bytes_inside as f64);
@@ -326,8 +336,8 @@ mod tests {
     use super::*;
     use crate::domain::SenderKind;
 
-    const GRAFANA: &str = include_str!("../deploy/grafana/brevdue-dashboard.json");
-    const PROMETHEUS: &str = include_str!("../deploy/prometheus/prometheus.yml");
+    const GRAFANA: &str = include_str!("../../deploy/grafana/brevdue-dashboard.json");
+    const PROMETHEUS: &str = include_str!("../../deploy/prometheus/prometheus.yml");
 
     /// Every `brevdue_…` token in a PromQL expression.
     fn metric_tokens(expr: &str) -> Vec<String> {
@@ -399,7 +409,7 @@ mod tests {
         for expr in &exprs {
             for token in metric_tokens(expr) {
                 let metric = metric_of(&token).unwrap_or_else(|| {
-                    panic!("the Grafana dashboard queries {token}, which telemetry.rs does not define (in {expr:?})")
+                    panic!("the Grafana dashboard queries {token}, which telemetry/mod.rs does not define (in {expr:?})")
                 });
                 used.insert(metric);
             }
@@ -462,7 +472,7 @@ mod tests {
         stream_opened();
         stream_closed();
         admission_refused("rate");
-        admission_load(crate::admission::GateLoad {
+        admission_load(GateLoad {
             waiting: 1,
             letters_inside: 2,
             bytes_inside: 3,

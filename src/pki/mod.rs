@@ -25,44 +25,25 @@
 //! `ca.pem` because the issuer name it carries is encoded from the same distinguished name and it
 //! is signed with the key from `ca.key`.
 
-use std::fmt;
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::thread;
-use std::time::{Duration as StdDuration, Instant};
 
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
-};
-use ring::digest::{SHA256, digest};
-use ring::rand::{SecureRandom, SystemRandom};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
-use time::{Duration, OffsetDateTime};
+use rcgen::{Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair};
 
+mod ca;
+mod files;
+mod identity;
+
+use ca::{ca_params, check_pair, check_subject, leaf_params, new_ca};
+use files::{TempFile, ensure_dir, read, read_pair, sync_dir};
+pub use identity::{IssuedCert, fingerprint};
+
+// The directory's file names.
 const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca.key";
 const SERVER_CERT: &str = "server.pem";
 const SERVER_KEY: &str = "server.key";
-
-/// The CA's common name. Issued certificates name their issuer by it, so changing it orphans
-/// every certificate already issued.
-const CA_COMMON_NAME: &str = "brevdue gateway CA";
-
-const CA_VALIDITY: Duration = Duration::days(20 * 365);
-const LEAF_VALIDITY: Duration = Duration::days(2 * 365);
-
-/// Certificates start this far in the past so that a peer whose clock is a little behind does
-/// not reject a certificate made moments ago.
-const BACKDATE: Duration = Duration::hours(1);
-
-/// How long to wait for a certificate whose key is already published by another process. The
-/// other process only has a hard link left to make, so this is generous.
-const PUBLISH_GRACE: StdDuration = StdDuration::from_secs(2);
-const PUBLISH_POLL: StdDuration = StdDuration::from_millis(20);
 
 /// Why the certificate authority could not be opened or could not issue a certificate.
 #[derive(Debug, thiserror::Error)]
@@ -108,32 +89,6 @@ pub enum PkiError {
 #[derive(Debug, Clone)]
 pub struct Pki {
     dir: PathBuf,
-}
-
-/// A freshly issued sender certificate. Nothing of it is on disk yet.
-pub struct IssuedCert {
-    pub cert_pem: String,
-    pub key_pem: String,
-    /// SHA-256 of the certificate's DER: how the gateway will recognise the sender.
-    pub fingerprint: [u8; 32],
-}
-
-impl fmt::Debug for IssuedCert {
-    /// Leaves the private key out, so the struct can be logged or shown in a failed assertion.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IssuedCert")
-            .field("cert_pem", &self.cert_pem)
-            .field("key_pem", &"[elided]")
-            .field("fingerprint", &hex(&self.fingerprint))
-            .finish()
-    }
-}
-
-/// SHA-256 of a certificate's DER bytes: the sender's identity as the gateway records it.
-pub fn fingerprint(der: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, der).as_ref());
-    out
 }
 
 impl Pki {
@@ -268,227 +223,6 @@ impl Pki {
     }
 }
 
-/// The CA's parameters. The only definition of the CA's name and usages: both creating the CA
-/// and signing with it use this, which is what makes issued certificates chain to `ca.pem`.
-fn ca_params() -> Result<CertificateParams, rcgen::Error> {
-    let mut params = CertificateParams::new(Vec::new())?;
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, CA_COMMON_NAME);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - BACKDATE;
-    params.not_after = now + CA_VALIDITY;
-    Ok(params)
-}
-
-fn new_ca() -> Result<(String, String), PkiError> {
-    let generate = |source| PkiError::Generate {
-        what: format!("the CA ({CA_CERT})"),
-        source,
-    };
-    let key = KeyPair::generate().map_err(generate)?;
-    let cert = ca_params()
-        .and_then(|params| params.self_signed(&key))
-        .map_err(generate)?;
-    Ok((cert.pem(), key.serialize_pem()))
-}
-
-/// Parameters shared by every end-entity certificate; the caller adds the name and purpose.
-fn leaf_params(sans: Vec<String>, what: &str) -> Result<CertificateParams, PkiError> {
-    let mut params = CertificateParams::new(sans).map_err(|source| PkiError::Generate {
-        what: what.to_string(),
-        source,
-    })?;
-    // Drop rcgen's placeholder common name; the caller sets the real one.
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    // rcgen's default serial is a hash of the subject key, and every certificate gets a fresh
-    // key, so serials are unique. Random serials would add nothing.
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - BACKDATE;
-    params.not_after = now + LEAF_VALIDITY;
-    Ok(params)
-}
-
-/// Rejects a sender CVR or name that would make a misleading subject.
-fn check_subject(field: &'static str, value: &str) -> Result<(), PkiError> {
-    let problem = if value.trim().is_empty() {
-        "it is empty"
-    } else if value.trim() != value {
-        "it has leading or trailing spaces"
-    } else if value.chars().any(char::is_control) {
-        "it contains control characters"
-    } else {
-        return Ok(());
-    };
-    Err(PkiError::Subject {
-        field,
-        value: value.to_string(),
-        problem,
-    })
-}
-
-/// Checks that the certificate holds the key's public half. Without an X.509 parser this is a
-/// byte search, but a public key is long and random enough that a match cannot be by chance.
-fn check_pair(
-    cert_path: &Path,
-    cert_pem: &str,
-    key_path: &Path,
-    key_pem: &str,
-) -> Result<(), PkiError> {
-    let der =
-        CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| PkiError::BadCert {
-            file: cert_path.display().to_string(),
-        })?;
-    let key = KeyPair::from_pem(key_pem).map_err(|source| PkiError::BadKey {
-        file: key_path.display().to_string(),
-        source,
-    })?;
-    let public = key.public_key_raw();
-    if public.is_empty() || !der.windows(public.len()).any(|w| w == public) {
-        return Err(PkiError::KeyMismatch {
-            cert: cert_path.display().to_string(),
-            key: key_path.display().to_string(),
-        });
-    }
-    Ok(())
-}
-
-/// Reads a published (certificate, key) pair: `None` if neither exists yet.
-///
-/// The certificate is read first: it is published after its key, so if it is there the key must
-/// be too. A key alone may be a creator between its two links, so that gets a short wait.
-fn read_pair(cert_path: &Path, key_path: &Path) -> Result<Option<(String, String)>, PkiError> {
-    let incomplete = |present: &Path, missing: &Path| PkiError::Incomplete {
-        present: present.display().to_string(),
-        missing: missing.display().to_string(),
-    };
-    if let Some(cert) = read_optional(cert_path)? {
-        let key = read_optional(key_path)?.ok_or_else(|| incomplete(cert_path, key_path))?;
-        return Ok(Some((cert, key)));
-    }
-    let Some(key) = read_optional(key_path)? else {
-        return Ok(None);
-    };
-    let deadline = Instant::now() + PUBLISH_GRACE;
-    loop {
-        if let Some(cert) = read_optional(cert_path)? {
-            return Ok(Some((cert, key)));
-        }
-        if Instant::now() >= deadline {
-            return Err(incomplete(key_path, cert_path));
-        }
-        thread::sleep(PUBLISH_POLL);
-    }
-}
-
-/// A file written under a unique temporary name; removed when dropped, so a failure or a lost
-/// race leaves nothing behind (the published copy is a separate hard link and stays).
-struct TempFile {
-    path: PathBuf,
-}
-
-impl TempFile {
-    /// Writes `contents` in full and fsyncs it. Mode 0600 from creation: keys are never readable
-    /// by others, not even for a moment.
-    fn write(dir: &Path, name: &str, contents: &str) -> Result<TempFile, PkiError> {
-        // Unique per process and call, so concurrent creators never share or truncate a file.
-        let mut nonce = [0u8; 8];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| PkiError::Random)?;
-        let path = dir.join(format!(
-            ".{name}.{}.{}.tmp",
-            std::process::id(),
-            hex(&nonce)
-        ));
-        let io_err = |source| PkiError::Io {
-            file: path.display().to_string(),
-            source,
-        };
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err)?;
-        let tmp = TempFile { path: path.clone() };
-        file.write_all(contents.as_bytes()).map_err(io_err)?;
-        file.sync_all().map_err(io_err)?;
-        Ok(tmp)
-    }
-
-    /// Links the file to `target`. `Ok(false)` if `target` already exists: someone else won.
-    fn publish(&self, target: &Path) -> Result<bool, PkiError> {
-        match fs::hard_link(&self.path, target) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(source) => Err(PkiError::Io {
-                file: target.display().to_string(),
-                source,
-            }),
-        }
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        // Best effort: a leftover is 0600 inside a 0700 directory and nothing reads temp names.
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
-fn ensure_dir(dir: &Path) -> Result<(), PkiError> {
-    let io_err = |source| PkiError::Io {
-        file: dir.display().to_string(),
-        source,
-    };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_err)?;
-    // An existing directory keeps its mode through create(); the CA key must not be reachable by
-    // others, so tighten it every time.
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err)
-}
-
-/// Makes the new directory entries durable, so a crash cannot lose a CA that has been handed out.
-fn sync_dir(dir: &Path) -> Result<(), PkiError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| PkiError::Io {
-            file: dir.display().to_string(),
-            source,
-        })
-}
-
-fn read(path: &Path) -> Result<String, PkiError> {
-    fs::read_to_string(path).map_err(|source| PkiError::Io {
-        file: path.display().to_string(),
-        source,
-    })
-}
-
-fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
-    match fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(PkiError::Io {
-            file: path.display().to_string(),
-            source,
-        }),
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
@@ -501,7 +235,13 @@ mod tests {
     use rustls::pki_types::{ServerName, UnixTime};
     use rustls::server::WebPkiClientVerifier;
     use rustls::server::danger::ClientCertVerifier;
+    use std::os::unix::fs::PermissionsExt;
+    use std::thread;
 
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    use super::identity::hex;
     use super::*;
 
     fn der(pem: &str) -> CertificateDer<'static> {

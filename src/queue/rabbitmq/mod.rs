@@ -19,7 +19,7 @@
 //!   messages; delivery skips letters the store already has delivered.
 //! - `lease` takes what this gateway's consumers (one channel per route, a consumer per queue,
 //!   prefetch limited) have received: urgent first, then NORMAL, then BULK, each shared between
-//!   senders by weight (`consume.rs`). A leased message stays unacknowledged at the broker
+//!   senders by weight (`inbox.rs`). A leased message stays unacknowledged at the broker
 //!   until `ack`, `retry` or `dead_letter` settles it; if the gateway dies its connection
 //!   closes and RabbitMQ hands the message out again, which is the lease running out. A lease
 //!   this handle holds longer than `lease` is given back (requeued) at the next `lease` call.
@@ -35,8 +35,10 @@
 //!   again on every known lane. Publishes in flight when it died fail with `Unavailable`;
 //!   their callers retry.
 
+mod call;
 mod consume;
 mod dead;
+mod inbox;
 mod lanes;
 mod link;
 mod message;
@@ -58,9 +60,10 @@ use crate::clock::now_ms;
 use crate::domain::{Cvr, LetterId, Priority, Route};
 
 use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError, SenderShare};
+use call::{CALL_TIMEOUT, Outgoing, within};
 use consume::{Held, RouteConsumer, Settle, settle};
 use lanes::LaneBook;
-use link::{CALL_TIMEOUT, Link, Outgoing, within};
+use link::Link;
 use message::Msg;
 use topology::{LANE_PRIORITIES, Names, ROUTES, tier_for};
 

@@ -9,6 +9,7 @@
 //! latency while one sender floods it (see `flood`).
 
 mod flood;
+mod gateway;
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -22,17 +23,16 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::client;
-use crate::config::{Config, QueueUrl, StoreUrl};
+use crate::config::{QueueUrl, StoreUrl};
 use crate::directory::Secrets;
+use crate::domain::Route;
 use crate::domain::{
     Cvr, Document, Letter, LetterId, MessageUuid, Priority, RecipientId, SenderKind, complete_cvr,
 };
-use crate::domain::{RecipientStatus, Route, SenderInfo};
 use crate::ingest::pb;
 use crate::ingest::pb::letter_gateway_server::{LetterGateway, LetterGatewayServer};
 use crate::pki::Pki;
 use crate::queue::Delivery;
-use crate::registry::synth::{SynthSpec, generate};
 use crate::seal::{Binding, KekId, KeyRing, body, seal};
 use crate::store::NewLetter;
 
@@ -85,13 +85,7 @@ pub async fn run(args: LoadgenArgs) -> Result<()> {
     if args.scenario == Scenario::Flood {
         return flood::run(&args).await;
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("brevdue-loadgen")
-        .tempdir()?;
-    let root = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| tmp.path().join("gateway"));
+    let (tmp, root) = gateway::scratch(&args, "brevdue-loadgen")?;
     let size = args.size.as_u64() as usize;
     println!(
         "brevdue loadgen: {} letters of {} per measurement, {} streams, data in {}",
@@ -121,40 +115,23 @@ pub async fn run(args: LoadgenArgs) -> Result<()> {
         _ => QueueUrl::Embedded(tmp.path().join("queue-only.db")),
     };
     // The gateway under test, with a registry of active citizens and a public sender.
-    let config = Config {
-        data_dir: root.clone(),
-        listen: "127.0.0.1:0".parse()?,
-        admin_listen: "127.0.0.1:0".parse()?,
-        store: args.store.clone(),
-        queue: args.queue.clone(),
-        ..Config::default()
-    };
+    let config = gateway::config(&root, &args)?;
     let (data, store) = super::admin::open_store(&config).await?;
-    let mut recipients = Vec::new();
-    generate(&SynthSpec::small(7, 20_000, 0), |id, _, _| {
-        recipients.push((id, RecipientStatus::Active))
-    });
+    let recipients = gateway::citizens();
     let secrets = Secrets::load_or_create(&data.keys())?;
     store
         .import_registry(&secrets.recipient_rows(&recipients)?, &[])
         .await?;
     let sender = complete_cvr(2_940_347).context("cvr")?;
     let pki = Pki::open_or_create(&data.pki())?;
-    let issued = pki.issue_sender(&sender.to_string(), "Loadgen Styrelsen")?;
-    store
-        .add_sender(
-            &SenderInfo {
-                cvr: sender,
-                name: "Loadgen Styrelsen".into(),
-                kind: SenderKind::Public,
-                suspended: false,
-                limits: Default::default(),
-            },
-            issued.fingerprint,
-        )
-        .await?;
-    let cert_dir = data.root().join("loadgen-sender");
-    super::admin::write_cert_dir(&cert_dir, &pki.ca_pem()?, &issued.cert_pem, &issued.key_pem)?;
+    let cert_dir = gateway::add_sender(
+        &*store,
+        &pki,
+        data.root(),
+        (sender, "Loadgen Styrelsen", SenderKind::Public),
+        "loadgen-sender",
+    )
+    .await?;
     let ids: Vec<RecipientId> = recipients.iter().map(|(id, _)| *id).collect();
 
     ceilings.push(Measured {
