@@ -21,7 +21,6 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
@@ -123,17 +122,12 @@ const SELECT_FOR_DELIVERY: &str = concat!(
      WHERE letter_id = ANY($1::text[])"
 );
 
-#[async_trait]
 impl Backend for PostgresStore {
     type Db = sqlx::Postgres;
     // READ COMMITTED is enough: every rule two gateways could race on is a constraint, a
     // conditional update under the row lock or the import's advisory lock.
     const BEGIN_WRITE: &'static str = "BEGIN";
     const BEGIN_SNAPSHOT: &'static str = SNAPSHOT;
-
-    fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 
     async fn insert_batch(&self, letters: &[NewLetter]) -> Result<Vec<InsertOutcome>, StoreError> {
         if letters.is_empty() {
@@ -281,6 +275,10 @@ impl Backend for PostgresStore {
             .collect()
     }
 
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     async fn load_batch(&self, ids: &[LetterId]) -> Result<Vec<StoredLetter>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -317,21 +315,12 @@ impl Backend for PostgresStore {
         Ok(out)
     }
 
-    async fn deliver_batch(
-        &self,
-        ids: &[LetterId],
-        m: Mark<'_>,
-    ) -> Result<Vec<LetterId>, StoreError> {
-        let Mark {
-            state,
-            at_ms,
-            print_batch,
-        } = m;
-        if ids.is_empty() {
+    async fn deliver_batch(&self, m: Mark<'_>) -> Result<Vec<LetterId>, StoreError> {
+        if m.ids.is_empty() {
             return Ok(Vec::new());
         }
         // Sorted, so two workers marking overlapping sets lock rows in the same order.
-        let mut keys: Vec<String> = ids.iter().map(LetterId::to_string).collect();
+        let mut keys: Vec<String> = m.ids.iter().map(LetterId::to_string).collect();
         keys.sort();
         keys.dedup();
         let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
@@ -341,9 +330,9 @@ impl Backend for PostgresStore {
             "UPDATE letters SET state = $1, delivered_at = $2, print_batch = $3 \
              WHERE letter_id = ANY($4::text[]) AND state IN ($5, $6) RETURNING letter_id",
         )
-        .bind(state.code())
-        .bind(at_ms)
-        .bind(print_batch)
+        .bind(m.state.code())
+        .bind(m.at_ms)
+        .bind(m.print_batch)
         .bind(&keys)
         .bind(WAITING[0].code())
         .bind(WAITING[1].code())
@@ -352,20 +341,20 @@ impl Backend for PostgresStore {
         .iter()
         .map(|r| r.try_get("letter_id"))
         .collect::<Result<_, _>>()?;
-        if state == LetterState::Delivered && !changed.is_empty() {
+        if m.state == LetterState::Delivered && !changed.is_empty() {
             let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
             sqlx::query(
                 "INSERT INTO mailbox (letter_id, recipient_tag, delivered_at) \
                  SELECT letter_id, recipient_tag, $1 FROM letters WHERE letter_id = ANY($2::text[])",
             )
-            .bind(at_ms)
+            .bind(m.at_ms)
             .bind(&changed)
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
         let mut reported = HashSet::with_capacity(changed.len());
-        Ok(ids
+        Ok(m.ids
             .iter()
             .filter(|id| changed.contains(&id.to_string()) && reported.insert(**id))
             .copied()

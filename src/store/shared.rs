@@ -6,6 +6,7 @@
 //! (batched inserts and updates over arrays on PostgreSQL, letter content in segment files on
 //! SQLite, registry imports in bulk). Every `Backend` is a [`Store`] through the one impl here.
 
+use std::future::Future;
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
@@ -22,8 +23,8 @@ use super::{
 };
 
 /// What a SQL backend does its own way. Each method keeps the guarantee of the `Store` method
-/// of the same purpose (see there).
-#[async_trait]
+/// of the same purpose (see there). Plain `impl Future + Send` methods, not `async_trait`: the
+/// one `Store` impl awaits them without another box.
 pub(crate) trait Backend: Send + Sync + 'static {
     type Db: Database;
     /// How a write transaction begins.
@@ -35,29 +36,35 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn pool(&self) -> &Pool<Self::Db>;
 
     /// [`Store::insert_letters`].
-    async fn insert_batch(&self, letters: &[NewLetter]) -> Result<Vec<InsertOutcome>, StoreError>;
+    fn insert_batch(
+        &self,
+        letters: &[NewLetter],
+    ) -> impl Future<Output = Result<Vec<InsertOutcome>, StoreError>> + Send;
 
     /// [`Store::load_for_delivery`].
-    async fn load_batch(&self, ids: &[LetterId]) -> Result<Vec<StoredLetter>, StoreError>;
-
-    /// [`Store::mark_delivered`].
-    async fn deliver_batch(
+    fn load_batch(
         &self,
         ids: &[LetterId],
+    ) -> impl Future<Output = Result<Vec<StoredLetter>, StoreError>> + Send;
+
+    /// [`Store::mark_delivered`].
+    fn deliver_batch(
+        &self,
         mark: Mark<'_>,
-    ) -> Result<Vec<LetterId>, StoreError>;
+    ) -> impl Future<Output = Result<Vec<LetterId>, StoreError>> + Send;
 
     /// [`Store::import_registry`].
-    async fn import(
+    fn import(
         &self,
         recipients: &[RecipientRow],
         subscriptions: &[SubscriptionRow],
-    ) -> Result<(), StoreError>;
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// What [`Store::mark_delivered`] records on each letter it moves.
+/// The letters [`Store::mark_delivered`] moves, and what it records on each.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mark<'a> {
+    pub ids: &'a [LetterId],
     pub state: LetterState,
     pub at_ms: i64,
     pub print_batch: Option<&'a str>,
@@ -198,11 +205,12 @@ where
         print_batch: Option<&str>,
     ) -> Result<Vec<LetterId>, StoreError> {
         let mark = Mark {
+            ids,
             state,
             at_ms,
             print_batch,
         };
-        self.deliver_batch(ids, mark).await
+        self.deliver_batch(mark).await
     }
 
     async fn record_attempt(&self, id: LetterId, detail: &str) -> Result<(), StoreError> {

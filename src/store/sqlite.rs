@@ -13,7 +13,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
@@ -85,17 +84,12 @@ const SELECT_FOR_DELIVERY: &str = concat!(
      blob_len FROM letters WHERE letter_id = $1"
 );
 
-#[async_trait]
 impl Backend for SqliteStore {
     type Db = sqlx::Sqlite;
     // IMMEDIATE takes the write lock up front: a deferred transaction that reads first could
     // not wait for it when an admin command writes at the same moment (see the module doc).
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const BEGIN_SNAPSHOT: &'static str = SNAPSHOT;
-
-    fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
 
     async fn insert_batch(&self, letters: &[NewLetter]) -> Result<Vec<InsertOutcome>, StoreError> {
         // Content first, durable, then the rows that point at it.
@@ -158,6 +152,10 @@ impl Backend for SqliteStore {
         Ok(out)
     }
 
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     async fn load_batch(&self, ids: &[LetterId]) -> Result<Vec<StoredLetter>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let mut out = Vec::with_capacity(ids.len());
@@ -173,26 +171,17 @@ impl Backend for SqliteStore {
         Ok(out)
     }
 
-    async fn deliver_batch(
-        &self,
-        ids: &[LetterId],
-        m: Mark<'_>,
-    ) -> Result<Vec<LetterId>, StoreError> {
-        let Mark {
-            state,
-            at_ms,
-            print_batch,
-        } = m;
+    async fn deliver_batch(&self, m: Mark<'_>) -> Result<Vec<LetterId>, StoreError> {
         let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
-        let mut changed = Vec::with_capacity(ids.len());
-        for id in ids {
+        let mut changed = Vec::with_capacity(m.ids.len());
+        for id in m.ids {
             let n = sqlx::query(
                 "UPDATE letters SET state = $1, delivered_at = $2, print_batch = $3 \
                  WHERE letter_id = $4 AND state IN ($5, $6)",
             )
-            .bind(state.code())
-            .bind(at_ms)
-            .bind(print_batch)
+            .bind(m.state.code())
+            .bind(m.at_ms)
+            .bind(m.print_batch)
             .bind(id.to_string())
             .bind(WAITING[0].code())
             .bind(WAITING[1].code())
@@ -200,12 +189,12 @@ impl Backend for SqliteStore {
             .await?
             .rows_affected();
             if n == 1 {
-                if state == LetterState::Delivered {
+                if m.state == LetterState::Delivered {
                     sqlx::query(
                         "INSERT INTO mailbox (letter_id, recipient_tag, delivered_at) \
                          SELECT letter_id, recipient_tag, $1 FROM letters WHERE letter_id = $2",
                     )
-                    .bind(at_ms)
+                    .bind(m.at_ms)
                     .bind(id.to_string())
                     .execute(&mut *tx)
                     .await?;
@@ -222,6 +211,10 @@ impl Backend for SqliteStore {
         recipients: &[RecipientRow],
         subscriptions: &[SubscriptionRow],
     ) -> Result<(), StoreError> {
+        // Lines naming an unknown subscriber, and the subscribers whose old subscriptions are
+        // already cleared by this import.
+        let mut unknown = Vec::new();
+        let mut cleared = std::collections::HashSet::new();
         let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
         for r in recipients {
             sqlx::query(
@@ -234,8 +227,6 @@ impl Backend for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        let mut unknown = Vec::new();
-        let mut cleared = std::collections::HashSet::new();
         for s in subscriptions {
             let known = sqlx::query("SELECT 1 FROM recipients WHERE tag = $1")
                 .bind(&s.tag[..])
