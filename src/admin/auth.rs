@@ -77,7 +77,7 @@ impl AdminToken {
     }
 
     /// The token a request shows, from the Authorization header or the cookie.
-    fn shown<'a>(headers: &'a HeaderMap) -> Option<&'a str> {
+    fn shown(headers: &HeaderMap) -> Option<&str> {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
