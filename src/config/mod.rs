@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-mod backend;
 mod transport;
 
-pub use backend::{BackendUrlError, QueueUrl, StoreUrl};
+pub use crate::backend::{BackendUrlError, QueueUrl, StoreUrl};
 pub use transport::TransportConfig;
 
 use crate::admission::AdmissionConfig;

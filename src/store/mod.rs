@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::StoreUrl;
+use crate::backend::StoreUrl;
 
 use crate::domain::{
     Cvr, LetterId, LetterState, MessageUuid, Priority, RecipientStatus, Route, SenderInfo,
