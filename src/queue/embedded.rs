@@ -16,7 +16,7 @@ use crate::db::{route_code, route_from_code};
 use crate::domain::{Cvr, LetterId, Priority, Route};
 
 use super::fair::FairClock;
-use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError, SenderShare};
+use super::{DeadLetter, Delivery, Leased, Queue, QueueCause, QueueDepth, QueueError, SenderShare};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/queue-sqlite");
 
@@ -30,7 +30,7 @@ impl EmbeddedQueue {
     pub async fn open(path: &Path, owner: bool) -> Result<Self, QueueError> {
         let pool = crate::db::sqlite::open_sqlite(path, &MIGRATOR)
             .await
-            .map_err(|e| QueueError::Unavailable(e.with_causes()))?;
+            .map_err(|e| QueueError::Unavailable(QueueCause::Open(e)))?;
         if owner {
             sqlx::query("UPDATE deliveries SET lease_until = 0 WHERE lease_until > 0")
                 .execute(&pool)

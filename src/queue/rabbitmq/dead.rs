@@ -131,8 +131,8 @@ impl RabbitQueue {
         )
         .await;
         if failed > 0 {
-            return Err(QueueError::Unavailable(
-                "RabbitMQ connection lost while taking a dead letter off its queue".into(),
+            return Err(super::call::refused(
+                "connection lost while taking a dead letter off its queue".into(),
             ));
         }
         Ok(!found.is_empty())

@@ -9,7 +9,7 @@ use std::time::Duration;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties};
 
-use super::call::{CALL_TIMEOUT, CONNECT_TIMEOUT, Outgoing, within};
+use super::call::{CALL_TIMEOUT, CONNECT_TIMEOUT, Outgoing, refused, within};
 use super::{QueueError, RabbitQueue, lanes, lock, topology};
 
 /// One connection with its confirm-mode publishing channel.
@@ -118,20 +118,20 @@ impl RabbitQueue {
                 Confirmation::Ack(Some(returned)) => {
                     // A queue is missing (deleted by hand?): declare everything again next time.
                     self.invalidate(link.generation).await;
-                    return Err(QueueError::Unavailable(format!(
-                        "RabbitMQ could not route a message to {:?} ({}); the queues are declared again on the next call",
+                    return Err(refused(format!(
+                        "could not route a message to {:?} ({}); the queues are declared again on the next call",
                         returned.delivery.routing_key.as_str(),
                         returned.reply_text.as_str()
                     )));
                 }
                 Confirmation::Nack(_) => {
-                    return Err(QueueError::Unavailable(
-                        "RabbitMQ refused to store a message (negative confirm)".into(),
+                    return Err(refused(
+                        "refused to store a message (negative confirm)".into(),
                     ));
                 }
                 Confirmation::NotRequested => {
-                    return Err(QueueError::Unavailable(
-                        "RabbitMQ publisher confirms are not enabled on the channel".into(),
+                    return Err(refused(
+                        "publisher confirms are not enabled on the channel".into(),
                     ));
                 }
             }

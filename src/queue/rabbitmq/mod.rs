@@ -281,8 +281,8 @@ impl Queue for RabbitQueue {
         };
         match settle(&ackers, Settle::Ack).await {
             0 => Ok(()),
-            n => Err(QueueError::Unavailable(format!(
-                "RabbitMQ connection lost before {n} acknowledgements; those letters are handed out again and skipped as delivered"
+            n => Err(call::refused(format!(
+                "connection lost before {n} acknowledgements; those letters are handed out again and skipped as delivered"
             ))),
         }
     }
