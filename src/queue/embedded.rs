@@ -28,7 +28,16 @@ pub struct EmbeddedQueue {
 
 impl EmbeddedQueue {
     pub async fn open(path: &Path, owner: bool) -> Result<Self, QueueError> {
-        let pool = crate::db::sqlite::open_sqlite(path, &MIGRATOR)
+        Self::open_with(path, owner, &Default::default()).await
+    }
+
+    /// Opens with the configured connection count and busy timeout.
+    pub async fn open_with(
+        path: &Path,
+        owner: bool,
+        db: &crate::backend::DatabaseOptions,
+    ) -> Result<Self, QueueError> {
+        let pool = crate::db::sqlite::open_sqlite(path, &MIGRATOR, db)
             .await
             .map_err(|e| QueueError::Unavailable(QueueCause::Open(e)))?;
         if owner {

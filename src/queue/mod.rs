@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::backend::QueueUrl;
+use crate::backend::{BrokerOptions, DatabaseOptions, QueueUrl};
 
 use crate::domain::{Cvr, LetterId, Priority, Route};
 
@@ -164,8 +164,24 @@ pub trait Queue: Send + Sync + 'static {
 /// `owner` is true for the serving gateway (it may clear leases a crash left behind) and false
 /// for admin commands running beside it.
 pub async fn open(url: &QueueUrl, owner: bool) -> Result<Arc<dyn Queue>, QueueError> {
+    open_with(
+        url,
+        owner,
+        &DatabaseOptions::default(),
+        BrokerOptions::default(),
+    )
+    .await
+}
+
+/// [`open`] with the configured connection and broker deadlines.
+pub async fn open_with(
+    url: &QueueUrl,
+    owner: bool,
+    db: &DatabaseOptions,
+    broker: BrokerOptions,
+) -> Result<Arc<dyn Queue>, QueueError> {
     match url {
-        QueueUrl::Embedded(path) => Ok(Arc::new(EmbeddedQueue::open(path, owner).await?)),
-        QueueUrl::Rabbit(u) => Ok(Arc::new(RabbitQueue::open(u).await?)),
+        QueueUrl::Embedded(path) => Ok(Arc::new(EmbeddedQueue::open_with(path, owner, db).await?)),
+        QueueUrl::Rabbit(u) => Ok(Arc::new(RabbitQueue::open_with(u, broker).await?)),
     }
 }

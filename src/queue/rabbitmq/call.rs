@@ -10,11 +10,6 @@ use lapin::BasicProperties;
 
 use crate::queue::{QueueCause, QueueError};
 
-/// Connecting and declaring the topology.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Any other broker call, including waiting for the confirms of one enqueue.
-pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// A message ready to publish.
 pub(super) struct Outgoing {
     pub(super) exchange: String,
