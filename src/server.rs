@@ -217,6 +217,7 @@ async fn run_signalling(
     });
     tokio::pin!(serve);
     if let Some(ready) = ready {
+        // The starter may have stopped waiting; serving goes on regardless.
         let _ = ready.send(());
     }
     let stop_on_signal = stop.clone();

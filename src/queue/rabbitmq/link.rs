@@ -36,6 +36,7 @@ impl RabbitQueue {
             tracing::warn!(broker = %self.broker, "RabbitMQ connection lost; reconnecting");
         }
         if let Some(old) = slot.take() {
+            // Best effort: the link is being replaced because it is broken.
             let _ = tokio::time::timeout(Duration::from_secs(1), old.conn.close(200, "OK".into()))
                 .await;
         }
@@ -62,6 +63,8 @@ impl RabbitQueue {
         topology::declare(&setup, &self.names)
             .await
             .map_err(|e| format!("declaring the queues failed: {e}"))?;
+        // The set-up channel's work is done; a failed close leaves nothing behind that the
+        // connection's own close does not take.
         let _ = setup.close(200, "OK".into()).await;
         let recorded = lanes::read_record(&self.uri, &self.names)
             .await
@@ -88,6 +91,7 @@ impl RabbitQueue {
         if slot.as_ref().is_some_and(|l| l.generation == generation)
             && let Some(old) = slot.take()
         {
+            // Best effort: the link is being replaced because it is broken.
             let _ = tokio::time::timeout(Duration::from_secs(1), old.conn.close(200, "OK".into()))
                 .await;
         }
