@@ -101,6 +101,9 @@ enum Command {
         /// Operator HTTP address [default: 127.0.0.1:9180].
         #[arg(long, env = "BREVDUE_ADMIN_LISTEN")]
         admin_listen: Option<SocketAddr>,
+        /// File with the token /dashboard and /api/* ask for [default: none, pages open].
+        #[arg(long, env = "BREVDUE_ADMIN_TOKEN_FILE")]
+        admin_token_file: Option<PathBuf>,
     },
     /// Onboard and manage senders.
     Senders {
@@ -299,12 +302,14 @@ pub async fn run(
             data,
             listen,
             admin_listen,
+            admin_token_file,
         } => {
             let config = Config::load(
                 data.config.as_deref(),
                 Overrides {
                     listen,
                     admin_listen,
+                    admin_token_file,
                     ..data.overrides()
                 },
             )?;

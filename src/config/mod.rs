@@ -95,6 +95,7 @@ pub struct Overrides {
     pub queue: Option<QueueUrl>,
     pub listen: Option<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -110,6 +111,7 @@ impl Config {
             queue,
             listen,
             admin_listen,
+            admin_token_file,
         } = overrides;
         if let Some(d) = data_dir {
             config.data_dir = d;
@@ -125,6 +127,9 @@ impl Config {
         }
         if let Some(a) = admin_listen {
             config.admin_listen = a;
+        }
+        if admin_token_file.is_some() {
+            config.admin_token_file = admin_token_file;
         }
         config.validate()?;
         Ok(config)
