@@ -73,7 +73,7 @@ fn compose_has_the_whole_setup() {
             let port = port.as_str().unwrap_or_default();
             assert!(
                 port.starts_with("127.0.0.1:"),
-                "compose publishes {name}'s port {port} beyond loopback"
+                "compose publishes {name:?}'s port {port} beyond loopback"
             );
         }
     }
