@@ -38,6 +38,9 @@ pub struct Config {
     /// How often admin changes (senders, registry, keys) are looked for.
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
+    /// How long a sender's client certificate from `senders add`/`reissue` is valid.
+    #[serde(with = "humantime_serde")]
+    pub sender_cert_validity: Duration,
     /// How long SIGTERM waits for in-flight letters before stopping anyway.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -67,6 +70,7 @@ impl Default for Config {
             queue: None,
             refresh_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
+            sender_cert_validity: Duration::from_secs(365 * 86_400),
             stream_in_flight: 512,
             grpc: TransportConfig::default(),
             database: DatabaseOptions::default(),
@@ -197,6 +201,9 @@ impl Config {
             p.push(
                 "delivery.retry_initial must be above 0 and not above delivery.retry_max".into(),
             );
+        }
+        if self.sender_cert_validity < Duration::from_secs(3600) {
+            p.push("sender_cert_validity must be at least an hour".into());
         }
         if self.refresh_interval.is_zero() {
             p.push("refresh_interval must be above 0".into());
