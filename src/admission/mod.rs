@@ -9,8 +9,9 @@
 //! 4. the gateway-wide bound on letters and bytes in the pipeline, shared between senders by
 //!    weight, urgent letters first and fairly among senders ([`gate`]).
 //!
-//! `GetStatus` and `CheckRecipient` take a token from the sender's rate too ([`Admission::query`]):
-//! a lookup is cheap for the gateway, but unbounded lookups would let a sender probe the registry.
+//! `GetStatus` and `CheckRecipient` are held to the sender's rate too ([`Admission::query`], a
+//! bucket of their own): a lookup is cheap for the gateway, but unbounded lookups would let a
+//! sender probe the registry.
 //!
 //! A stream waits at each (back-pressure: it stops reading, HTTP/2 flow control stops the
 //! client), so a flooding sender is slowed instead of buffered. A unary call cannot be slowed
@@ -244,11 +245,11 @@ impl Admission {
         }
     }
 
-    /// For `GetStatus` and `CheckRecipient`: one token of the sender's rate, or why not and
-    /// when to retry. They share the bucket with the sender's letters.
+    /// For `GetStatus` and `CheckRecipient`: one token of the sender's rate for questions
+    /// (a bucket of its own, at the sender's rate), or why not and when to retry.
     pub fn query(&self, sender: &SenderInfo) -> Result<(), Refused> {
         let valve = self.valve(sender.cvr, &sender.limits);
-        let result = valve.try_rate().map_err(|wait| Refused::Rate {
+        let result = valve.try_question().map_err(|wait| Refused::Rate {
             sender: sender.cvr,
             rate: sender.limits.rate_per_s.unwrap_or(0),
             burst: sender.limits.effective_burst().unwrap_or(0),
