@@ -59,12 +59,17 @@ enum Step {
     /// Answered without the pipeline (skipped as too large).
     Answered(Receipt),
     /// Admitted: goes through the pipeline holding its places.
-    Admitted {
-        sender: SenderInfo,
-        letter: pb::Letter,
-        admitted: Admitted,
-        held: Option<Held>,
-    },
+    /// (Boxed: a letter's fields are large and most steps are this one; the box is one
+    /// allocation per letter beside the letter's own.)
+    Admitted(Box<LetIn>),
+}
+
+/// A letter let in, with its places in the pipeline and its bytes of the budget.
+struct LetIn {
+    sender: SenderInfo,
+    letter: pb::Letter,
+    admitted: Admitted,
+    held: Option<Held>,
 }
 
 /// Everything one stream needs.
@@ -147,12 +152,12 @@ pub(super) fn receipts(
                     .await;
                 // The wait may have been long: a suspension during it counts too.
                 let sender = check()?;
-                Ok::<_, Status>(Step::Admitted {
+                Ok::<_, Status>(Step::Admitted(Box::new(LetIn {
                     sender,
                     letter,
                     admitted,
                     held: taken.held,
-                })
+                })))
             }
         })
         .map(move |step| {
@@ -160,12 +165,13 @@ pub(super) fn receipts(
             async move {
                 match step? {
                     Step::Answered(receipt) => Ok(receipt_to_pb(receipt)),
-                    Step::Admitted {
-                        sender,
-                        letter,
-                        admitted,
-                        held,
-                    } => {
+                    Step::Admitted(step) => {
+                        let LetIn {
+                            sender,
+                            letter,
+                            admitted,
+                            held,
+                        } = *step;
                         let receipt = gateway
                             .submit(&sender, draft_from_letter(letter))
                             .await
