@@ -46,6 +46,8 @@ pub enum ServerError {
     Grpc(#[from] tonic::transport::Error),
     #[error("operator HTTP server: {0}")]
     Admin(std::io::Error),
+    #[error(transparent)]
+    AdminToken(#[from] admin::TokenError),
 }
 
 /// Re-queues every stored letter still waiting for delivery (idempotent). Covers a crash
@@ -96,9 +98,13 @@ async fn run_signalling(
     let (store_url, queue_url) = (config.store_url(), config.queue_url());
     let embedded = store_url.is_embedded() || queue_url.is_embedded();
     let _lock = if embedded { Some(data.lock()?) } else { None };
-    let store = store::open(&store_url).await?;
-    let queue = queue::open(&queue_url, true).await?;
+    let store = store::open_with(&store_url, &config.database).await?;
+    let queue = queue::open_with(&queue_url, true, &config.database, config.broker).await?;
     tracing::info!(store = %store_url, queue = %queue_url, "backends open");
+    let token = match &config.admin_token_file {
+        Some(path) => admin::AdminToken::from_file(path)?,
+        None => admin::AdminToken::none(),
+    };
     let directory = Directory::load(store.clone(), &data.keys()).await?;
     let pki = Pki::open_or_create(&data.pki())?;
     let (cert_pem, key_pem) = pki.server_identity()?;
@@ -175,11 +181,21 @@ async fn run_signalling(
     )
     .await?;
 
+    let readiness = admin::Readiness::default();
+    // The first verdict before serving, so a probe right after start-up is answered truly.
+    readiness.probe(&*store, &*queue).await;
+    tracker.spawn(
+        readiness
+            .clone()
+            .run(store.clone(), queue.clone(), work.clone()),
+    );
     let admin_app = admin::router(AdminState {
         store: store.clone(),
         queue: queue.clone(),
         metrics: crate::telemetry::prometheus(),
         sampler,
+        ready: readiness,
+        token,
     });
     let dashboard = admin_listener
         .local_addr()

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-mod backend;
 mod transport;
 
-pub use backend::{BackendUrlError, QueueUrl, StoreUrl};
+pub use crate::backend::{BackendUrlError, BrokerOptions, DatabaseOptions, QueueUrl, StoreUrl};
 pub use transport::TransportConfig;
 
 use crate::admission::AdmissionConfig;
@@ -25,8 +24,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// gRPC (mutual TLS) address.
     pub listen: SocketAddr,
-    /// Operator HTTP address: /metrics, /healthz, /readyz.
+    /// Operator HTTP address: /metrics, /healthz, /readyz, /dashboard. Loopback by default:
+    /// the dashboard shows sender names and volumes.
     pub admin_listen: SocketAddr,
+    /// A file holding the operator token that `/dashboard` and `/api/*` ask for (at least 16
+    /// characters); none: those pages are open to whoever reaches the port.
+    pub admin_token_file: Option<PathBuf>,
     /// Store URL; default `sqlite://<data_dir>/brevdue.db`. Parsed when the file is read.
     pub store: Option<StoreUrl>,
     /// Queue URL; default `embedded://<data_dir>/queue.db`; RabbitMQ:
@@ -42,6 +45,10 @@ pub struct Config {
     pub stream_in_flight: usize,
     /// HTTP/2 windows and keep-alive of the gRPC port.
     pub grpc: TransportConfig,
+    /// Pool sizes and deadlines of the store's database.
+    pub database: DatabaseOptions,
+    /// Deadlines of RabbitMQ calls.
+    pub broker: BrokerOptions,
     pub limits: Limits,
     /// Bounds on what the gateway takes in at once, and load shedding.
     pub admission: AdmissionConfig,
@@ -55,12 +62,15 @@ impl Default for Config {
             data_dir: PathBuf::from("./brevdue-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
+            admin_token_file: None,
             store: None,
             queue: None,
             refresh_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
             stream_in_flight: 512,
             grpc: TransportConfig::default(),
+            database: DatabaseOptions::default(),
+            broker: BrokerOptions::default(),
             limits: Limits::default(),
             admission: AdmissionConfig::default(),
             commit: CommitterConfig::default(),
@@ -168,6 +178,8 @@ impl Config {
         }
         p.extend(self.admission.problems());
         p.extend(self.grpc.problems());
+        p.extend(self.database.problems());
+        p.extend(self.broker.problems());
         if self.commit.max_batch_letters == 0 {
             p.push("commit.max_batch_letters must be at least 1".into());
         }

@@ -12,11 +12,11 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
+use crate::db::{route_code, route_from_code};
 use crate::domain::{Cvr, LetterId, Priority, Route};
-use crate::store::{route_code, route_from_code};
 
 use super::fair::FairClock;
-use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError, SenderShare};
+use super::{DeadLetter, Delivery, Leased, Queue, QueueCause, QueueDepth, QueueError, SenderShare};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/queue-sqlite");
 
@@ -28,9 +28,18 @@ pub struct EmbeddedQueue {
 
 impl EmbeddedQueue {
     pub async fn open(path: &Path, owner: bool) -> Result<Self, QueueError> {
-        let pool = crate::store::open_sqlite(path, &MIGRATOR)
+        Self::open_with(path, owner, &Default::default()).await
+    }
+
+    /// Opens with the configured connection count and busy timeout.
+    pub async fn open_with(
+        path: &Path,
+        owner: bool,
+        db: &crate::backend::DatabaseOptions,
+    ) -> Result<Self, QueueError> {
+        let pool = crate::db::sqlite::open_sqlite(path, &MIGRATOR, db)
             .await
-            .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+            .map_err(|e| QueueError::Unavailable(QueueCause::Open(e)))?;
         if owner {
             sqlx::query("UPDATE deliveries SET lease_until = 0 WHERE lease_until > 0")
                 .execute(&pool)
