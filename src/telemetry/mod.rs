@@ -34,6 +34,8 @@ pub const ADMISSION_REFUSED: &str = "brevdue_admission_refused_total";
 pub const ADMISSION_WAITING: &str = "brevdue_admission_waiting_letters";
 pub const PIPELINE_LETTERS: &str = "brevdue_pipeline_letters";
 pub const PIPELINE_BYTES: &str = "brevdue_pipeline_bytes";
+pub const RECIPIENT_CHECKS: &str = "brevdue_recipient_checks_total";
+pub const CONNECTIONS_REFUSED: &str = "brevdue_grpc_connections_refused_total";
 
 /// What kind of series a metric is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +135,16 @@ pub const ALL: &[(&str, Kind, &str)] = &[
         "Letters waiting in the delivery queue, by route (dead for dead letters)",
     ),
     (STREAMS_OPEN, Kind::Gauge, "SubmitBatch streams open"),
+    (
+        RECIPIENT_CHECKS,
+        Kind::Counter,
+        "CheckRecipient questions answered, per sender (CVR): how much a sender asks about recipients",
+    ),
+    (
+        CONNECTIONS_REFUSED,
+        Kind::Counter,
+        "gRPC connections closed at once because grpc.max_connections were open",
+    ),
 ];
 
 /// Bucket bounds (seconds) for per-letter latencies: sub-millisecond stages to slow commits.
@@ -292,6 +304,16 @@ pub fn admission_load(load: GateLoad) {
     gauge!(ADMISSION_WAITING).set(load.waiting as f64);
     gauge!(PIPELINE_LETTERS).set(load.letters_inside as f64);
     gauge!(PIPELINE_BYTES).set(load.bytes_inside as f64);
+}
+
+/// One CheckRecipient answered for `sender` (counted per sender: a sender asking about many
+/// recipients it never writes to is probing the registry).
+pub fn recipient_checked(sender: &SenderInfo) {
+    counter!(RECIPIENT_CHECKS, "sender" => sender.cvr.to_string()).increment(1);
+}
+
+pub fn connection_refused() {
+    counter!(CONNECTIONS_REFUSED).increment(1);
 }
 
 pub fn stream_opened() {
@@ -471,6 +493,8 @@ mod tests {
         queue_depth(1, 2, 3);
         stream_opened();
         stream_closed();
+        recipient_checked(&sender);
+        connection_refused();
         admission_refused("rate");
         admission_load(GateLoad {
             waiting: 1,
