@@ -103,6 +103,25 @@ where
     Ok(())
 }
 
+/// `UnknownSender` unless `cvr` is registered. Senders are never deleted, so a sender seen here
+/// is still there when the transaction commits.
+async fn require_sender<DB>(tx: &mut Transaction<'_, DB>, cvr: Cvr) -> Result<(), StoreError>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    let known = sqlx::query::<DB>("SELECT 1 FROM senders WHERE cvr = $1")
+        .bind(cvr_code(cvr))
+        .fetch_optional(&mut **tx)
+        .await?;
+    match known {
+        Some(_) => Ok(()),
+        None => Err(StoreError::UnknownSender(cvr)),
+    }
+}
+
 /// Ends an update of one sender's row: `UnknownSender` (and nothing changed) when no row
 /// matched, else the senders counter is bumped in the same transaction and it commits.
 async fn commit_sender_change<DB>(
@@ -340,14 +359,7 @@ where
         cert_fingerprint: [u8; 32],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
-        // Senders are never deleted, so a sender seen here is still there at commit.
-        let known = sqlx::query::<B::Db>("SELECT 1 FROM senders WHERE cvr = $1")
-            .bind(cvr_code(cvr))
-            .fetch_optional(&mut *tx)
-            .await?;
-        if known.is_none() {
-            return Err(StoreError::UnknownSender(cvr));
-        }
+        require_sender::<B::Db>(&mut tx, cvr).await?;
         sqlx::query::<B::Db>(INSERT_SENDER_CERT)
             .bind(&cert_fingerprint[..])
             .bind(cvr_code(cvr))
@@ -429,13 +441,7 @@ where
 
     async fn revoke_certs(&self, cvr: Cvr, which: Revocation) -> Result<Vec<[u8; 32]>, StoreError> {
         let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
-        let known = sqlx::query::<B::Db>("SELECT 1 FROM senders WHERE cvr = $1")
-            .bind(cvr_code(cvr))
-            .fetch_optional(&mut *tx)
-            .await?;
-        if known.is_none() {
-            return Err(StoreError::UnknownSender(cvr));
-        }
+        require_sender::<B::Db>(&mut tx, cvr).await?;
         let rows = sqlx::query::<B::Db>(
             "SELECT fingerprint, cvr, issued_at, expires_at, revoked_at FROM sender_certs \
              WHERE cvr = $1 ORDER BY issued_at DESC, fingerprint",
