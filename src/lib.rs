@@ -25,6 +25,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod datadir;
+// SQL helpers the store and the embedded queue share (not part of the public API).
+mod db;
 pub mod deliver;
 pub mod directory;
 pub mod domain;
