@@ -18,7 +18,7 @@ use crate::seal::RecipientTag;
 
 use super::rows::{self, LimitColumns, StoreRow, WAITING, count_from, cvr_code, record_columns};
 use super::{
-    Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter, PendingDelivery, RecipientRow,
+    AttemptCount, Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter, PendingDelivery, RecipientRow,
     StateCounts, Store, StoreError, StoredLetter, StoredRegistry, SubscriptionRow,
 };
 
@@ -213,15 +213,98 @@ where
         self.deliver_batch(mark).await
     }
 
-    async fn record_attempt(&self, id: LetterId, detail: &str) -> Result<(), StoreError> {
+    async fn begin_attempts(&self, ids: &[LetterId]) -> Result<Vec<AttemptCount>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Sorted, so two workers counting overlapping sets lock rows in the same order.
+        let mut keys: Vec<LetterId> = ids.to_vec();
+        keys.sort_by_key(LetterId::to_string);
+        keys.dedup();
+        let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for id in keys {
+            let row = sqlx::query::<B::Db>(
+                "UPDATE letters SET attempts = attempts + 1, interrupted = interrupted + 1 \
+                 WHERE letter_id = $1 AND state IN ($2, $3) RETURNING attempts, interrupted",
+            )
+            .bind(id.to_string())
+            .bind(WAITING[0].code())
+            .bind(WAITING[1].code())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = row {
+                let count = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+                out.push(AttemptCount {
+                    letter_id: id,
+                    attempts: count(row.int("attempts")?),
+                    interrupted: count(row.int("interrupted")? - 1),
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn record_failure(&self, id: LetterId, detail: &str) -> Result<(), StoreError> {
         sqlx::query::<B::Db>(
-            "UPDATE letters SET attempts = attempts + 1, detail = $1 WHERE letter_id = $2",
+            "UPDATE letters SET detail = $1, interrupted = 0 WHERE letter_id = $2",
         )
         .bind(detail)
         .bind(id.to_string())
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    async fn claim_print(
+        &self,
+        ids: &[LetterId],
+        batch: &str,
+    ) -> Result<Vec<LetterId>, StoreError> {
+        let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
+        let mut claimed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let n = sqlx::query::<B::Db>(
+                "UPDATE letters SET print_batch = $1 WHERE letter_id = $2 AND state IN ($3, $4) \
+                 AND (print_batch IS NULL OR print_batch = $1)",
+            )
+            .bind(batch)
+            .bind(id.to_string())
+            .bind(WAITING[0].code())
+            .bind(WAITING[1].code())
+            .execute(&mut *tx)
+            .await?;
+            if n.rows_affected() == 1 {
+                claimed.push(*id);
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn release_print(&self, batch: &str) -> Result<(), StoreError> {
+        sqlx::query::<B::Db>(
+            "UPDATE letters SET print_batch = NULL WHERE print_batch = $1 AND state IN ($2, $3)",
+        )
+        .bind(batch)
+        .bind(WAITING[0].code())
+        .bind(WAITING[1].code())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn claimed_print_batches(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query::<B::Db>(
+            "SELECT DISTINCT print_batch FROM letters \
+             WHERE print_batch IS NOT NULL AND state IN ($1, $2)",
+        )
+        .bind(WAITING[0].code())
+        .bind(WAITING[1].code())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| r.text("print_batch")).collect()
     }
 
     async fn mark_failed(&self, id: LetterId, detail: &str) -> Result<(), StoreError> {
@@ -240,7 +323,8 @@ where
 
     async fn reopen(&self, id: LetterId) -> Result<bool, StoreError> {
         let n = sqlx::query::<B::Db>(
-            "UPDATE letters SET state = $1, detail = '' WHERE letter_id = $2 AND state = $3",
+            "UPDATE letters SET state = $1, detail = '', interrupted = 0, print_batch = NULL \
+             WHERE letter_id = $2 AND state = $3",
         )
         .bind(LetterState::Accepted.code())
         .bind(id.to_string())
