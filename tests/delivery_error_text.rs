@@ -26,7 +26,11 @@ async fn print_failures_leak_nothing(backend: Backend) {
     let mut b = letter(UNKNOWN, "Kontoudtog", b"%PDF");
     b.main_document.as_mut().expect("main").filename = "kontoudtog-kunde-0815.pdf".into();
     b.print_fallback = true;
-    let ra = authority.submit_letter(a).await.expect("submit").into_inner();
+    let ra = authority
+        .submit_letter(a)
+        .await
+        .expect("submit")
+        .into_inner();
     let rb = bank.submit_letter(b).await.expect("submit").into_inner();
     assert_eq!(outcome(&ra), pb::Outcome::AcceptedPrint);
     assert_eq!(outcome(&rb), pb::Outcome::AcceptedPrint);
@@ -46,17 +50,26 @@ async fn print_failures_leak_nothing(backend: Backend) {
 
     // While retrying: a fixed text about the sender's own letter.
     for (c, r) in [(&mut authority, &ra), (&mut bank, &rb)] {
-        let s = wait_until(Duration::from_secs(10), "a failed attempt is recorded", || {
-            let mut c = c.clone();
-            let id = r.letter_id.clone();
-            async move {
-                let s = status(&mut c, &id).await;
-                (s.attempts >= 1 && !s.detail.is_empty()).then_some(s)
-            }
-        })
+        let s = wait_until(
+            Duration::from_secs(10),
+            "a failed attempt is recorded",
+            || {
+                let mut c = c.clone();
+                let id = r.letter_id.clone();
+                async move {
+                    let s = status(&mut c, &id).await;
+                    (s.attempts >= 1 && !s.detail.is_empty()).then_some(s)
+                }
+            },
+        )
         .await;
         if is_state(&s, pb::LetterState::Accepted) {
-            assert!(s.detail.starts_with("print hand-off failed; retrying (error "), "{}", s.detail);
+            assert!(
+                s.detail
+                    .starts_with("print hand-off failed; retrying (error "),
+                "{}",
+                s.detail
+            );
         }
         clean(&s.detail, &r.letter_id);
     }
@@ -71,8 +84,16 @@ async fn print_failures_leak_nothing(backend: Backend) {
             }
         })
         .await;
-        assert!(s.detail.starts_with("delivery failed after"), "{}", s.detail);
-        assert!(s.detail.contains("print hand-off failed (error "), "{}", s.detail);
+        assert!(
+            s.detail.starts_with("delivery failed after"),
+            "{}",
+            s.detail
+        );
+        assert!(
+            s.detail.contains("print hand-off failed (error "),
+            "{}",
+            s.detail
+        );
         clean(&s.detail, &r.letter_id);
     }
     let queue = brevdue::queue::open(&h.config.queue_url(), false)

@@ -14,7 +14,10 @@ use common::*;
 async fn a_poisoned_print_letter_spoils_nothing(backend: Backend) {
     let h = Harness::start_on(backend).await;
     let mut c = h.client(AUTHORITY).await;
-    let long_names = [format!("{}.pdf", "a".repeat(250)), format!("{}.pdf", "æ".repeat(124))];
+    let long_names = [
+        format!("{}.pdf", "a".repeat(250)),
+        format!("{}.pdf", "æ".repeat(124)),
+    ];
     let mut letters: Vec<pb::Letter> = (0..100)
         .map(|i| letter(UNKNOWN, &format!("Brev {i}"), b"%PDF-1.7 good"))
         .collect();
@@ -41,16 +44,26 @@ async fn a_poisoned_print_letter_spoils_nothing(backend: Backend) {
 
     let spooled = spooled_letters(h.data.path());
     for r in &receipts {
-        assert_eq!(spooled.get(&r.letter_id), Some(&1), "{} spooled once", r.letter_id);
+        assert_eq!(
+            spooled.get(&r.letter_id),
+            Some(&1),
+            "{} spooled once",
+            r.letter_id
+        );
     }
     let names = file_names(&print_dir(h.data.path()));
     assert!(
-        names.iter().all(|n| !n.contains("aaaa") && !n.contains('æ')),
+        names
+            .iter()
+            .all(|n| !n.contains("aaaa") && !n.contains('æ')),
         "no sender text in a path: {names:?}"
     );
     // The manifest keeps the sender's names for the printer.
     let mut manifests = String::new();
-    for batch in std::fs::read_dir(print_dir(h.data.path())).expect("spool").flatten() {
+    for batch in std::fs::read_dir(print_dir(h.data.path()))
+        .expect("spool")
+        .flatten()
+    {
         manifests.push_str(
             &std::fs::read_to_string(batch.path().join("manifest.json")).expect("manifest"),
         );
@@ -58,18 +71,25 @@ async fn a_poisoned_print_letter_spoils_nothing(backend: Backend) {
     for name in &long_names {
         assert!(manifests.contains(name.as_str()), "manifest names {name}");
     }
-    assert!(staged_batches(h.data.path()).is_empty(), "nothing left staged");
+    assert!(
+        staged_batches(h.data.path()).is_empty(),
+        "nothing left staged"
+    );
 
     // Their senders see them spooled like any other.
     for r in &receipts[50..52] {
-        let s = wait_until(Duration::from_secs(5), "the long-named letter is spooled", || {
-            let mut c = c.clone();
-            let id = r.letter_id.clone();
-            async move {
-                let s = status(&mut c, &id).await;
-                is_state(&s, pb::LetterState::PrintSpooled).then_some(s)
-            }
-        })
+        let s = wait_until(
+            Duration::from_secs(5),
+            "the long-named letter is spooled",
+            || {
+                let mut c = c.clone();
+                let id = r.letter_id.clone();
+                async move {
+                    let s = status(&mut c, &id).await;
+                    is_state(&s, pb::LetterState::PrintSpooled).then_some(s)
+                }
+            },
+        )
         .await;
         assert!(s.delivered_at_unix_ms > 0);
     }

@@ -27,21 +27,29 @@ async fn print_state_follows_publishing(backend: Backend) {
         assert_eq!(outcome(r), pb::Outcome::AcceptedPrint);
     }
     for r in &receipts {
-        let s = wait_until(Duration::from_secs(20), "a failed print hand-off is recorded", || {
-            let mut c = c.clone();
-            let id = r.letter_id.clone();
-            async move {
-                let s = status(&mut c, &id).await;
-                (s.attempts >= 2).then_some(s)
-            }
-        })
+        let s = wait_until(
+            Duration::from_secs(20),
+            "a failed print hand-off is recorded",
+            || {
+                let mut c = c.clone();
+                let id = r.letter_id.clone();
+                async move {
+                    let s = status(&mut c, &id).await;
+                    (s.attempts >= 2).then_some(s)
+                }
+            },
+        )
         .await;
         assert!(
             is_state(&s, pb::LetterState::Accepted),
             "not PRINT_SPOOLED while its batch is unpublished: {s:?}"
         );
         assert_eq!(s.delivered_at_unix_ms, 0, "the legal clock has not started");
-        assert!(s.detail.starts_with("print hand-off failed; retrying"), "{}", s.detail);
+        assert!(
+            s.detail.starts_with("print hand-off failed; retrying"),
+            "{}",
+            s.detail
+        );
     }
     // Retries keep staging new batches; each one that fails is removed at once, so between
     // them nothing is left (a batch left behind would stay until a restart).
@@ -54,20 +62,28 @@ async fn print_state_follows_publishing(backend: Backend) {
 
     mend_print_dir(h.data.path());
     for r in &receipts {
-        let s = wait_until(Duration::from_secs(20), "the letter is spooled once publishing works", || {
-            let mut c = c.clone();
-            let id = r.letter_id.clone();
-            async move {
-                let s = status(&mut c, &id).await;
-                is_state(&s, pb::LetterState::PrintSpooled).then_some(s)
-            }
-        })
+        let s = wait_until(
+            Duration::from_secs(20),
+            "the letter is spooled once publishing works",
+            || {
+                let mut c = c.clone();
+                let id = r.letter_id.clone();
+                async move {
+                    let s = status(&mut c, &id).await;
+                    is_state(&s, pb::LetterState::PrintSpooled).then_some(s)
+                }
+            },
+        )
         .await;
         assert!(s.delivered_at_unix_ms > 0);
     }
     let spooled = spooled_letters(h.data.path());
     for r in &receipts {
-        assert_eq!(spooled.get(&r.letter_id), Some(&1), "in a published batch, once");
+        assert_eq!(
+            spooled.get(&r.letter_id),
+            Some(&1),
+            "in a published batch, once"
+        );
     }
     h.stop().await;
 }

@@ -65,7 +65,9 @@ async fn shift(h: &Harness, letter_id: &str) {
         QueueUrl::Rabbit(url) => {
             // Messages cannot be edited: drop them, and the gateway re-queues the letter from
             // the store at start, with the store's times.
-            let q = brevdue::queue::RabbitQueue::open(&url).await.expect("queue");
+            let q = brevdue::queue::RabbitQueue::open(&url)
+                .await
+                .expect("queue");
             q.delete_topology().await.expect("delete queues");
         }
     }
@@ -91,14 +93,18 @@ async fn a_scheduled_letter_gets_its_retries_after_it_became_due(backend: Backen
     h.config.delivery.retry_max = Duration::from_millis(400);
     h.boot().await;
     let c = h.client(AUTHORITY).await;
-    let s = wait_until(Duration::from_secs(20), "the first attempt after it became due fails", || {
-        let mut c = c.clone();
-        let id = r.letter_id.clone();
-        async move {
-            let s = status(&mut c, &id).await;
-            (s.attempts >= 1 && !s.detail.is_empty()).then_some(s)
-        }
-    })
+    let s = wait_until(
+        Duration::from_secs(20),
+        "the first attempt after it became due fails",
+        || {
+            let mut c = c.clone();
+            let id = r.letter_id.clone();
+            async move {
+                let s = status(&mut c, &id).await;
+                (s.attempts >= 1 && !s.detail.is_empty()).then_some(s)
+            }
+        },
+    )
     .await;
     assert!(
         !is_state(&s, pb::LetterState::Failed),
@@ -107,11 +113,17 @@ async fn a_scheduled_letter_gets_its_retries_after_it_became_due(backend: Backen
     assert!(s.detail.contains("retrying"), "{}", s.detail);
 
     mend_print_dir(h.data.path());
-    wait_until(Duration::from_secs(20), "the letter is spooled on a retry", || {
-        let mut c = c.clone();
-        let id = r.letter_id.clone();
-        async move { is_state(&status(&mut c, &id).await, pb::LetterState::PrintSpooled).then_some(()) }
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "the letter is spooled on a retry",
+        || {
+            let mut c = c.clone();
+            let id = r.letter_id.clone();
+            async move {
+                is_state(&status(&mut c, &id).await, pb::LetterState::PrintSpooled).then_some(())
+            }
+        },
+    )
     .await;
     let queue = brevdue::queue::open(&h.config.queue_url(), false)
         .await

@@ -80,13 +80,12 @@ impl Deliverer {
         let d = leased.delivery;
         let now = now_ms();
         let age = due_at_ms.map(|due| Duration::from_millis((now - due).max(0) as u64));
-        let give_up = failure == Failure::Interrupted
-            || age.is_some_and(|age| age >= self.config.max_age);
+        let give_up =
+            failure == Failure::Interrupted || age.is_some_and(|age| age >= self.config.max_age);
         let result = if give_up {
             telemetry::delivery_failed(d.route);
-            let over = humantime::format_duration(Duration::from_secs(
-                age.unwrap_or_default().as_secs(),
-            ));
+            let over =
+                humantime::format_duration(Duration::from_secs(age.unwrap_or_default().as_secs()));
             let problem = format!("{} (error {error})", failure.text());
             let detail = format!(
                 "delivery failed after {} attempts over {over}: {problem}",

@@ -240,7 +240,10 @@ impl Deliverer {
             end.ack.push(id);
             return;
         };
-        if !matches!(s.record.state, LetterState::Accepted | LetterState::Scheduled) {
+        if !matches!(
+            s.record.state,
+            LetterState::Accepted | LetterState::Scheduled
+        ) {
             end.ack.push(id);
             return;
         }
@@ -267,25 +270,21 @@ impl Deliverer {
             Route::Print => {
                 let accepted_at = s.record.accepted_at_ms;
                 let p = print_letter(&self.directory, s, letter, memo);
-                batch
-                    .add(self, l.clone(), p, accepted_at, due, end)
-                    .await;
+                batch.add(self, l.clone(), p, accepted_at, due, end).await;
             }
         }
     }
 
     /// Records what the round handed over so far: the print batch published, the mailbox
     /// letters delivered, everything settled acknowledged.
-    async fn finish(
-        &self,
-        route: Route,
-        batch: &mut print_batch::PrintRound,
-        end: &mut RoundEnd,
-    ) {
+    async fn finish(&self, route: Route, batch: &mut print_batch::PrintRound, end: &mut RoundEnd) {
         batch.finish(self, end).await;
         if !end.mailbox.is_empty() {
             let handed = std::mem::take(&mut end.mailbox);
-            let ids: Vec<LetterId> = handed.iter().map(|(l, _, _)| l.delivery.letter_id).collect();
+            let ids: Vec<LetterId> = handed
+                .iter()
+                .map(|(l, _, _)| l.delivery.letter_id)
+                .collect();
             let accepted_at: HashMap<LetterId, i64> = handed
                 .iter()
                 .map(|(l, at, _)| (l.delivery.letter_id, *at))

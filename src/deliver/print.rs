@@ -127,11 +127,15 @@ const TMP: &str = ".tmp.";
 impl PrintSpool {
     /// Opens the spool publishing into `dir` and staging in `staging` (created if missing).
     pub fn open(dir: &Path, staging: &Path) -> Result<Self, SpoolError> {
-        fs::DirBuilder::new()
+        // A print volume that is down must not stop intake: publishing fails and is retried
+        // (the letters wait) until it is back.
+        if let Err(e) = fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(err(dir))?;
+        {
+            tracing::warn!(error = %e, "the print directory is not usable; print batches wait until it is");
+        }
         let instances = staging.join(".instances");
         fs::DirBuilder::new()
             .recursive(true)
@@ -558,7 +562,9 @@ mod tests {
             spool.batches().unwrap().is_empty(),
             "nothing visible before publishing"
         );
-        staged.publish(&[a.letter_id].into_iter().collect()).unwrap();
+        staged
+            .publish(&[a.letter_id].into_iter().collect())
+            .unwrap();
         let published = tmp.path().join("print").join("b1");
         let doc = published.join(a.letter_id.to_string()).join("1.pdf");
         assert_eq!(fs::read(doc).unwrap(), b"%PDF");
@@ -566,7 +572,10 @@ mod tests {
         let manifest: serde_json::Value =
             serde_json::from_slice(&fs::read(published.join("manifest.json")).unwrap()).unwrap();
         assert_eq!(manifest["letters"], 1);
-        assert_eq!(manifest["entries"][0]["documents"][0]["filename"], "brev.pdf");
+        assert_eq!(
+            manifest["entries"][0]["documents"][0]["filename"],
+            "brev.pdf"
+        );
         assert_eq!(manifest["entries"][0]["documents"][0]["file"], "1.pdf");
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(published.join("manifest.json"))

@@ -106,7 +106,12 @@ impl PrintRound {
         }
     }
 
-    async fn fail_all(&mut self, d: &Deliverer, failure: Failure, id: crate::error_report::ErrorId) {
+    async fn fail_all(
+        &mut self,
+        d: &Deliverer,
+        failure: Failure,
+        id: crate::error_report::ErrorId,
+    ) {
         for e in std::mem::take(&mut self.entries) {
             d.fail_one(&e.leased, failure, id, Some(e.due_at_ms)).await;
         }
@@ -126,7 +131,12 @@ impl PrintRound {
             Ok(c) => c.into_iter().collect(),
             Err(e) => {
                 drop(staged);
-                let id = report(&e, Route::Print, "could not claim letters for a print batch", ids.len());
+                let id = report(
+                    &e,
+                    Route::Print,
+                    "could not claim letters for a print batch",
+                    ids.len(),
+                );
                 self.fail_all(d, Failure::Store, id).await;
                 return;
             }
@@ -152,7 +162,12 @@ impl PrintRound {
             .map_err(SpoolError::from_join)
             .and_then(|r| r);
         if let Err(e) = published {
-            let id = report(&e, Route::Print, "could not publish a print batch", mine.len());
+            let id = report(
+                &e,
+                Route::Print,
+                "could not publish a print batch",
+                mine.len(),
+            );
             if let Err(e) = d.store.release_print(&batch).await {
                 // Released at the next start (the batch is nowhere); until then the letters
                 // wait, they are never lost.
@@ -196,7 +211,12 @@ async fn record_spooled(
         {
             Ok(changed) => return Some(changed),
             Err(e) => {
-                let id = report(&e, Route::Print, "could not record a published print batch", ids.len());
+                let id = report(
+                    &e,
+                    Route::Print,
+                    "could not record a published print batch",
+                    ids.len(),
+                );
                 if tokio::time::Instant::now() + wait > deadline {
                     tracing::error!(error_id = %id, "a published print batch is not recorded yet; the next start records it");
                     return None;
@@ -222,7 +242,12 @@ pub(super) async fn recover(d: &Deliverer) -> Result<(), DeliverError> {
             d.spool
                 .publish_unfinished(&u, &recorded.iter().copied().collect())?;
             d.store
-                .mark_delivered(&recorded, LetterState::PrintSpooled, now_ms(), Some(&u.batch))
+                .mark_delivered(
+                    &recorded,
+                    LetterState::PrintSpooled,
+                    now_ms(),
+                    Some(&u.batch),
+                )
                 .await?;
             tracing::info!(
                 batch = u.batch,
@@ -241,10 +266,16 @@ pub(super) async fn recover(d: &Deliverer) -> Result<(), DeliverError> {
             d.store
                 .mark_delivered(&letters, LetterState::PrintSpooled, now_ms(), Some(&batch))
                 .await?;
-            tracing::info!(batch, "recorded a published print batch a crash left unrecorded");
+            tracing::info!(
+                batch,
+                "recorded a published print batch a crash left unrecorded"
+            );
         } else {
             d.store.release_print(&batch).await?;
-            tracing::info!(batch, "released the claim of a print batch that was never published");
+            tracing::info!(
+                batch,
+                "released the claim of a print batch that was never published"
+            );
         }
     }
     Ok(())

@@ -102,7 +102,10 @@ impl KeyRing {
         ensure_dir(dir)?;
         if !dir.join("active").exists() {
             let first = KekId(1);
-            publish_new(&kek_path(dir, first), secret_text(&random_key()?).as_bytes())?;
+            publish_new(
+                &kek_path(dir, first),
+                secret_text(&random_key()?).as_bytes(),
+            )?;
             publish_new(&dir.join("active"), first.0.to_string().as_bytes())?;
         }
         Self::load(dir)
@@ -217,7 +220,8 @@ impl TempFile {
             .open(&path)
             .map_err(|e| key_file_error(&path, e))?;
         let tmp = TempFile(path);
-        f.write_all(content).map_err(|e| key_file_error(&tmp.0, e))?;
+        f.write_all(content)
+            .map_err(|e| key_file_error(&tmp.0, e))?;
         f.sync_all().map_err(|e| key_file_error(&tmp.0, e))?;
         Ok(tmp)
     }

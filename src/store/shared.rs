@@ -18,8 +18,8 @@ use crate::seal::RecipientTag;
 
 use super::rows::{self, LimitColumns, StoreRow, WAITING, count_from, cvr_code, record_columns};
 use super::{
-    AttemptCount, Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter, PendingDelivery, RecipientRow,
-    StateCounts, Store, StoreError, StoredLetter, StoredRegistry, SubscriptionRow,
+    AttemptCount, Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter, PendingDelivery,
+    RecipientRow, StateCounts, Store, StoreError, StoredLetter, StoredRegistry, SubscriptionRow,
 };
 
 /// What a SQL backend does its own way. Each method keeps the guarantee of the `Store` method

@@ -97,12 +97,12 @@ async fn attempts_failure_and_reopen(b: Backend) {
         .await
         .expect("insert");
     for detail in ["mailbox timed out", "mailbox refused"] {
-        let counted = store
-            .begin_attempts(&[l.letter_id])
-            .await
-            .expect("attempt");
+        let counted = store.begin_attempts(&[l.letter_id]).await.expect("attempt");
         assert_eq!(counted.len(), 1);
-        assert_eq!(counted[0].interrupted, 0, "the last attempt recorded its outcome");
+        assert_eq!(
+            counted[0].interrupted, 0,
+            "the last attempt recorded its outcome"
+        );
         store
             .record_failure(l.letter_id, detail)
             .await
