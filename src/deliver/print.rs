@@ -342,10 +342,11 @@ impl StagedBatch {
 
 impl Drop for StagedBatch {
     fn drop(&mut self) {
-        if !self.done && self.tmp.exists() {
-            if let Err(e) = fs::remove_dir_all(&self.tmp) {
-                tracing::error!(error = %e, batch = %self.batch, "could not remove a print batch that was given up; start-up recovery removes it");
-            }
+        if !self.done
+            && self.tmp.exists()
+            && let Err(e) = fs::remove_dir_all(&self.tmp)
+        {
+            tracing::error!(error = %e, batch = %self.batch, "could not remove a print batch that was given up; start-up recovery removes it");
         }
     }
 }
