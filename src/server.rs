@@ -103,8 +103,8 @@ async fn run_signalling(
     let (store_url, queue_url) = (config.store_url(), config.queue_url());
     let embedded = store_url.is_embedded() || queue_url.is_embedded();
     let _lock = if embedded { Some(data.lock()?) } else { None };
-    let store = store::open(&store_url).await?;
-    let queue = queue::open(&queue_url, true).await?;
+    let store = store::open_with(&store_url, &config.database).await?;
+    let queue = queue::open_with(&queue_url, true, &config.database, config.broker).await?;
     tracing::info!(store = %store_url, queue = %queue_url, "backends open");
     let token = match &config.admin_token_file {
         Some(path) => admin::AdminToken::from_file(path)?,

@@ -22,7 +22,7 @@ use crate::store::{self, Store};
 /// The store a command should use, from the configuration.
 pub async fn open_store(config: &Config) -> Result<(DataDir, Arc<dyn Store>)> {
     let data = DataDir::create(&config.data_dir)?;
-    let store = store::open(&config.store_url())
+    let store = store::open_with(&config.store_url(), &config.database)
         .await
         .with_context(|| format!("cannot open the store {}", config.store_url()))?;
     Ok((data, store))
@@ -258,7 +258,9 @@ pub fn keys_rotate(config: &Config) -> Result<()> {
 /// Lists, retries or purges dead letters.
 pub async fn dead_letters(config: &Config, action: DeadAction) -> Result<()> {
     let (_data, store) = open_store(config).await?;
-    let queue = crate::queue::open(&config.queue_url(), false).await?;
+    let queue =
+        crate::queue::open_with(&config.queue_url(), false, &config.database, config.broker)
+            .await?;
     match action {
         DeadAction::List => {
             let dead = queue.dead_letters().await?;

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-mod backend;
 mod transport;
 
-pub use backend::{BackendUrlError, QueueUrl, StoreUrl};
+pub use crate::backend::{BackendUrlError, BrokerOptions, DatabaseOptions, QueueUrl, StoreUrl};
 pub use transport::TransportConfig;
 
 use crate::admission::AdmissionConfig;
@@ -46,6 +45,10 @@ pub struct Config {
     pub stream_in_flight: usize,
     /// HTTP/2 windows and keep-alive of the gRPC port.
     pub grpc: TransportConfig,
+    /// Pool sizes and deadlines of the store's database.
+    pub database: DatabaseOptions,
+    /// Deadlines of RabbitMQ calls.
+    pub broker: BrokerOptions,
     pub limits: Limits,
     /// Bounds on what the gateway takes in at once, and load shedding.
     pub admission: AdmissionConfig,
@@ -66,6 +69,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             stream_in_flight: 512,
             grpc: TransportConfig::default(),
+            database: DatabaseOptions::default(),
+            broker: BrokerOptions::default(),
             limits: Limits::default(),
             admission: AdmissionConfig::default(),
             commit: CommitterConfig::default(),
@@ -173,6 +178,8 @@ impl Config {
         }
         p.extend(self.admission.problems());
         p.extend(self.grpc.problems());
+        p.extend(self.database.problems());
+        p.extend(self.broker.problems());
         if self.commit.max_batch_letters == 0 {
             p.push("commit.max_batch_letters must be at least 1".into());
         }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::StoreUrl;
+use crate::backend::{DatabaseOptions, StoreUrl};
 
 use crate::domain::{
     Cvr, LetterId, LetterState, MessageUuid, Priority, RecipientStatus, Route, SenderInfo,
@@ -401,8 +401,16 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store a URL names: SQLite, created if missing, or PostgreSQL, whose schema is
 /// created or migrated on open. The one place that chooses a backend.
 pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, &DatabaseOptions::default()).await
+}
+
+/// [`open`] with the configured pool sizes and deadlines.
+pub async fn open_with(
+    url: &StoreUrl,
+    options: &DatabaseOptions,
+) -> Result<Arc<dyn Store>, StoreError> {
     match url {
-        StoreUrl::Postgres(u) => Ok(Arc::new(PostgresStore::open(u).await?)),
-        StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
+        StoreUrl::Postgres(u) => Ok(Arc::new(PostgresStore::connect_with(u, options).await?)),
+        StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open_with(path, options).await?)),
     }
 }

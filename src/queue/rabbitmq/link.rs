@@ -9,7 +9,7 @@ use std::time::Duration;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties};
 
-use super::call::{CALL_TIMEOUT, CONNECT_TIMEOUT, Outgoing, within};
+use super::call::{Outgoing, refused, within};
 use super::{QueueError, RabbitQueue, lanes, lock, topology};
 
 /// One connection with its confirm-mode publishing channel.
@@ -41,7 +41,12 @@ impl RabbitQueue {
         }
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let what = format!("at {}", self.broker);
-        let link = within(&what, CONNECT_TIMEOUT, self.connect(generation)).await?;
+        let link = within(
+            &what,
+            self.timeouts.connect_timeout,
+            self.connect(generation),
+        )
+        .await?;
         let link = Arc::new(link);
         *slot = Some(link.clone());
         Ok(link)
@@ -94,7 +99,7 @@ impl RabbitQueue {
             return Ok(());
         }
         let link = self.link().await?;
-        let confirmations = within("publishing", CALL_TIMEOUT, async {
+        let confirmations = within("publishing", self.timeouts.call_timeout, async {
             let sends = out.iter().map(|o| {
                 link.publish.basic_publish(
                     o.exchange.as_str().into(),
@@ -118,20 +123,20 @@ impl RabbitQueue {
                 Confirmation::Ack(Some(returned)) => {
                     // A queue is missing (deleted by hand?): declare everything again next time.
                     self.invalidate(link.generation).await;
-                    return Err(QueueError::Unavailable(format!(
-                        "RabbitMQ could not route a message to {:?} ({}); the queues are declared again on the next call",
+                    return Err(refused(format!(
+                        "could not route a message to {:?} ({}); the queues are declared again on the next call",
                         returned.delivery.routing_key.as_str(),
                         returned.reply_text.as_str()
                     )));
                 }
                 Confirmation::Nack(_) => {
-                    return Err(QueueError::Unavailable(
-                        "RabbitMQ refused to store a message (negative confirm)".into(),
+                    return Err(refused(
+                        "refused to store a message (negative confirm)".into(),
                     ));
                 }
                 Confirmation::NotRequested => {
-                    return Err(QueueError::Unavailable(
-                        "RabbitMQ publisher confirms are not enabled on the channel".into(),
+                    return Err(refused(
+                        "publisher confirms are not enabled on the channel".into(),
                     ));
                 }
             }
