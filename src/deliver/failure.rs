@@ -84,13 +84,15 @@ impl Deliverer {
             failure == Failure::Interrupted || age.is_some_and(|age| age >= self.config.max_age);
         let result = if give_up {
             telemetry::delivery_failed(d.route);
-            let over =
-                humantime::format_duration(Duration::from_secs(age.unwrap_or_default().as_secs()));
             let problem = format!("{} (error {error})", failure.text());
-            let detail = format!(
-                "delivery failed after {} attempts over {over}: {problem}",
-                leased.attempts + 1,
-            );
+            let attempts = leased.attempts + 1;
+            let detail = match age {
+                Some(age) => {
+                    let over = humantime::format_duration(Duration::from_secs(age.as_secs()));
+                    format!("delivery failed after {attempts} attempts over {over}: {problem}")
+                }
+                None => format!("delivery failed after {attempts} attempts: {problem}"),
+            };
             match self.store.mark_failed(d.letter_id, &detail).await {
                 Ok(()) => self
                     .queue
