@@ -61,6 +61,18 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Letter ids per statement in the delivery updates (well under both databases' limit on bound
+/// parameters).
+const ID_CHUNK: usize = 512;
+
+/// `$first, $first+1, …`: `n` numbered placeholders, which both backends take.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The letters [`Store::mark_delivered`] moves, and what it records on each.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mark<'a> {
@@ -214,35 +226,36 @@ where
     }
 
     async fn begin_attempts(&self, ids: &[LetterId]) -> Result<Vec<AttemptCount>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Sorted, so two workers counting overlapping sets lock rows in the same order.
-        let mut keys: Vec<LetterId> = ids.to_vec();
-        keys.sort_by_key(LetterId::to_string);
+        let mut keys: Vec<String> = ids.iter().map(LetterId::to_string).collect();
+        keys.sort();
         keys.dedup();
-        let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
         let mut out = Vec::with_capacity(keys.len());
-        for id in keys {
-            let row = sqlx::query::<B::Db>(
+        // One statement per chunk, not per letter: this runs before every delivery round.
+        for chunk in keys.chunks(ID_CHUNK) {
+            let statement = format!(
                 "UPDATE letters SET attempts = attempts + 1, interrupted = interrupted + 1 \
-                 WHERE letter_id = $1 AND state IN ($2, $3) RETURNING attempts, interrupted",
-            )
-            .bind(id.to_string())
-            .bind(WAITING[0].code())
-            .bind(WAITING[1].code())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = row {
-                let count = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+                 WHERE state IN ($1, $2) AND letter_id IN ({}) \
+                 RETURNING letter_id, attempts, interrupted",
+                placeholders(3, chunk.len())
+            );
+            let mut q = sqlx::query::<B::Db>(sqlx::AssertSqlSafe(statement))
+                .bind(WAITING[0].code())
+                .bind(WAITING[1].code());
+            for k in chunk {
+                q = q.bind(k.as_str());
+            }
+            let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
+            let rows = q.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            let count = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+            for row in &rows {
                 out.push(AttemptCount {
-                    letter_id: id,
+                    letter_id: rows::letter_id_from(row)?,
                     attempts: count(row.int("attempts")?),
                     interrupted: count(row.int("interrupted")? - 1),
                 });
             }
         }
-        tx.commit().await?;
         Ok(out)
     }
 
@@ -262,25 +275,36 @@ where
         ids: &[LetterId],
         batch: &str,
     ) -> Result<Vec<LetterId>, StoreError> {
-        let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
-        let mut claimed = Vec::with_capacity(ids.len());
-        for id in ids {
-            let n = sqlx::query::<B::Db>(
-                "UPDATE letters SET print_batch = $1 WHERE letter_id = $2 AND state IN ($3, $4) \
-                 AND (print_batch IS NULL OR print_batch = $1)",
-            )
-            .bind(batch)
-            .bind(id.to_string())
-            .bind(WAITING[0].code())
-            .bind(WAITING[1].code())
-            .execute(&mut *tx)
-            .await?;
-            if n.rows_affected() == 1 {
-                claimed.push(*id);
+        let mut keys: Vec<String> = ids.iter().map(LetterId::to_string).collect();
+        keys.sort();
+        keys.dedup();
+        let mut claimed = std::collections::HashSet::with_capacity(keys.len());
+        for chunk in keys.chunks(ID_CHUNK) {
+            let statement = format!(
+                "UPDATE letters SET print_batch = $1 WHERE state IN ($2, $3) \
+                 AND (print_batch IS NULL OR print_batch = $1) AND letter_id IN ({}) \
+                 RETURNING letter_id",
+                placeholders(4, chunk.len())
+            );
+            let mut q = sqlx::query::<B::Db>(sqlx::AssertSqlSafe(statement))
+                .bind(batch)
+                .bind(WAITING[0].code())
+                .bind(WAITING[1].code());
+            for k in chunk {
+                q = q.bind(k.as_str());
+            }
+            let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
+            let rows = q.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            for row in &rows {
+                claimed.insert(rows::letter_id_from(row)?);
             }
         }
-        tx.commit().await?;
-        Ok(claimed)
+        Ok(ids
+            .iter()
+            .filter(|id| claimed.contains(id))
+            .copied()
+            .collect())
     }
 
     async fn release_print(&self, batch: &str) -> Result<(), StoreError> {
