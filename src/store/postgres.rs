@@ -338,7 +338,8 @@ impl Backend for PostgresStore {
         // row, so of two workers delivering one letter only the first changes it.
         let changed: HashSet<String> = sqlx::query(
             "UPDATE letters SET state = $1, delivered_at = $2, print_batch = $3 \
-             WHERE letter_id = ANY($4::text[]) AND state IN ($5, $6) RETURNING letter_id",
+             WHERE letter_id = ANY($4::text[]) AND state IN ($5, $6) \
+                 AND (print_batch IS NULL OR print_batch = $3) RETURNING letter_id",
         )
         .bind(m.state.code())
         .bind(m.at_ms)

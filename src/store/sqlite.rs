@@ -183,7 +183,8 @@ impl Backend for SqliteStore {
         for id in m.ids {
             let n = sqlx::query(
                 "UPDATE letters SET state = $1, delivered_at = $2, print_batch = $3 \
-                 WHERE letter_id = $4 AND state IN ($5, $6)",
+                 WHERE letter_id = $4 AND state IN ($5, $6) \
+                 AND (print_batch IS NULL OR print_batch = $3)",
             )
             .bind(m.state.code())
             .bind(m.at_ms)
