@@ -51,7 +51,12 @@ fn message(size: usize) -> (MemoMessage, Vec<u8>) {
         suspended: false,
         limits: Default::default(),
     };
-    let m = MemoMessage::from_letter(&letter, &sender, datetime!(2025-05-01 12:00:00 UTC));
+    let m = MemoMessage::from_letter(
+        &letter,
+        &sender,
+        datetime!(2025-05-01 12:00:00 UTC),
+        brevdue::memo::MemoVersion::V1_1,
+    );
     let xml = memo::write(&m);
     (m, xml)
 }

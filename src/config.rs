@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::admission::AdmissionConfig;
 use crate::deliver::DeliveryConfig;
+use crate::memo::MemoConfig;
 use crate::store::CommitterConfig;
 use crate::validate::Limits;
 
@@ -39,6 +40,8 @@ pub struct Config {
     pub admission: AdmissionConfig,
     pub commit: CommitterConfig,
     pub delivery: DeliveryConfig,
+    /// `[memo]`: the MeMo version produced for letters sent as fields.
+    pub memo: MemoConfig,
 }
 
 impl Default for Config {
@@ -56,6 +59,7 @@ impl Default for Config {
             admission: AdmissionConfig::default(),
             commit: CommitterConfig::default(),
             delivery: DeliveryConfig::default(),
+            memo: MemoConfig::default(),
         }
     }
 }

@@ -116,6 +116,7 @@ async fn run_signalling(
         spool: PrintSpool::open(&data.print_spool())
             .map_err(|e| ServerError::Spool(e.to_string()))?,
         config: config.delivery.clone(),
+        memo: config.memo.clone(),
     });
     deliverer
         .recover_spool()

@@ -75,6 +75,8 @@ pub struct Deliverer {
     pub directory: Arc<Directory>,
     pub spool: PrintSpool,
     pub config: DeliveryConfig,
+    /// The MeMo version written for letters sent as fields.
+    pub memo: crate::memo::MemoConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,7 +224,9 @@ impl Deliverer {
                     let batch = format!("{}", LetterId::new());
                     let letters: Vec<PrintLetter> = ready
                         .into_iter()
-                        .map(|(s, (letter, memo))| print_letter(&self.directory, s, letter, memo))
+                        .map(|(s, (letter, memo))| {
+                            print_letter(&self.directory, s, letter, memo, &self.memo)
+                        })
                         .collect();
                     let spool = self.spool.clone();
                     let b = batch.clone();
@@ -314,6 +318,7 @@ fn print_letter(
     s: StoredLetter,
     letter: crate::domain::Letter,
     memo: Option<Vec<u8>>,
+    memo_config: &crate::memo::MemoConfig,
 ) -> PrintLetter {
     let sender = directory
         .sender(s.record.sender)
@@ -330,7 +335,10 @@ fn print_letter(
         )
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         crate::memo::write(&crate::memo::MemoMessage::from_letter(
-            &letter, &sender, created,
+            &letter,
+            &sender,
+            created,
+            memo_config.produce_version,
         ))
     });
     PrintLetter {

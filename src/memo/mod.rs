@@ -30,18 +30,24 @@
 //! - [`error`]: [`MemoError`], naming element path, line and column.
 
 mod assemble;
+mod config;
 mod content;
 pub mod error;
 mod letter;
 pub mod model;
+mod node;
 pub mod parse;
+pub mod rules;
 pub mod schema;
 mod sequence;
+mod tables;
 mod values;
+mod version;
 pub mod write;
 #[cfg(test)]
 mod xsd_check;
 
+pub use config::MemoConfig;
 pub use error::{MemoError, MemoErrorKind};
 pub use letter::DEFAULT_LANGUAGE;
 pub use model::{
@@ -50,6 +56,7 @@ pub use model::{
 };
 pub use parse::{ParseLimits, parse, parse_with_limits};
 pub use schema::Ns;
+pub use version::UnknownVersion;
 pub use write::write;
 
 /// The MeMo namespace.

@@ -16,12 +16,13 @@ use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 
-use super::assemble::{RootAttrs, assemble};
+use super::assemble::assemble;
 use super::content::Base64Stream;
 use super::error::{MemoError, MemoErrorKind, line_column, quote};
-use super::model::{MemoMessage, MemoVersion};
-use super::schema::{Child, MESSAGE, Ns, Simple, Ty, describe, name_of};
-use super::sequence::Cursor;
+use super::model::MemoMessage;
+use super::node::{Node, NodeValue, RootAttrs};
+use super::schema::{Child, Complex, MESSAGE, MemoVersion, Ns, Simple, Ty, describe, name_of};
+use super::sequence::{Cursor, Misfit};
 use super::values::{self, is_xml_char, is_xml_space};
 
 const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
@@ -82,21 +83,6 @@ pub fn parse_with_limits(xml: &[u8], limits: &ParseLimits) -> Result<MemoMessage
         }
     };
     Parser::new(src, limits).run()
-}
-
-/// A validated element, before assembly into the typed model.
-pub(super) struct Node {
-    pub decl: &'static Child,
-    /// Byte offsets of the start tag and of the end tag (the same for `<x/>`).
-    pub start: usize,
-    pub end: usize,
-    pub value: NodeValue,
-}
-
-pub(super) enum NodeValue {
-    Text(String),
-    Bytes(Vec<u8>),
-    Children(Vec<Node>),
 }
 
 struct Frame {
@@ -337,15 +323,21 @@ impl<'i> Parser<'i> {
                 "elements nest deeper than {} levels",
                 self.limits.max_depth
             )),
-            Some(parent) => match parent.decl.ty {
-                Ty::Simple(_) => Err(format!(
+            Some(parent) => match (parent.decl.ty, self.attrs.as_ref()) {
+                (Ty::Simple(_), _) => Err(format!(
                     "<{qname}> is not allowed inside {}, which holds text only",
                     name_of(parent.decl)
                 )),
-                Ty::Complex(complex) => parent
+                // The root's attributes are checked before any child is read.
+                (Ty::Complex(_), None) => Err("internal error: memoVersion not read".to_string()),
+                (Ty::Complex(complex), Some(attrs)) => parent
                     .seq
-                    .step(complex, known, local)
-                    .map_err(|misfit| misfit.render(qname, ns.as_deref(), parent.decl.name)),
+                    .step(complex.particles(attrs.version), known, local)
+                    .map_err(|misfit| {
+                        version_hint(complex, attrs.version, known, local, &misfit).unwrap_or_else(
+                            || misfit.render(qname, ns.as_deref(), parent.decl.name),
+                        )
+                    }),
             },
         };
         let (decl, index) = found.map_err(|problem| self.err(at, problem))?;
@@ -457,14 +449,28 @@ impl<'i> Parser<'i> {
                 ));
             }
         };
-        if let Some(s) = &schema_version {
-            values::check(Simple::Text, s.clone())
-                .map_err(|p| self.err(at, format!("memoSchVersion: {p}")))?;
+        match (version, &schema_version) {
+            (MemoVersion::V1_1, None) => {
+                return Err(self.err(
+                    at,
+                    "attribute memoSchVersion is missing: MeMo 1.1 requires it (memoSchVersion=\"1.1.0\")",
+                ));
+            }
+            (MemoVersion::V1_1, Some(s)) => {
+                values::check(Simple::Text, s.clone())
+                    .map_err(|p| self.err(at, format!("memoSchVersion: {p}")))?;
+            }
+            (MemoVersion::V1_2, Some(_)) => {
+                return Err(self.err(
+                    at,
+                    "attribute memoSchVersion is not allowed in MeMo 1.2, which removed it: leave it out, or say memoVersion=\"1.1\"",
+                ));
+            }
+            (MemoVersion::V1_2, None) => {}
         }
         Ok(RootAttrs {
             version,
             schema_version,
-            at,
         })
     }
 
@@ -523,8 +529,9 @@ impl<'i> Parser<'i> {
         let Some(frame) = self.stack.last() else {
             return Err(self.err(at, "end tag without a start tag"));
         };
-        if let (FrameValue::Children(_), Ty::Complex(complex)) = (&frame.value, frame.decl.ty)
-            && let Some(missing) = frame.seq.missing(complex)
+        if let (FrameValue::Children(_), Ty::Complex(complex), Some(attrs)) =
+            (&frame.value, frame.decl.ty, self.attrs.as_ref())
+            && let Some(missing) = frame.seq.missing(complex.particles(attrs.version))
         {
             return Err(self.err(
                 at,
@@ -583,6 +590,39 @@ impl<'i> Parser<'i> {
         }
         Ok(())
     }
+}
+
+/// When a child does not fit but belongs here in the other MeMo version, say so: a 1.2 element
+/// in a 1.1 message (or the reverse) is the likely mistake, not the order.
+fn version_hint(
+    complex: Complex,
+    version: MemoVersion,
+    ns: Option<Ns>,
+    local: &str,
+    misfit: &Misfit,
+) -> Option<String> {
+    if matches!(misfit, Misfit::TooMany { .. }) {
+        return None;
+    }
+    let ns = ns?;
+    let in_this = complex
+        .particles(version)
+        .iter()
+        .flat_map(|p| p.alts.iter())
+        .any(|c| c.ns == ns && c.name == local);
+    let in_other = complex
+        .particles(version.other())
+        .iter()
+        .flat_map(|p| p.alts.iter())
+        .find(|c| c.ns == ns && c.name == local)?;
+    if in_this {
+        return None;
+    }
+    Some(format!(
+        "{} is part of MeMo {}, not of MeMo {version}, which this message declares (memoVersion=\"{version}\")",
+        name_of(in_other),
+        version.other(),
+    ))
 }
 
 fn index_suffix(index: Option<u32>) -> String {
