@@ -45,6 +45,8 @@ mod values;
 mod version;
 pub mod write;
 #[cfg(test)]
+mod xmllint_check;
+#[cfg(test)]
 mod xsd_check;
 
 pub use config::MemoConfig;
