@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState, Sampler};
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::deliver::{Deliverer, PrintSpool};
+use crate::deliver::{Deliverer, MailboxOutbox, PrintSpool};
 use crate::directory::Directory;
 use crate::ingest::{TlsMaterial, grpc_server};
 use crate::pipeline::Gateway;
@@ -109,12 +109,15 @@ async fn run_signalling(
         ca_pem: pki.ca_pem()?,
     };
 
+    let spool =
+        PrintSpool::open(&data.print_spool()).map_err(|e| ServerError::Spool(e.to_string()))?;
     let deliverer = Arc::new(Deliverer {
         store: store.clone(),
         queue: queue.clone(),
         directory: directory.clone(),
-        spool: PrintSpool::open(&data.print_spool())
+        mailbox: MailboxOutbox::open(&data.mailbox_outbox(), &spool)
             .map_err(|e| ServerError::Spool(e.to_string()))?,
+        spool,
         config: config.delivery.clone(),
         memo: config.memo.clone(),
     });

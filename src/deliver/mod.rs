@@ -6,7 +6,13 @@
 //! (a lease that ran out, a queue entry written twice after a crash) is delivered once. Failures
 //! go back to the queue with exponential back-off until the letter's maximum age, then to the
 //! dead letters, where operators can see, retry or purge them.
+//!
+//! Both routes hand over MeMo: the print spool keeps each letter's MeMo message beside its
+//! documents, and the mailbox outbox keeps the MeMo message of every letter handed to a
+//! mailbox, sealed. A letter that came as MeMo goes on byte for byte as it came; one sent as
+//! fields gets a message in `memo.produce_version`.
 
+pub mod mailbox;
 pub mod print;
 
 use std::collections::HashMap;
@@ -26,6 +32,7 @@ use crate::seal::{Binding, body, open};
 use crate::store::{Store, StoredLetter};
 use crate::telemetry;
 
+pub use mailbox::{MailboxOutbox, OutboxEntry, OutboxError};
 pub use print::{PrintLetter, PrintSpool};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -74,6 +81,8 @@ pub struct Deliverer {
     pub queue: Arc<dyn Queue>,
     pub directory: Arc<Directory>,
     pub spool: PrintSpool,
+    /// Where mailbox hand-offs keep their MeMo messages.
+    pub mailbox: MailboxOutbox,
     pub config: DeliveryConfig,
     /// The MeMo version written for letters sent as fields.
     pub memo: crate::memo::MemoConfig,
@@ -87,6 +96,8 @@ enum DeliveryError {
     Queue(#[from] crate::queue::QueueError),
     #[error("{0}")]
     Spool(#[from] print::SpoolError),
+    #[error("{0}")]
+    Outbox(#[from] OutboxError),
 }
 
 impl Deliverer {
@@ -117,6 +128,21 @@ impl Deliverer {
                     "published a print batch a crash left unfinished"
                 );
             }
+        }
+        for u in self.mailbox.unfinished().map_err(|e| e.to_string())? {
+            let recorded = self
+                .store
+                .print_batch_letters(&u.batch)
+                .await
+                .map_err(|e| e.to_string())?;
+            let keep = recorded.into_iter().collect();
+            self.mailbox
+                .finish_unfinished(&u, &keep)
+                .map_err(|e| e.to_string())?;
+            tracing::info!(
+                batch = u.batch,
+                "finished a mailbox batch a crash left unpublished"
+            );
         }
         Ok(())
     }
@@ -213,11 +239,24 @@ impl Deliverer {
             .collect();
         match route {
             Route::Mailbox => {
-                let changed = self
-                    .store
-                    .mark_delivered(&ready_ids, LetterState::Delivered, now, None)
-                    .await?;
-                record_delivered(route, &changed, &accepted_at, now);
+                if !ready.is_empty() {
+                    // The MeMo messages are in the outbox (synced) before the store says
+                    // delivered; the batch id in the store lets recovery finish the outbox.
+                    let batch = format!("{}", LetterId::new());
+                    let entries = self.mailbox_entries(ready)?;
+                    let outbox = self.mailbox.clone();
+                    let b = batch.clone();
+                    tokio::task::spawn_blocking(move || outbox.write_batch(&b, &entries))
+                        .await
+                        .map_err(|e| OutboxError::Task(e.to_string()))??;
+                    let changed = self
+                        .store
+                        .mark_delivered(&ready_ids, LetterState::Delivered, now, Some(&batch))
+                        .await?;
+                    self.mailbox
+                        .publish(&batch, &changed.iter().copied().collect())?;
+                    record_delivered(route, &changed, &accepted_at, now);
+                }
             }
             Route::Print => {
                 if !ready.is_empty() {
@@ -247,6 +286,28 @@ impl Deliverer {
         done.extend(ready_ids);
         self.queue.ack(&done).await?;
         Ok(())
+    }
+
+    /// The sealed MeMo message of each letter for its mailbox.
+    fn mailbox_entries(
+        &self,
+        ready: Vec<(StoredLetter, (crate::domain::Letter, Option<Vec<u8>>))>,
+    ) -> Result<Vec<OutboxEntry>, OutboxError> {
+        let keyring = self.directory.keyring();
+        ready
+            .into_iter()
+            .map(|(s, (letter, memo))| {
+                let memo =
+                    memo.unwrap_or_else(|| produce_memo(&self.directory, &s, &letter, &self.memo));
+                OutboxEntry::seal(
+                    &keyring,
+                    s.record.letter_id,
+                    s.record.sender,
+                    &s.recipient_tag,
+                    memo,
+                )
+            })
+            .collect()
     }
 
     /// Schedules a retry with back-off, or ends the letter FAILED once it is too old.
@@ -311,6 +372,39 @@ pub fn backoff(config: &DeliveryConfig, attempts: u32) -> Duration {
         .min(config.retry_max)
 }
 
+fn sender_of(directory: &Directory, cvr: crate::domain::Cvr) -> crate::registry::SenderInfo {
+    directory
+        .sender(cvr)
+        .unwrap_or(crate::registry::SenderInfo {
+            cvr,
+            name: String::new(),
+            kind: crate::domain::SenderKind::Public,
+            suspended: false,
+            limits: Default::default(),
+        })
+}
+
+/// The MeMo message for a letter sent as fields, in the configured version. `createdDateTime`
+/// is the acceptance time, so the same letter always gives the same message.
+fn produce_memo(
+    directory: &Directory,
+    s: &StoredLetter,
+    letter: &crate::domain::Letter,
+    memo_config: &crate::memo::MemoConfig,
+) -> Vec<u8> {
+    let sender = sender_of(directory, s.record.sender);
+    let created = time::OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(s.record.accepted_at_ms) * 1_000_000,
+    )
+    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    crate::memo::write(&crate::memo::MemoMessage::from_letter(
+        letter,
+        &sender,
+        created,
+        memo_config.produce_version,
+    ))
+}
+
 /// A letter for the print spool, with its MeMo form: the message as the sender submitted it,
 /// or one made from the letter.
 fn print_letter(
@@ -320,31 +414,11 @@ fn print_letter(
     memo: Option<Vec<u8>>,
     memo_config: &crate::memo::MemoConfig,
 ) -> PrintLetter {
-    let sender = directory
-        .sender(s.record.sender)
-        .unwrap_or(crate::registry::SenderInfo {
-            cvr: s.record.sender,
-            name: String::new(),
-            kind: crate::domain::SenderKind::Public,
-            suspended: false,
-            limits: Default::default(),
-        });
-    let memo = memo.unwrap_or_else(|| {
-        let created = time::OffsetDateTime::from_unix_timestamp_nanos(
-            i128::from(s.record.accepted_at_ms) * 1_000_000,
-        )
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        crate::memo::write(&crate::memo::MemoMessage::from_letter(
-            &letter,
-            &sender,
-            created,
-            memo_config.produce_version,
-        ))
-    });
+    let memo = memo.unwrap_or_else(|| produce_memo(directory, &s, &letter, memo_config));
     PrintLetter {
         letter_id: s.record.letter_id,
         sender: s.record.sender,
-        sender_name: sender.name,
+        sender_name: sender_of(directory, s.record.sender).name,
         letter,
         memo,
     }

@@ -221,7 +221,13 @@ impl PrintSpool {
         Ok(out)
     }
 
-    fn instance_alive(&self, instance: &str) -> bool {
+    /// This gateway's instance name, which its temporary batches carry.
+    pub(crate) fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Whether the gateway that named itself `instance` still runs.
+    pub(crate) fn instance_alive(&self, instance: &str) -> bool {
         let path = self.dir.join(".instances").join(format!("{instance}.lock"));
         match fs::OpenOptions::new().write(true).open(&path) {
             // Locked by its (running) owner; the lock is released when the owner's process
