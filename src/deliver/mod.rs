@@ -75,6 +75,9 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// A stored letter opened for delivery: the letter and the MeMo message it came as, if any.
+type Opened = (StoredLetter, (crate::domain::Letter, Option<Vec<u8>>));
+
 /// What delivery needs, shared by its workers.
 pub struct Deliverer {
     pub store: Arc<dyn Store>,
@@ -291,7 +294,7 @@ impl Deliverer {
     /// The sealed MeMo message of each letter for its mailbox.
     fn mailbox_entries(
         &self,
-        ready: Vec<(StoredLetter, (crate::domain::Letter, Option<Vec<u8>>))>,
+        ready: Vec<Opened>,
     ) -> Result<Vec<OutboxEntry>, OutboxError> {
         let keyring = self.directory.keyring();
         ready
