@@ -292,10 +292,7 @@ impl Deliverer {
     }
 
     /// The sealed MeMo message of each letter for its mailbox.
-    fn mailbox_entries(
-        &self,
-        ready: Vec<Opened>,
-    ) -> Result<Vec<OutboxEntry>, OutboxError> {
+    fn mailbox_entries(&self, ready: Vec<Opened>) -> Result<Vec<OutboxEntry>, OutboxError> {
         let keyring = self.directory.keyring();
         ready
             .into_iter()
