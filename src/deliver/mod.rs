@@ -246,12 +246,17 @@ impl Deliverer {
                     // The MeMo messages are in the outbox (synced) before the store says
                     // delivered; the batch id in the store lets recovery finish the outbox.
                     let batch = format!("{}", LetterId::new());
-                    let entries = self.mailbox_entries(ready)?;
+                    // Writing MeMo, sealing and the fsync are blocking work: off the runtime.
                     let outbox = self.mailbox.clone();
+                    let directory = self.directory.clone();
+                    let memo_config = self.memo.clone();
                     let b = batch.clone();
-                    tokio::task::spawn_blocking(move || outbox.write_batch(&b, &entries))
-                        .await
-                        .map_err(|e| OutboxError::Task(e.to_string()))??;
+                    tokio::task::spawn_blocking(move || {
+                        let entries = mailbox_entries(&directory, &memo_config, ready)?;
+                        outbox.write_batch(&b, &entries)
+                    })
+                    .await
+                    .map_err(|e| OutboxError::Task(e.to_string()))??;
                     let changed = self
                         .store
                         .mark_delivered(&ready_ids, LetterState::Delivered, now, Some(&batch))
@@ -289,25 +294,6 @@ impl Deliverer {
         done.extend(ready_ids);
         self.queue.ack(&done).await?;
         Ok(())
-    }
-
-    /// The sealed MeMo message of each letter for its mailbox.
-    fn mailbox_entries(&self, ready: Vec<Opened>) -> Result<Vec<OutboxEntry>, OutboxError> {
-        let keyring = self.directory.keyring();
-        ready
-            .into_iter()
-            .map(|(s, (letter, memo))| {
-                let memo =
-                    memo.unwrap_or_else(|| produce_memo(&self.directory, &s, &letter, &self.memo));
-                OutboxEntry::seal(
-                    &keyring,
-                    s.record.letter_id,
-                    s.record.sender,
-                    &s.recipient_tag,
-                    memo,
-                )
-            })
-            .collect()
     }
 
     /// Schedules a retry with back-off, or ends the letter FAILED once it is too old.
@@ -370,6 +356,28 @@ pub fn backoff(config: &DeliveryConfig, attempts: u32) -> Duration {
         .retry_initial
         .saturating_mul(factor)
         .min(config.retry_max)
+}
+
+/// The sealed MeMo message of each letter for its mailbox.
+fn mailbox_entries(
+    directory: &Directory,
+    memo_config: &crate::memo::MemoConfig,
+    ready: Vec<Opened>,
+) -> Result<Vec<OutboxEntry>, OutboxError> {
+    let keyring = directory.keyring();
+    ready
+        .into_iter()
+        .map(|(s, (letter, memo))| {
+            let memo = memo.unwrap_or_else(|| produce_memo(directory, &s, &letter, memo_config));
+            OutboxEntry::seal(
+                &keyring,
+                s.record.letter_id,
+                s.record.sender,
+                &s.recipient_tag,
+                memo,
+            )
+        })
+        .collect()
 }
 
 fn sender_of(directory: &Directory, cvr: crate::domain::Cvr) -> crate::registry::SenderInfo {
