@@ -21,3 +21,21 @@ impl Default for MemoConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_read_and_a_wrong_one_refused() {
+        let c: MemoConfig = toml::from_str("produce_version = \"1.1\"").expect("1.1");
+        assert_eq!(c.produce_version, MemoVersion::V1_1);
+        let c: MemoConfig = toml::from_str("").expect("default");
+        assert_eq!(c.produce_version, MemoVersion::V1_2);
+        let e = toml::from_str::<MemoConfig>("produce_version = \"2.0\"").unwrap_err();
+        assert!(
+            e.to_string().contains("1.1") && e.to_string().contains("1.2"),
+            "{e}"
+        );
+    }
+}
