@@ -195,9 +195,21 @@ impl MailboxOutbox {
     }
 
     /// Publishes one of this gateway's batches with only the letters in `keep` (those the store
-    /// recorded in it).
-    pub fn publish(&self, batch: &str, keep: &HashSet<LetterId>) -> Result<(), OutboxError> {
-        publish_file(&self.dir, &self.tmp_path(batch), batch, keep)
+    /// recorded in it). `written` is how many letters [`Self::write_batch`] wrote: when the store
+    /// recorded them all, as it nearly always does, the file is renamed without being read back.
+    pub fn publish(
+        &self,
+        batch: &str,
+        keep: &HashSet<LetterId>,
+        written: usize,
+    ) -> Result<(), OutboxError> {
+        let tmp = self.tmp_path(batch);
+        if keep.len() == written && tmp.exists() {
+            let done = self.dir.join(format!("{batch}{EXT}"));
+            fs::rename(&tmp, &done).map_err(io(&done))?;
+            return sync_dir(&self.dir);
+        }
+        publish_file(&self.dir, &tmp, batch, keep)
     }
 
     /// Batches of gateways that no longer run.
@@ -367,18 +379,24 @@ mod tests {
             .collect();
         outbox.write_batch("b1", &entries).unwrap();
         assert!(outbox.batches().unwrap().is_empty(), "not yet published");
-        outbox.publish("b1", &HashSet::from([ids[1]])).unwrap();
+        outbox.publish("b1", &HashSet::from([ids[1]]), 2).unwrap();
         let published = outbox.batches().unwrap();
         assert_eq!(published.len(), 1);
         let read = read_batch(&published[0]).unwrap();
         assert_eq!(read, vec![entries[1].clone()]);
         // Publishing again changes nothing.
-        outbox.publish("b1", &HashSet::from([ids[1]])).unwrap();
+        outbox.publish("b1", &HashSet::from([ids[1]]), 2).unwrap();
         assert_eq!(outbox.batches().unwrap().len(), 1);
         // Nothing recorded: nothing published.
         outbox.write_batch("b2", &entries).unwrap();
-        outbox.publish("b2", &HashSet::new()).unwrap();
+        outbox.publish("b2", &HashSet::new(), 2).unwrap();
         assert_eq!(outbox.batches().unwrap().len(), 1);
+        // All recorded: published as written.
+        outbox.write_batch("b3", &entries).unwrap();
+        outbox.publish("b3", &ids.into_iter().collect(), 2).unwrap();
+        let published = outbox.batches().unwrap();
+        assert_eq!(published.len(), 2);
+        assert_eq!(read_batch(&published[1]).unwrap(), entries);
         assert!(outbox.unfinished().unwrap().is_empty());
     }
 }

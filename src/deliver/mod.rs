@@ -261,8 +261,11 @@ impl Deliverer {
                         .store
                         .mark_delivered(&ready_ids, LetterState::Delivered, now, Some(&batch))
                         .await?;
-                    self.mailbox
-                        .publish(&batch, &changed.iter().copied().collect())?;
+                    self.mailbox.publish(
+                        &batch,
+                        &changed.iter().copied().collect(),
+                        ready_ids.len(),
+                    )?;
                     record_delivered(route, &changed, &accepted_at, now);
                 }
             }
