@@ -2,11 +2,13 @@
 //! kept sealed. A letter that came as MeMo is kept byte for byte as the sender sent it; one sent
 //! as fields gets a message written in `memo.produce_version`.
 //!
-//! One file per delivery batch, so a batch costs one fsync however many letters it holds: the
-//! mailbox route carries most of the traffic. Each line is one letter (JSON: letter id, sender,
-//! recipient pseudonym, and the MeMo message sealed like the letter itself, with its own data
-//! key; its authenticated data names the letter id with a `/memo` suffix, so the sealed message
-//! and the sealed letter cannot be swapped for each other).
+//! One file per delivery batch, so a batch costs the same few fsyncs however many letters it
+//! holds: the mailbox route carries most of the traffic. Each record is one letter: a small JSON
+//! header (letter id, sender, recipient pseudonym, key id, wrapped data key, nonce) and the MeMo
+//! message sealed like the letter itself, with its own data key, as raw bytes (no base64: the
+//! route is hot). The sealed message's authenticated data names the letter id with a `/memo`
+//! suffix, so the sealed message and the sealed letter cannot be swapped for each other.
+//! Framing: `u32` header length, header, `u64` ciphertext length, ciphertext (big-endian).
 //!
 //! The batch protocol is the print spool's: written under a temporary name (synced), recorded in
 //! the store, then published by an atomic rename, after pruning letters another gateway delivered
@@ -15,13 +17,13 @@
 //! carry the print spool's instance name, whose lock tells whether their owner still runs.
 //!
 //! ```text
-//! spool/mailbox/<batch>.jsonl                         published
-//! spool/mailbox/.tmp.<instance>.<batch>.jsonl         being written
+//! spool/mailbox/<batch>.sealed                        published
+//! spool/mailbox/.tmp.<instance>.<batch>.sealed        being written
 //! ```
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -35,7 +37,9 @@ use crate::seal::{Binding, KekId, KeyRing, RecipientTag, SealError, Sealed, open
 use super::print::PrintSpool;
 
 const TMP: &str = ".tmp.";
-const EXT: &str = ".jsonl";
+const EXT: &str = ".sealed";
+/// Longest record header accepted when reading: ids, key material and a nonce need far less.
+const MAX_HEADER: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -45,10 +49,10 @@ pub enum OutboxError {
         #[source]
         source: std::io::Error,
     },
-    #[error("mailbox outbox {path}: line {line} is not an outbox entry: {problem}")]
+    #[error("mailbox outbox {path}: record {record} is not an outbox entry: {problem}")]
     Corrupt {
         path: String,
-        line: usize,
+        record: usize,
         problem: String,
     },
     #[error("sealing a MeMo message for the mailbox: {0}")]
@@ -74,7 +78,9 @@ pub struct OutboxEntry {
     pub kek_id: u32,
     pub wrapped_key: String,
     pub nonce: String,
-    pub ciphertext: String,
+    /// The sealed MeMo message, stored raw after the header.
+    #[serde(skip)]
+    pub ciphertext: Vec<u8>,
 }
 
 fn memo_binding_id(letter_id: LetterId) -> String {
@@ -118,7 +124,7 @@ impl OutboxEntry {
             kek_id: sealed.kek_id.0,
             wrapped_key: STANDARD.encode(&sealed.wrapped_key),
             nonce: STANDARD.encode(sealed.nonce),
-            ciphertext: STANDARD.encode(&sealed.ciphertext),
+            ciphertext: sealed.ciphertext,
         })
     }
 
@@ -139,7 +145,7 @@ impl OutboxEntry {
             kek_id: KekId(self.kek_id),
             wrapped_key: STANDARD.decode(&self.wrapped_key).map_err(|_| tampered())?,
             nonce,
-            ciphertext: STANDARD.decode(&self.ciphertext).map_err(|_| tampered())?,
+            ciphertext: self.ciphertext.clone(),
         };
         let id = memo_binding_id(letter_id);
         let binding = Binding {
@@ -263,19 +269,40 @@ impl MailboxOutbox {
 
 /// The entries of a batch file.
 pub fn read_batch(path: &Path) -> Result<Vec<OutboxEntry>, OutboxError> {
-    let f = fs::File::open(path).map_err(io(path))?;
+    let bytes = fs::read(path).map_err(io(path))?;
+    let corrupt = |record: usize, problem: String| OutboxError::Corrupt {
+        path: path.display().to_string(),
+        record,
+        problem,
+    };
     let mut out = Vec::new();
-    for (i, line) in BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(io(path))?;
-        if line.is_empty() {
-            continue;
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        let record = out.len() + 1;
+        let (len, after) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| corrupt(record, "truncated header length".into()))?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if len > MAX_HEADER || after.len() < len {
+            return Err(corrupt(record, format!("header of {len} bytes")));
         }
-        let entry = serde_json::from_str(&line).map_err(|e| OutboxError::Corrupt {
-            path: path.display().to_string(),
-            line: i + 1,
-            problem: e.to_string(),
-        })?;
+        let (header, after) = after.split_at(len);
+        let mut entry: OutboxEntry =
+            serde_json::from_slice(header).map_err(|e| corrupt(record, e.to_string()))?;
+        let (ct_len, after) = after
+            .split_first_chunk::<8>()
+            .ok_or_else(|| corrupt(record, "truncated message length".into()))?;
+        let ct_len = usize::try_from(u64::from_be_bytes(*ct_len)).unwrap_or(usize::MAX);
+        if after.len() < ct_len {
+            return Err(corrupt(
+                record,
+                format!("message of {ct_len} bytes is cut short"),
+            ));
+        }
+        let (ciphertext, after) = after.split_at(ct_len);
+        entry.ciphertext = ciphertext.to_vec();
         out.push(entry);
+        rest = after;
     }
     Ok(out)
 }
@@ -286,12 +313,15 @@ fn write_entries<'e>(
 ) -> Result<(), OutboxError> {
     let mut buf = Vec::new();
     for e in entries {
-        // Plain strings and numbers only: serialising cannot fail.
-        serde_json::to_writer(&mut buf, e).map_err(|e| OutboxError::Io {
+        // Plain strings and numbers: serialising cannot fail, but a failure is still reported.
+        let header = serde_json::to_vec(e).map_err(|err| OutboxError::Io {
             path: path.display().to_string(),
-            source: std::io::Error::other(e),
+            source: std::io::Error::other(err),
         })?;
-        buf.push(b'\n');
+        buf.extend_from_slice(&(header.len() as u32).to_be_bytes());
+        buf.extend_from_slice(&header);
+        buf.extend_from_slice(&(e.ciphertext.len() as u64).to_be_bytes());
+        buf.extend_from_slice(&e.ciphertext);
     }
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -355,7 +385,7 @@ mod tests {
         let tag = [7u8; 32];
         let memo = b"<memo:Message>secret</memo:Message>".to_vec();
         let e = OutboxEntry::seal(&ring, id, sender, &tag, memo.clone()).unwrap();
-        assert!(!e.ciphertext.contains("secret"));
+        assert!(!e.ciphertext.windows(6).any(|w| w == b"secret"));
         assert_eq!(e.open(&ring).unwrap(), memo);
         let mut other = e.clone();
         other.recipient_tag = hex(&[8u8; 32]);
