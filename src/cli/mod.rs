@@ -9,5 +9,6 @@ pub mod demo;
 pub mod health;
 pub mod id_check;
 pub mod loadgen;
+pub mod memo_zip;
 pub mod send;
 pub mod status;

@@ -14,6 +14,7 @@ pub use transport::TransportConfig;
 
 use crate::admission::AdmissionConfig;
 use crate::deliver::DeliveryConfig;
+use crate::memo::MemoConfig;
 use crate::pipeline::CommitterConfig;
 use crate::validate::Limits;
 
@@ -57,6 +58,8 @@ pub struct Config {
     pub admission: AdmissionConfig,
     pub commit: CommitterConfig,
     pub delivery: DeliveryConfig,
+    /// `[memo]`: the MeMo version produced for letters sent as fields.
+    pub memo: MemoConfig,
 }
 
 impl Default for Config {
@@ -79,6 +82,7 @@ impl Default for Config {
             admission: AdmissionConfig::default(),
             commit: CommitterConfig::default(),
             delivery: DeliveryConfig::default(),
+            memo: MemoConfig::default(),
         }
     }
 }
