@@ -311,26 +311,28 @@ fn write_entries<'e>(
     path: &Path,
     entries: impl Iterator<Item = &'e OutboxEntry>,
 ) -> Result<(), OutboxError> {
-    let mut buf = Vec::new();
-    for e in entries {
-        // Plain strings and numbers: serialising cannot fail, but a failure is still reported.
-        let header = serde_json::to_vec(e).map_err(|err| OutboxError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(err),
-        })?;
-        buf.extend_from_slice(&(header.len() as u32).to_be_bytes());
-        buf.extend_from_slice(&header);
-        buf.extend_from_slice(&(e.ciphertext.len() as u64).to_be_bytes());
-        buf.extend_from_slice(&e.ciphertext);
-    }
-    let mut f = fs::OpenOptions::new()
+    let f = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)
         .map_err(io(path))?;
-    f.write_all(&buf).map_err(io(path))?;
+    // Streamed through a small buffer: the batch is never copied whole in memory.
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    for e in entries {
+        // Plain strings and numbers: serialising cannot fail, but a failure is still reported.
+        let header = serde_json::to_vec(e).map_err(|err| OutboxError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(err),
+        })?;
+        w.write_all(&(header.len() as u32).to_be_bytes())
+            .and_then(|()| w.write_all(&header))
+            .and_then(|()| w.write_all(&(e.ciphertext.len() as u64).to_be_bytes()))
+            .and_then(|()| w.write_all(&e.ciphertext))
+            .map_err(io(path))?;
+    }
+    let f = w.into_inner().map_err(|e| io(path)(e.into_error()))?;
     f.sync_all().map_err(io(path))
 }
 

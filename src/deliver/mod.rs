@@ -62,6 +62,9 @@ pub struct DeliveryConfig {
     pub batch: usize,
     /// The most document bytes in one print batch; a round cuts a new batch past it.
     pub batch_bytes: ByteSize,
+    /// The most sealed MeMo bytes a round holds for the mailbox outbox before writing them
+    /// out: bounds what a worker keeps of mailbox letters, which are handled one at a time.
+    pub outbox_batch_bytes: ByteSize,
     /// How long a taken letter stays with its worker before it is handed out again.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
@@ -89,6 +92,7 @@ impl Default for DeliveryConfig {
             enabled: true,
             batch: 256,
             batch_bytes: ByteSize::mib(64),
+            outbox_batch_bytes: ByteSize::mib(16),
             lease: Duration::from_secs(120),
             retry_initial: Duration::from_secs(2),
             retry_max: Duration::from_secs(600),
@@ -312,7 +316,7 @@ impl Deliverer {
                         end.outbox_bytes += entry.ciphertext.len();
                         end.outbox.push(entry);
                         end.mailbox.push((l.clone(), accepted_at, due));
-                        if end.outbox_bytes >= self.config.batch_bytes.as_u64() as usize {
+                        if end.outbox_bytes >= self.config.outbox_batch_bytes.as_u64() as usize {
                             self.flush_mailbox(route, end).await;
                         }
                     }
