@@ -260,6 +260,7 @@ fn demo_letter(
         print_fallback: kind == SenderKind::Private && rng.random_bool(0.3),
         priority: pb::Priority::Normal as i32,
         sender_reference: String::new(),
+        batch_id: String::new(),
         memo_xml: vec![],
     }
 }

@@ -15,6 +15,7 @@ pub use transport::TransportConfig;
 
 use crate::admission::AdmissionConfig;
 use crate::deliver::DeliveryConfig;
+use crate::follow::FollowConfig;
 use crate::pipeline::CommitterConfig;
 use crate::validate::Limits;
 
@@ -47,6 +48,8 @@ pub struct Config {
     pub admission: AdmissionConfig,
     pub commit: CommitterConfig,
     pub delivery: DeliveryConfig,
+    /// `[events]`: retention and limits of the event streams senders follow.
+    pub events: FollowConfig,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             admission: AdmissionConfig::default(),
             commit: CommitterConfig::default(),
             delivery: DeliveryConfig::default(),
+            events: FollowConfig::default(),
         }
     }
 }
@@ -168,6 +172,7 @@ impl Config {
         }
         p.extend(self.admission.problems());
         p.extend(self.grpc.problems());
+        p.extend(self.events.problems());
         if self.commit.max_batch_letters == 0 {
             p.push("commit.max_batch_letters must be at least 1".into());
         }

@@ -2,6 +2,7 @@
 //! extracts, calls the pipeline, and converts back. Protobuf types stop here.
 
 mod convert;
+mod follow;
 mod identity;
 mod service;
 pub mod status;

@@ -5,6 +5,8 @@
 //! clear: callers hand in pseudonyms and sealed bytes.
 
 mod blobs;
+mod follow;
+pub(crate) mod follow_sql;
 mod postgres;
 mod sqlite;
 
@@ -15,11 +17,14 @@ use async_trait::async_trait;
 use crate::config::StoreUrl;
 
 use crate::domain::{
-    Cvr, LetterId, LetterState, MessageUuid, Priority, RecipientStatus, Route, SenderInfo,
+    BatchId, Cvr, LetterId, LetterState, MessageUuid, Priority, RecipientStatus, Route, SenderInfo,
     SenderLimits,
 };
 use crate::seal::{ContentDigest, RecipientTag, Sealed};
 
+pub use follow::{
+    BatchCounts, BatchRejection, EventPage, EventQuery, FollowStore, ListQuery, StoredEvent, signal,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub(crate) use sqlite::open_sqlite;
@@ -92,6 +97,9 @@ pub struct NewLetter {
     pub accepted_at_ms: i64,
     /// Not delivered before this time (unix ms), if set.
     pub not_before_ms: Option<i64>,
+    pub batch_id: Option<BatchId>,
+    /// The sender's own correlation text, kept as given.
+    pub sender_reference: String,
 }
 
 /// What the store knows of a letter's life (no content).
@@ -108,8 +116,11 @@ pub struct LetterRecord {
     pub accepted_at_ms: i64,
     pub not_before_ms: Option<i64>,
     pub delivered_at_ms: Option<i64>,
+    /// Delivery attempts made, the successful one included.
     pub attempts: u32,
     pub detail: String,
+    pub batch_id: Option<BatchId>,
+    pub sender_reference: String,
 }
 
 /// The result of storing one letter.
@@ -185,10 +196,12 @@ pub struct StateCounts {
     pub delivered: u64,
     pub print_spooled: u64,
     pub failed: u64,
+    pub cancelled: u64,
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+/// Every store also keeps what senders following their letters read (see `follow`).
+pub trait Store: FollowStore + Send + Sync + 'static {
     /// Stores accepted letters in one transaction. Durable (committed and synced) on return.
     /// Per letter, in order: `Inserted`, or `Existing` when the sender already has that message
     /// uuid (stored earlier or earlier in this same batch); an existing letter is never changed.
@@ -203,9 +216,11 @@ pub trait Store: Send + Sync + 'static {
     async fn load_for_delivery(&self, ids: &[LetterId]) -> Result<Vec<StoredLetter>, StoreError>;
 
     /// Moves letters to `Delivered` (and into the recipient's mailbox, in the same transaction)
-    /// or `PrintSpooled` (recording the print batch). Only letters still waiting change; the ids
-    /// that changed are returned, so a letter is delivered exactly once however often this is
-    /// called for it. Durable on return.
+    /// or `PrintSpooled` (recording the print batch). Only letters still waiting change (not a
+    /// cancelled one: the condition is the one `cancel_letter` has); the ids that changed are
+    /// returned, so a letter is delivered exactly once however often this is called for it.
+    /// Each change counts the attempt and writes its event in the same transaction. Durable on
+    /// return.
     async fn mark_delivered(
         &self,
         ids: &[LetterId],

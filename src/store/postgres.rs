@@ -27,6 +27,7 @@ use crate::domain::{
 };
 use crate::seal::{ContentDigest, KekId, RecipientTag, Sealed};
 
+use super::follow_sql::{NewEvent, batch_from, signal_all, write_events_pg};
 use super::{
     Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter, PendingDelivery, RecipientRow,
     StateCounts, Store, StoreError, StoredLetter, StoredRegistry, SubscriptionRow, corrupt,
@@ -129,8 +130,30 @@ fn record_from(row: &PgRow) -> Result<LetterRecord, StoreError> {
         delivered_at_ms: row.try_get("delivered_at")?,
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         detail: row.try_get("detail")?,
+        batch_id: batch_from(row.try_get("batch_id")?)?,
+        sender_reference: row.try_get("sender_reference")?,
     })
 }
+
+/// The columns `record_from` reads, for statements written elsewhere (`follow_sql`).
+const RECORD_COLUMNS: &str = "letter_id, sender_cvr, message_uuid, fingerprint, \
+     content_sha256, route, priority, state, accepted_at, not_before, delivered_at, attempts, \
+     detail, batch_id, sender_reference";
+
+impl PostgresStore {
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+super::follow_sql::follow_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    "BEGIN",
+    record_from,
+    RECORD_COLUMNS,
+    write_events_pg
+);
 
 async fn bump(tx: &mut PgConnection, key: &'static str) -> Result<(), StoreError> {
     sqlx::query("UPDATE meta SET value = value + 1 WHERE key = $1")
@@ -182,7 +205,11 @@ impl Store for PostgresStore {
         let mut ciphertext = Vec::with_capacity(n);
         let mut accepted_at = Vec::with_capacity(n);
         let mut not_before = Vec::with_capacity(n);
+        let mut batch_id = Vec::with_capacity(n);
+        let mut sender_reference = Vec::with_capacity(n);
         for l in &offered {
+            batch_id.push(l.batch_id.as_ref().map(|b| b.as_str()));
+            sender_reference.push(l.sender_reference.as_str());
             letter_id.push(l.letter_id.to_string());
             sender.push(i64::from(l.sender.value()));
             message_uuid.push(l.message_uuid.to_string());
@@ -211,10 +238,10 @@ impl Store for PostgresStore {
         let inserted_ids: HashSet<String> = sqlx::query(
             "INSERT INTO letters (letter_id, sender_cvr, message_uuid, recipient_tag, fingerprint, \
              content_sha256, route, priority, state, kek_id, wrapped_key, nonce, ciphertext, \
-             accepted_at, not_before) \
+             accepted_at, not_before, batch_id, sender_reference) \
              SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bytea[], $5::bytea[], \
              $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bytea[], \
-             $12::bytea[], $13::bytea[], $14::bigint[], $15::bigint[]) \
+             $12::bytea[], $13::bytea[], $14::bigint[], $15::bigint[], $16::text[], $17::text[]) \
              ON CONFLICT (sender_cvr, message_uuid) DO NOTHING RETURNING letter_id",
         )
         .bind(&letter_id)
@@ -232,6 +259,8 @@ impl Store for PostgresStore {
         .bind(&ciphertext)
         .bind(&accepted_at)
         .bind(&not_before)
+        .bind(&batch_id)
+        .bind(&sender_reference)
         .fetch_all(&mut *tx)
         .await?
         .iter()
@@ -265,7 +294,7 @@ impl Store for PostgresStore {
             let rows = sqlx::query(
                 "SELECT l.letter_id, l.sender_cvr, l.message_uuid, l.fingerprint, l.content_sha256, \
                  l.route, l.priority, l.state, l.accepted_at, l.not_before, l.delivered_at, \
-                 l.attempts, l.detail \
+                 l.attempts, l.detail, l.batch_id, l.sender_reference \
                  FROM UNNEST($1::bigint[], $2::text[]) AS k (sender_cvr, message_uuid) \
                  JOIN letters l ON l.sender_cvr = k.sender_cvr AND l.message_uuid = k.message_uuid",
             )
@@ -278,7 +307,16 @@ impl Store for PostgresStore {
                 existing.insert((record.sender, record.message_uuid), record);
             }
         }
+        // The acceptance events, in this transaction: a receipt's letter always has its event.
+        let events: Vec<NewEvent> = letters
+            .iter()
+            .zip(&inserted)
+            .filter(|(_, inserted)| **inserted)
+            .map(|(l, _)| NewEvent::accepted(l))
+            .collect();
+        let written = write_events_pg(&mut tx, &events, "").await?;
         tx.commit().await?;
+        signal_all(written);
 
         letters
             .iter()
@@ -309,13 +347,13 @@ impl Store for PostgresStore {
         let (query, value) = match key {
             LetterKey::LetterId(id) => (
                 "SELECT letter_id, sender_cvr, message_uuid, fingerprint, content_sha256, route, \
-                 priority, state, accepted_at, not_before, delivered_at, attempts, detail \
+                 priority, state, accepted_at, not_before, delivered_at, attempts, detail, batch_id, sender_reference \
                  FROM letters WHERE letter_id = $1 AND sender_cvr = $2",
                 id.to_string(),
             ),
             LetterKey::MessageUuid(uuid) => (
                 "SELECT letter_id, sender_cvr, message_uuid, fingerprint, content_sha256, route, \
-                 priority, state, accepted_at, not_before, delivered_at, attempts, detail \
+                 priority, state, accepted_at, not_before, delivered_at, attempts, detail, batch_id, sender_reference \
                  FROM letters WHERE message_uuid = $1 AND sender_cvr = $2",
                 uuid.to_string(),
             ),
@@ -335,7 +373,7 @@ impl Store for PostgresStore {
         let keys: Vec<String> = ids.iter().map(LetterId::to_string).collect();
         let rows = sqlx::query(
             "SELECT letter_id, sender_cvr, message_uuid, fingerprint, content_sha256, route, \
-             priority, state, accepted_at, not_before, delivered_at, attempts, detail, \
+             priority, state, accepted_at, not_before, delivered_at, attempts, detail, batch_id, sender_reference, \
              recipient_tag, kek_id, wrapped_key, nonce, ciphertext \
              FROM letters WHERE letter_id = ANY($1::text[])",
         )
@@ -400,19 +438,29 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await?;
         // `state IN (1, 2)` is re-checked after waiting for a concurrent update of the same row,
         // so of two workers delivering one letter only the first changes it.
-        let changed: HashSet<String> = sqlx::query(
-            "UPDATE letters SET state = $1, delivered_at = $2, print_batch = $3 \
-             WHERE letter_id = ANY($4::text[]) AND state IN (1, 2) RETURNING letter_id",
+        let rows = sqlx::query(
+            "UPDATE letters SET state = $1, delivered_at = $2, print_batch = $3, \
+             attempts = attempts + 1 \
+             WHERE letter_id = ANY($4::text[]) AND state IN (1, 2) RETURNING letter_id, sender_cvr",
         )
         .bind(state.code())
         .bind(at_ms)
         .bind(print_batch)
         .bind(&keys)
         .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get("letter_id"))
-        .collect::<Result<_, _>>()?;
+        .await?;
+        let mut changed: HashSet<String> = HashSet::with_capacity(rows.len());
+        let mut events = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = r.try_get("letter_id")?;
+            events.push(NewEvent {
+                sender: cvr_from(r.try_get("sender_cvr")?)?,
+                letter_id: id.parse().map_err(|_| corrupt("letter id"))?,
+                state,
+                at_ms,
+            });
+            changed.insert(id);
+        }
         if state == LetterState::Delivered && !changed.is_empty() {
             let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
             sqlx::query(
@@ -424,7 +472,9 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
+        let written = write_events_pg(&mut tx, &events, "").await?;
         tx.commit().await?;
+        signal_all(written);
         let mut reported = HashSet::with_capacity(changed.len());
         Ok(ids
             .iter()
@@ -443,25 +493,42 @@ impl Store for PostgresStore {
     }
 
     async fn mark_failed(&self, id: LetterId, detail: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE letters SET state = 5, detail = $1 WHERE letter_id = $2 AND state IN (1, 2)",
+        let mut tx = self.pool.begin().await?;
+        let sender: Option<i64> = sqlx::query_scalar(
+            "UPDATE letters SET state = 5, detail = $1, attempts = attempts + 1 \
+             WHERE letter_id = $2 AND state IN (1, 2) RETURNING sender_cvr",
         )
         .bind(detail)
         .bind(id.to_string())
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        let mut written = Vec::new();
+        if let Some(sender) = sender {
+            let event = NewEvent::now(cvr_from(sender)?, id, LetterState::Failed);
+            written = write_events_pg(&mut tx, &[event], detail).await?;
+        }
+        tx.commit().await?;
+        signal_all(written);
         Ok(())
     }
 
     async fn reopen(&self, id: LetterId) -> Result<bool, StoreError> {
-        let n = sqlx::query(
-            "UPDATE letters SET state = 1, detail = '' WHERE letter_id = $1 AND state = 5",
+        let mut tx = self.pool.begin().await?;
+        let sender: Option<i64> = sqlx::query_scalar(
+            "UPDATE letters SET state = 1, detail = '' WHERE letter_id = $1 AND state = 5 \
+             RETURNING sender_cvr",
         )
         .bind(id.to_string())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut written = Vec::new();
+        if let Some(sender) = sender {
+            let event = NewEvent::now(cvr_from(sender)?, id, LetterState::Accepted);
+            written = write_events_pg(&mut tx, &[event], "reopened by an operator").await?;
+        }
+        tx.commit().await?;
+        signal_all(written);
+        Ok(sender.is_some())
     }
 
     async fn undelivered(&self) -> Result<Vec<PendingDelivery>, StoreError> {
@@ -524,6 +591,7 @@ impl Store for PostgresStore {
                 Some(LetterState::Delivered) => c.delivered = n,
                 Some(LetterState::PrintSpooled) => c.print_spooled = n,
                 Some(LetterState::Failed) => c.failed = n,
+                Some(LetterState::Cancelled) => c.cancelled = n,
                 None => return Err(corrupt("state")),
             }
         }

@@ -22,6 +22,7 @@ use crate::domain::{Cvr, LetterId, LetterState, Priority, SenderInfo, SenderKind
 use crate::seal::{ContentDigest, KekId, RecipientTag, Sealed};
 
 use super::blobs::{BlobLog, BlobRef};
+use super::follow_sql::{NewEvent, batch_from, signal_all, write_events_sqlite};
 use super::{
     Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter, PendingDelivery, RecipientRow,
     StateCounts, Store, StoreError, StoredLetter, StoredRegistry, SubscriptionRow, corrupt,
@@ -115,7 +116,36 @@ fn record_from(row: &SqliteRow) -> Result<LetterRecord, StoreError> {
         delivered_at_ms: row.try_get("delivered_at")?,
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         detail: row.try_get("detail")?,
+        batch_id: batch_from(row.try_get("batch_id")?)?,
+        sender_reference: row.try_get("sender_reference")?,
     })
+}
+
+/// The columns `record_from` reads, for statements written elsewhere (`follow_sql`).
+const RECORD_COLUMNS: &str = "letter_id, sender_cvr, message_uuid, fingerprint, \
+     content_sha256, route, priority, state, accepted_at, not_before, delivered_at, attempts, \
+     detail, batch_id, sender_reference";
+
+impl SqliteStore {
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+super::follow_sql::follow_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    "BEGIN IMMEDIATE",
+    record_from,
+    RECORD_COLUMNS,
+    write_events_sqlite
+);
+
+fn cvr_of(v: i64) -> Result<Cvr, StoreError> {
+    u32::try_from(v)
+        .ok()
+        .and_then(|v| Cvr::from_value(v).ok())
+        .ok_or_else(|| corrupt("sender"))
 }
 
 async fn bump(tx: &mut sqlx::SqliteConnection, key: &'static str) -> Result<(), StoreError> {
@@ -167,12 +197,13 @@ impl Store for SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("writing letter content: {e}")))?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut out = Vec::with_capacity(letters.len());
+        let mut events = Vec::with_capacity(letters.len());
         for (l, blob) in letters.iter().zip(&refs) {
             let inserted = sqlx::query(
                 "INSERT INTO letters (letter_id, sender_cvr, message_uuid, recipient_tag, fingerprint, \
                  content_sha256, route, priority, state, kek_id, wrapped_key, nonce, ciphertext, \
-                 accepted_at, not_before, blob_segment, blob_offset, blob_len) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, X'', ?, ?, ?, ?, ?) \
+                 accepted_at, not_before, blob_segment, blob_offset, blob_len, batch_id, sender_reference) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, X'', ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (sender_cvr, message_uuid) DO NOTHING",
             )
             .bind(l.letter_id.to_string())
@@ -192,15 +223,18 @@ impl Store for SqliteStore {
             .bind(i64::from(blob.segment))
             .bind(blob.offset as i64)
             .bind(blob.len as i64)
+            .bind(l.batch_id.as_ref().map(|b| b.as_str()))
+            .bind(l.sender_reference.as_str())
             .execute(&mut *tx)
             .await?
             .rows_affected();
             if inserted == 1 {
+                events.push(NewEvent::accepted(l));
                 out.push(InsertOutcome::Inserted);
             } else {
                 let row = sqlx::query(
                     "SELECT letter_id, sender_cvr, message_uuid, fingerprint, content_sha256, route, priority, \
-                     state, accepted_at, not_before, delivered_at, attempts, detail \
+                     state, accepted_at, not_before, delivered_at, attempts, detail, batch_id, sender_reference \
                      FROM letters WHERE sender_cvr = ? AND message_uuid = ?",
                 )
                 .bind(i64::from(l.sender.value()))
@@ -210,7 +244,10 @@ impl Store for SqliteStore {
                 out.push(InsertOutcome::Existing(record_from(&row)?));
             }
         }
+        // The acceptance events, in this transaction: a receipt's letter always has its event.
+        let written = write_events_sqlite(&mut tx, &events, "").await?;
         tx.commit().await?;
+        signal_all(written);
         Ok(out)
     }
 
@@ -223,7 +260,7 @@ impl Store for SqliteStore {
             LetterKey::LetterId(id) => {
                 sqlx::query(
                     "SELECT letter_id, sender_cvr, message_uuid, fingerprint, content_sha256, route, priority, \
-                     state, accepted_at, not_before, delivered_at, attempts, detail \
+                     state, accepted_at, not_before, delivered_at, attempts, detail, batch_id, sender_reference \
                      FROM letters WHERE letter_id = ? AND sender_cvr = ?",
                 )
                 .bind(id.to_string())
@@ -234,7 +271,7 @@ impl Store for SqliteStore {
             LetterKey::MessageUuid(uuid) => {
                 sqlx::query(
                     "SELECT letter_id, sender_cvr, message_uuid, fingerprint, content_sha256, route, priority, \
-                     state, accepted_at, not_before, delivered_at, attempts, detail \
+                     state, accepted_at, not_before, delivered_at, attempts, detail, batch_id, sender_reference \
                      FROM letters WHERE message_uuid = ? AND sender_cvr = ?",
                 )
                 .bind(uuid.to_string())
@@ -252,7 +289,7 @@ impl Store for SqliteStore {
         for id in ids {
             let row = sqlx::query(
                 "SELECT letter_id, sender_cvr, message_uuid, fingerprint, content_sha256, route, priority, \
-                 state, accepted_at, not_before, delivered_at, attempts, detail, \
+                 state, accepted_at, not_before, delivered_at, attempts, detail, batch_id, sender_reference, \
                  recipient_tag, kek_id, wrapped_key, nonce, ciphertext, blob_segment, blob_offset, blob_len \
                  FROM letters WHERE letter_id = ?",
             )
@@ -285,19 +322,26 @@ impl Store for SqliteStore {
     ) -> Result<Vec<LetterId>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut changed = Vec::with_capacity(ids.len());
+        let mut events = Vec::with_capacity(ids.len());
         for id in ids {
-            let n = sqlx::query(
-                "UPDATE letters SET state = ?, delivered_at = ?, print_batch = ? \
-                 WHERE letter_id = ? AND state IN (1, 2)",
+            let sender: Option<i64> = sqlx::query_scalar(
+                "UPDATE letters SET state = ?, delivered_at = ?, print_batch = ?, \
+                 attempts = attempts + 1 \
+                 WHERE letter_id = ? AND state IN (1, 2) RETURNING sender_cvr",
             )
             .bind(state.code())
             .bind(at_ms)
             .bind(print_batch)
             .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 1 {
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(sender) = sender {
+                events.push(NewEvent {
+                    sender: cvr_of(sender)?,
+                    letter_id: *id,
+                    state,
+                    at_ms,
+                });
                 if state == LetterState::Delivered {
                     sqlx::query(
                         "INSERT INTO mailbox (letter_id, recipient_tag, delivered_at) \
@@ -311,7 +355,9 @@ impl Store for SqliteStore {
                 changed.push(*id);
             }
         }
+        let written = write_events_sqlite(&mut tx, &events, "").await?;
         tx.commit().await?;
+        signal_all(written);
         Ok(changed)
     }
 
@@ -325,25 +371,42 @@ impl Store for SqliteStore {
     }
 
     async fn mark_failed(&self, id: LetterId, detail: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE letters SET state = 5, detail = ? WHERE letter_id = ? AND state IN (1, 2)",
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let sender: Option<i64> = sqlx::query_scalar(
+            "UPDATE letters SET state = 5, detail = ?, attempts = attempts + 1 \
+             WHERE letter_id = ? AND state IN (1, 2) RETURNING sender_cvr",
         )
         .bind(detail)
         .bind(id.to_string())
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        let mut written = Vec::new();
+        if let Some(sender) = sender {
+            let event = NewEvent::now(cvr_of(sender)?, id, LetterState::Failed);
+            written = write_events_sqlite(&mut tx, &[event], detail).await?;
+        }
+        tx.commit().await?;
+        signal_all(written);
         Ok(())
     }
 
     async fn reopen(&self, id: LetterId) -> Result<bool, StoreError> {
-        let n = sqlx::query(
-            "UPDATE letters SET state = 1, detail = '' WHERE letter_id = ? AND state = 5",
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let sender: Option<i64> = sqlx::query_scalar(
+            "UPDATE letters SET state = 1, detail = '' WHERE letter_id = ? AND state = 5 \
+             RETURNING sender_cvr",
         )
         .bind(id.to_string())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut written = Vec::new();
+        if let Some(sender) = sender {
+            let event = NewEvent::now(cvr_of(sender)?, id, LetterState::Accepted);
+            written = write_events_sqlite(&mut tx, &[event], "reopened by an operator").await?;
+        }
+        tx.commit().await?;
+        signal_all(written);
+        Ok(sender.is_some())
     }
 
     async fn undelivered(&self) -> Result<Vec<PendingDelivery>, StoreError> {
@@ -408,6 +471,7 @@ impl Store for SqliteStore {
                 Some(LetterState::Delivered) => c.delivered = n,
                 Some(LetterState::PrintSpooled) => c.print_spooled = n,
                 Some(LetterState::Failed) => c.failed = n,
+                Some(LetterState::Cancelled) => c.cancelled = n,
                 None => return Err(corrupt("state")),
             }
         }
