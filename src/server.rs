@@ -47,6 +47,8 @@ pub enum ServerError {
     Grpc(#[from] tonic::transport::Error),
     #[error("operator HTTP server: {0}")]
     Admin(std::io::Error),
+    #[error(transparent)]
+    AdminToken(#[from] admin::TokenError),
 }
 
 /// Re-queues every stored letter still waiting for delivery (idempotent). Covers a crash
@@ -100,6 +102,10 @@ async fn run_signalling(
     let store = store::open(&store_url).await?;
     let queue = queue::open(&queue_url, true).await?;
     tracing::info!(store = %store_url, queue = %queue_url, "backends open");
+    let token = match &config.admin_token_file {
+        Some(path) => admin::AdminToken::from_file(path)?,
+        None => admin::AdminToken::none(),
+    };
     let directory = Directory::load(store.clone(), &data.keys()).await?;
     let pki = Pki::open_or_create(&data.pki())?;
     let (cert_pem, key_pem) = pki.server_identity()?;
@@ -182,11 +188,21 @@ async fn run_signalling(
     )
     .await?;
 
+    let readiness = admin::Readiness::default();
+    // The first verdict before serving, so a probe right after start-up is answered truly.
+    readiness.probe(&*store, &*queue).await;
+    tracker.spawn(
+        readiness
+            .clone()
+            .run(store.clone(), queue.clone(), work.clone()),
+    );
     let admin_app = admin::router(AdminState {
         store: store.clone(),
         queue: queue.clone(),
         metrics: crate::telemetry::prometheus(),
         sampler,
+        ready: readiness,
+        token,
     });
     let dashboard = admin_listener
         .local_addr()

@@ -1,9 +1,12 @@
 //! The operator's HTTP port: `/metrics` (Prometheus), `/healthz` (the process is up),
-//! `/readyz` (the store and queue answer), and the live dashboard (`/dashboard`, fed by
-//! `/api/stats` from the sampler's per-second snapshots).
+//! `/readyz` (the store and queue answer, from cached probes), and the live dashboard
+//! (`/dashboard`, fed by `/api/stats` from the sampler's per-second snapshots), which ask for the
+//! admin token when one is configured. It binds to loopback unless configured otherwise.
 
+pub mod auth;
 mod dashboard;
 pub mod history;
+pub mod ready;
 pub mod sampler;
 pub mod stats;
 
@@ -19,6 +22,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::queue::Queue;
 use crate::store::Store;
 
+pub use auth::{AdminToken, TokenError};
+pub use ready::{Readiness, Verdict};
 pub use sampler::Sampler;
 
 #[derive(Clone)]
@@ -27,26 +32,37 @@ pub struct AdminState {
     pub queue: Arc<dyn Queue>,
     pub metrics: Option<PrometheusHandle>,
     pub sampler: Arc<Sampler>,
+    /// The last readiness probe's verdict (probed in the background).
+    pub ready: Readiness,
+    /// Asked for by `/dashboard` and `/api/*` when set.
+    pub token: AdminToken,
 }
 
 pub fn router(state: AdminState) -> Router {
+    // What shows senders and volumes asks for the token; probes and Prometheus do not.
+    let operator_pages = Router::new()
+        .route("/dashboard", get(dashboard::page))
+        .route("/api/stats", get(dashboard::stats))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.token.clone(),
+            auth::require,
+        ));
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/dashboard") }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/dashboard", get(dashboard::page))
-        .route("/api/stats", get(dashboard::stats))
+        .merge(operator_pages)
         .with_state(state)
 }
 
+/// The cached verdict, with a fixed text: which backend, never why (that is in the log).
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
-    let store = s.store.ping().await;
-    let queue = s.queue.depth().await;
-    match (store, queue) {
-        (Ok(()), Ok(_)) => (StatusCode::OK, "ready\n".to_string()),
-        (Err(e), _) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")),
-        (_, Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}\n")),
+    match s.ready.verdict() {
+        Verdict::Ready => (StatusCode::OK, "ready\n"),
+        Verdict::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
+        Verdict::StoreDown => (StatusCode::SERVICE_UNAVAILABLE, "store not answering\n"),
+        Verdict::QueueDown => (StatusCode::SERVICE_UNAVAILABLE, "queue not answering\n"),
     }
 }
 

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-mod backend;
 mod transport;
 
-pub use backend::{BackendUrlError, QueueUrl, StoreUrl};
+pub use crate::backend::{BackendUrlError, QueueUrl, StoreUrl};
 pub use transport::TransportConfig;
 
 use crate::admission::AdmissionConfig;
@@ -26,8 +25,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// gRPC (mutual TLS) address.
     pub listen: SocketAddr,
-    /// Operator HTTP address: /metrics, /healthz, /readyz.
+    /// Operator HTTP address: /metrics, /healthz, /readyz, /dashboard. Loopback by default:
+    /// the dashboard shows sender names and volumes.
     pub admin_listen: SocketAddr,
+    /// A file holding the operator token that `/dashboard` and `/api/*` ask for (at least 16
+    /// characters); none: those pages are open to whoever reaches the port.
+    pub admin_token_file: Option<PathBuf>,
     /// Store URL; default `sqlite://<data_dir>/brevdue.db`. Parsed when the file is read.
     pub store: Option<StoreUrl>,
     /// Queue URL; default `embedded://<data_dir>/queue.db`; RabbitMQ:
@@ -58,6 +61,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./brevdue-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
+            admin_token_file: None,
             store: None,
             queue: None,
             refresh_interval: Duration::from_secs(2),

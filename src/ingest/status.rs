@@ -285,8 +285,10 @@ mod tests {
 
     #[test]
     fn a_store_outage_is_unavailable_with_an_error_id_and_no_cause_text() {
-        let cause =
-            crate::store::StoreError::Unavailable("db.internal.example:5432 refused".into());
+        let cause = crate::store::StoreError::Unavailable(crate::store::Cause::Connect {
+            server: "db.internal.example:5432".into(),
+            source: sqlx::Error::PoolTimedOut,
+        });
         let s = Status::from(SubmitError::from(cause));
         assert_eq!(s.code(), Code::Unavailable);
         assert_eq!(retry_hint(&s).as_deref(), Some("1000"));
@@ -297,7 +299,10 @@ mod tests {
 
     #[test]
     fn a_refused_store_write_is_internal_and_not_retryable() {
-        let cause = crate::store::StoreError::Refused("UNIQUE constraint failed".into());
+        let cause = crate::store::StoreError::Constraint {
+            rule: crate::store::Rule::Unique,
+            source: sqlx::Error::Protocol("UNIQUE constraint failed".into()),
+        };
         let e = SubmitError::from(cause);
         assert!(!e.is_retryable());
         let s = Status::from(e);

@@ -12,8 +12,8 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
+use crate::db::{route_code, route_from_code};
 use crate::domain::{Cvr, LetterId, Priority, Route};
-use crate::store::{route_code, route_from_code};
 
 use super::fair::FairClock;
 use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError, SenderShare};
@@ -28,9 +28,9 @@ pub struct EmbeddedQueue {
 
 impl EmbeddedQueue {
     pub async fn open(path: &Path, owner: bool) -> Result<Self, QueueError> {
-        let pool = crate::store::open_sqlite(path, &MIGRATOR)
+        let pool = crate::db::sqlite::open_sqlite(path, &MIGRATOR)
             .await
-            .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+            .map_err(|e| QueueError::Unavailable(e.with_causes()))?;
         if owner {
             sqlx::query("UPDATE deliveries SET lease_until = 0 WHERE lease_until > 0")
                 .execute(&pool)

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::config::QueueUrl;
+use crate::backend::QueueUrl;
 
 use crate::domain::{Cvr, LetterId, Priority, Route};
 

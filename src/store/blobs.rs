@@ -15,6 +15,43 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// Why a segment could not be written or read. The I/O error is kept as the source, so the log
+/// shows it (disk full, permission denied) while the message stays short.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("could not open the segment directory {}", .dir.display())]
+    OpenDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not start segment {segment}")]
+    Create {
+        segment: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not write segment {segment} durably")]
+    Write {
+        segment: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not read {len} bytes at {offset} of segment {segment}")]
+    Read {
+        segment: u32,
+        offset: u64,
+        len: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread panicked while holding the segment state; nothing it wrote can be trusted.
+    #[error("the segment {0} lock was poisoned by a panic")]
+    Poisoned(&'static str),
+    #[error("a letter of {0} bytes does not fit in memory")]
+    TooLarge(u64),
+}
+
 /// Where one ciphertext lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobRef {
@@ -49,13 +86,17 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn create_segment(dir: &Path, segment: u32) -> std::io::Result<Writer> {
-    let file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .mode(0o600)
-        .open(segment_path(dir, segment))?;
-    sync_dir(dir)?;
+fn create_segment(dir: &Path, segment: u32) -> Result<Writer, BlobError> {
+    let create = || -> std::io::Result<File> {
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .mode(0o600)
+            .open(segment_path(dir, segment))?;
+        sync_dir(dir)?;
+        Ok(file)
+    };
+    let file = create().map_err(|source| BlobError::Create { segment, source })?;
     Ok(Writer {
         segment,
         file,
@@ -67,22 +108,29 @@ fn create_segment(dir: &Path, segment: u32) -> std::io::Result<Writer> {
 impl BlobLog {
     /// Opens the segment directory and starts a fresh segment (never appending after bytes a
     /// crash may have left half-written).
-    pub fn open(dir: &Path) -> std::io::Result<Self> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-        let mut last = 0;
-        for entry in fs::read_dir(dir)? {
-            let name = entry?.file_name().to_string_lossy().to_string();
-            if let Some(n) = name
-                .strip_prefix("segment-")
-                .and_then(|n| n.strip_suffix(".dat"))
-                .and_then(|n| n.parse::<u32>().ok())
-            {
-                last = last.max(n);
+    pub fn open(dir: &Path) -> Result<Self, BlobError> {
+        let last_segment = || -> std::io::Result<u32> {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+            let mut last = 0;
+            for entry in fs::read_dir(dir)? {
+                let name = entry?.file_name().to_string_lossy().to_string();
+                if let Some(n) = name
+                    .strip_prefix("segment-")
+                    .and_then(|n| n.strip_suffix(".dat"))
+                    .and_then(|n| n.parse::<u32>().ok())
+                {
+                    last = last.max(n);
+                }
             }
-        }
+            Ok(last)
+        };
+        let last = last_segment().map_err(|source| BlobError::OpenDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
         let writer = create_segment(dir, last + 1)?;
         Ok(BlobLog {
             dir: dir.to_path_buf(),
@@ -93,17 +141,20 @@ impl BlobLog {
 
     /// Appends `data`, already laid end to end, whose pieces have the lengths `lens`; durable on
     /// return. Returns one reference per piece.
-    pub fn append(&self, data: &[u8], lens: &[usize]) -> std::io::Result<Vec<BlobRef>> {
+    pub fn append(&self, data: &[u8], lens: &[usize]) -> Result<Vec<BlobRef>, BlobError> {
         let mut w = self
             .writer
             .lock()
-            .map_err(|_| std::io::Error::other("blob writer poisoned"))?;
+            .map_err(|_| BlobError::Poisoned("writer"))?;
         if w.damaged || (w.len > 0 && w.len + data.len() as u64 > SEGMENT_MAX) {
             *w = create_segment(&self.dir, w.segment + 1)?;
         }
-        if let Err(e) = w.file.write_all(data).and_then(|()| w.file.sync_data()) {
+        if let Err(source) = w.file.write_all(data).and_then(|()| w.file.sync_data()) {
             w.damaged = true;
-            return Err(e);
+            return Err(BlobError::Write {
+                segment: w.segment,
+                source,
+            });
         }
         let mut refs = Vec::with_capacity(lens.len());
         let mut offset = w.len;
@@ -119,24 +170,31 @@ impl BlobLog {
         Ok(refs)
     }
 
-    pub fn read(&self, r: &BlobRef) -> std::io::Result<Vec<u8>> {
+    pub fn read(&self, r: &BlobRef) -> Result<Vec<u8>, BlobError> {
+        let failed = |source: std::io::Error| BlobError::Read {
+            segment: r.segment,
+            offset: r.offset,
+            len: r.len,
+            source,
+        };
         let file = {
             let mut readers = self
                 .readers
                 .lock()
-                .map_err(|_| std::io::Error::other("blob readers poisoned"))?;
+                .map_err(|_| BlobError::Poisoned("readers"))?;
             match readers.get(&r.segment) {
                 Some(f) => f.clone(),
                 None => {
-                    let f = Arc::new(File::open(segment_path(&self.dir, r.segment))?);
+                    let f =
+                        Arc::new(File::open(segment_path(&self.dir, r.segment)).map_err(failed)?);
                     readers.insert(r.segment, f.clone());
                     f
                 }
             }
         };
-        let len = usize::try_from(r.len).map_err(|_| std::io::Error::other("blob too large"))?;
+        let len = usize::try_from(r.len).map_err(|_| BlobError::TooLarge(r.len))?;
         let mut buf = vec![0u8; len];
-        file.read_exact_at(&mut buf, r.offset)?;
+        file.read_exact_at(&mut buf, r.offset).map_err(failed)?;
         Ok(buf)
     }
 }

@@ -53,7 +53,7 @@ pub(crate) fn signal_all(written: Vec<(Cvr, usize)>) {
 }
 
 pub(crate) fn batch_from(v: Option<String>) -> Result<Option<crate::domain::BatchId>, StoreError> {
-    v.map(|b| b.parse().map_err(|_| super::corrupt("batch id")))
+    v.map(|b| b.parse().map_err(|_| super::rows::corrupt("batch id")))
         .transpose()
 }
 
@@ -128,7 +128,7 @@ pub(crate) fn list_statement(record_columns: &str) -> String {
 }
 
 pub(crate) fn seq_from(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| super::corrupt("event number"))
+    u64::try_from(v).map_err(|_| super::rows::corrupt("event number"))
 }
 
 /// Generates `impl FollowStore` for a backend with a `pool()` accessor and a `record_from`
@@ -167,7 +167,7 @@ macro_rules! follow_store {
                         pruned_through: pruned,
                     });
                 }
-                let corrupt = $crate::store::corrupt;
+                let corrupt = super::rows::corrupt;
                 let mut out = Vec::with_capacity(rows.len());
                 for r in rows {
                     let id: String = r.try_get("letter_id")?;
@@ -183,7 +183,7 @@ macro_rules! follow_store {
                         sender_reference: r.try_get("sender_reference")?,
                         state: $crate::domain::LetterState::from_code(r.try_get("state")?)
                             .ok_or_else(|| corrupt("state"))?,
-                        route: $crate::store::route_from_code(r.try_get("route")?),
+                        route: $crate::db::route_from_code(r.try_get("route")?),
                         at_ms: r.try_get("at")?,
                         detail: r.try_get("detail")?,
                     });
@@ -227,7 +227,7 @@ macro_rules! follow_store {
             ) -> Result<$crate::store::BatchCounts, $crate::store::StoreError> {
                 use sqlx::Row;
                 use $crate::store::follow_sql as f;
-                let corrupt = $crate::store::corrupt;
+                let corrupt = super::rows::corrupt;
                 let cvr = i64::from(sender.value());
                 let rows = sqlx::query::<$db>(f::BATCH_COUNTS)
                     .bind(cvr)
@@ -259,7 +259,7 @@ macro_rules! follow_store {
                     .collect();
                 c.by_route = by_route
                     .into_iter()
-                    .map(|(r, n)| ($crate::store::route_from_code(r), n))
+                    .map(|(r, n)| ($crate::db::route_from_code(r), n))
                     .collect();
                 let rejected = sqlx::query::<$db>(f::BATCH_REJECTIONS)
                     .bind(cvr)
@@ -337,9 +337,7 @@ macro_rules! follow_store {
                     let id: String = r.try_get("letter_id")?;
                     events.push(f::NewEvent {
                         sender,
-                        letter_id: id
-                            .parse()
-                            .map_err(|_| $crate::store::corrupt("letter id"))?,
+                        letter_id: id.parse().map_err(|_| super::rows::corrupt("letter id"))?,
                         state: $crate::domain::LetterState::Cancelled,
                         at_ms,
                     });

@@ -8,13 +8,15 @@ mod blobs;
 mod follow;
 pub(crate) mod follow_sql;
 mod postgres;
+mod rows;
+mod shared;
 mod sqlite;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::StoreUrl;
+use crate::backend::StoreUrl;
 
 use crate::domain::{
     BatchId, Cvr, LetterId, LetterState, MessageUuid, Priority, RecipientStatus, Route, SenderInfo,
@@ -22,32 +24,98 @@ use crate::domain::{
 };
 use crate::seal::{ContentDigest, RecipientTag, Sealed};
 
+pub use blobs::BlobError;
 pub use follow::{
     BatchCounts, BatchRejection, EventPage, EventQuery, FollowStore, ListQuery, StoredEvent, signal,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
-pub(crate) use sqlite::open_sqlite;
 
-/// Why a store operation failed. Only `Unavailable` is worth retrying as is.
+/// Why a store operation failed, typed so that a caller can decide what to do: only
+/// `Unavailable` is worth retrying as is. Messages are short and name no host or file (they may
+/// end up in front of a client); the cause, with those details, is the error's `source()`, for
+/// the log.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the store is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the store is unavailable")]
+    Unavailable(#[source] Cause),
     #[error("a sender with CVR {0} is already registered")]
     SenderExists(Cvr),
     #[error("no sender with CVR {0} is registered")]
     UnknownSender(Cvr),
     #[error("subscriptions name recipients that are neither in the registry nor in the recipients file (lines {})", lines_list(.0))]
     UnknownSubscribers(Vec<u64>),
-    #[error("the store refused the change: {0}")]
-    Refused(String),
-    #[error("stored data is damaged: {0}")]
-    Corrupt(String),
+    /// A rule the database enforces refused the write: retrying the same write cannot succeed.
+    #[error("the store refused the change: it breaks a {rule} constraint")]
+    Constraint {
+        rule: Rule,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A stored value does not fit its type (a CVR out of range, a digest of the wrong length,
+    /// a letter's content missing): nothing is guessed or truncated.
+    #[error("stored data is damaged: {what}")]
+    Corrupt {
+        what: &'static str,
+        #[source]
+        source: Option<Cause>,
+    },
     #[error(
         "store URL {0:?} is not supported (use sqlite://PATH or postgres://USER@HOST/DATABASE)"
     )]
     UnsupportedUrl(String),
+}
+
+/// What lies behind an unavailable store or damaged data.
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    #[error("database")]
+    Database(#[source] sqlx::Error),
+    /// Connecting at start-up; `server` names host, port and database (never the password).
+    #[error("connecting to {server}")]
+    Connect {
+        server: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("bringing the schema of {server} up to date")]
+    Migrate {
+        server: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error(transparent)]
+    Sqlite(#[from] crate::db::sqlite::OpenError),
+    #[error("letter content segments")]
+    Blobs(#[from] BlobError),
+    /// The blocking task that reads or writes segments panicked or was cancelled.
+    #[error("letter content task")]
+    Task(#[from] tokio::task::JoinError),
+    /// Another gateway's conflicting letter was not visible after the insert waited for it.
+    #[error("a letter that conflicted on insert could not be read back")]
+    ConflictNotVisible,
+}
+
+/// The kind of database constraint a refused write broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    Unique,
+    ForeignKey,
+    NotNull,
+    Check,
+    Exclusion,
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Rule::Unique => "uniqueness",
+            Rule::ForeignKey => "foreign key",
+            Rule::NotNull => "not-null",
+            Rule::Check => "check",
+            Rule::Exclusion => "exclusion",
+        })
+    }
 }
 
 impl StoreError {
@@ -68,16 +136,44 @@ fn lines_list(lines: &[u64]) -> String {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
+        use sqlx::error::ErrorKind;
+        let rule = match &e {
             sqlx::Error::ColumnDecode { .. }
             | sqlx::Error::Decode(_)
-            | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
-            // A constraint the database enforces: retrying the same write cannot succeed.
-            sqlx::Error::Database(ref d) if !matches!(d.kind(), sqlx::error::ErrorKind::Other) => {
-                StoreError::Refused(d.message().to_string())
+            | sqlx::Error::ColumnNotFound(_) => {
+                return StoreError::Corrupt {
+                    what: "a stored row",
+                    source: Some(Cause::Database(e)),
+                };
             }
-            other => StoreError::Unavailable(other.to_string()),
+            sqlx::Error::Database(d) => match d.kind() {
+                ErrorKind::UniqueViolation => Some(Rule::Unique),
+                ErrorKind::ForeignKeyViolation => Some(Rule::ForeignKey),
+                ErrorKind::NotNullViolation => Some(Rule::NotNull),
+                ErrorKind::CheckViolation => Some(Rule::Check),
+                ErrorKind::ExclusionViolation => Some(Rule::Exclusion),
+                // Disk full, locked, I/O error, connection lost mid-statement: may pass.
+                _ => None,
+            },
+            _ => None,
+        };
+        match rule {
+            // A constraint the database enforces: retrying the same write cannot succeed.
+            Some(rule) => StoreError::Constraint { rule, source: e },
+            None => StoreError::Unavailable(Cause::Database(e)),
         }
+    }
+}
+
+impl From<BlobError> for StoreError {
+    fn from(e: BlobError) -> Self {
+        StoreError::Unavailable(Cause::Blobs(e))
+    }
+}
+
+impl From<tokio::task::JoinError> for StoreError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        StoreError::Unavailable(Cause::Task(e))
     }
 }
 
@@ -292,108 +388,5 @@ pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
     match url {
         StoreUrl::Postgres(u) => Ok(Arc::new(PostgresStore::open(u).await?)),
         StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
-    }
-}
-
-pub(crate) fn route_code(route: Route) -> i64 {
-    match route {
-        Route::Mailbox => 1,
-        Route::Print => 2,
-    }
-}
-
-pub(crate) fn route_from_code(code: i64) -> Route {
-    if code == 2 {
-        Route::Print
-    } else {
-        Route::Mailbox
-    }
-}
-
-// Row decoding shared by the backends: both keep the same codes and byte lengths.
-
-/// A sender's limits as both SQL backends keep them: a weight and four nullable positive counts.
-pub(crate) struct LimitColumns {
-    pub weight: i64,
-    pub rate_per_s: Option<i64>,
-    pub burst: Option<i64>,
-    pub max_in_flight: Option<i64>,
-    pub max_letter_bytes: Option<i64>,
-}
-
-impl LimitColumns {
-    pub fn from_limits(l: &SenderLimits) -> Self {
-        LimitColumns {
-            weight: i64::from(l.weight),
-            rate_per_s: l.rate_per_s.map(i64::from),
-            burst: l.burst.map(i64::from),
-            max_in_flight: l.max_in_flight.map(i64::from),
-            max_letter_bytes: l.max_letter_bytes.and_then(|b| i64::try_from(b).ok()),
-        }
-    }
-
-    pub fn into_limits(self) -> Result<SenderLimits, StoreError> {
-        let count = |v: Option<i64>| -> Result<Option<u32>, StoreError> {
-            v.map(|n| u32::try_from(n).map_err(|_| corrupt("sender limit")))
-                .transpose()
-        };
-        Ok(SenderLimits {
-            weight: u32::try_from(self.weight).map_err(|_| corrupt("sender weight"))?,
-            rate_per_s: count(self.rate_per_s)?,
-            burst: count(self.burst)?,
-            max_in_flight: count(self.max_in_flight)?,
-            max_letter_bytes: self
-                .max_letter_bytes
-                .map(|n| u64::try_from(n).map_err(|_| corrupt("sender limit")))
-                .transpose()?,
-        })
-    }
-
-    pub fn read<'r, R: sqlx::Row>(row: &'r R) -> Result<SenderLimits, StoreError>
-    where
-        &'static str: sqlx::ColumnIndex<R>,
-        i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    {
-        LimitColumns {
-            weight: row.try_get("weight")?,
-            rate_per_s: row.try_get("rate_per_s")?,
-            burst: row.try_get("burst")?,
-            max_in_flight: row.try_get("max_in_flight")?,
-            max_letter_bytes: row.try_get("max_letter_bytes")?,
-        }
-        .into_limits()
-    }
-}
-
-pub(crate) fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-pub(crate) fn tag_from(bytes: Vec<u8>) -> Result<RecipientTag, StoreError> {
-    bytes
-        .try_into()
-        .map_err(|_| corrupt("recipient tag length"))
-}
-
-pub(crate) fn digest_from(bytes: Vec<u8>) -> Result<ContentDigest, StoreError> {
-    Ok(ContentDigest(
-        bytes.try_into().map_err(|_| corrupt("digest length"))?,
-    ))
-}
-
-pub(crate) fn status_code(s: RecipientStatus) -> i64 {
-    match s {
-        RecipientStatus::Active => 0,
-        RecipientStatus::Exempt => 1,
-        RecipientStatus::Closed => 2,
-    }
-}
-
-pub(crate) fn status_from(code: i64) -> Result<RecipientStatus, StoreError> {
-    match code {
-        0 => Ok(RecipientStatus::Active),
-        1 => Ok(RecipientStatus::Exempt),
-        2 => Ok(RecipientStatus::Closed),
-        _ => Err(corrupt("recipient status")),
     }
 }

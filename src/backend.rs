@@ -1,5 +1,7 @@
 //! Which store and which queue: parsed once from their URLs, when the configuration is read, so
-//! nothing after start-up looks at a URL string to learn what backend it has.
+//! nothing after start-up looks at a URL string to learn what backend it has. Its own module
+//! (not part of `config`) because the store and the queue open what these name, and `config`
+//! sits above them.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,105 @@
+//! Opening a SQLite file of the gateway: the store's database and the embedded queue's use the
+//! same durability settings, so they are opened by this one function.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+/// Why a SQLite file could not be opened. The path is in the message: this happens at start-up
+/// and the operator needs to know which file.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("could not create the directory {}", .dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not open {}", .path.display())]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("could not bring the schema of {} up to date", .path.display())]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+impl OpenError {
+    /// The message followed by each cause, for a caller whose own error still carries text.
+    pub fn with_causes(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
+    }
+}
+
+/// Opens (creating if needed) a SQLite database with the durability settings every SQLite file
+/// of the gateway uses, and runs `migrator`.
+pub(crate) async fn open_sqlite(
+    path: &Path,
+    migrator: &sqlx::migrate::Migrator,
+) -> Result<SqlitePool, OpenError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(30))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        // A COMMIT that failed (disk full, I/O error) can leave the connection's transaction
+        // open as far as sqlx knows; reused, it would refuse every later transaction. Such a
+        // connection is closed instead and the pool opens a fresh one.
+        .after_release(|conn, _| {
+            Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+        })
+        .connect_with(options)
+        .await
+        .map_err(|source| OpenError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    migrator
+        .run(&pool)
+        .await
+        .map_err(|source| OpenError::Migrate {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    restrict_permissions(path);
+    Ok(pool)
+}
+
+/// The database holds sealed letters only, but there is no reason for anyone else to read it.
+/// Best effort: a file system without Unix permissions still works, so a failure is logged.
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let p = format!("{}{suffix}", path.display());
+        if let Err(e) = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+            // The -shm file may not exist yet; that is not worth a warning.
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(file = %p, error = %e, "could not restrict the file's permissions");
+            }
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! The `Store` methods whose SQL is the same on SQLite and PostgreSQL, written once.
+//!
+//! Both schemas have the same tables, columns and codes, and `$1` placeholders work on both, so
+//! most statements are one text for both backends. A backend implements [`Backend`]: its pool,
+//! how it begins a write and a snapshot read, and the four operations whose SQL really differs
+//! (batched inserts and updates over arrays on PostgreSQL, letter content in segment files on
+//! SQLite, registry imports in bulk). Every `Backend` is a [`Store`] through the one impl here.
+
+use std::future::Future;
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
+
+use crate::domain::{Cvr, LetterId, LetterState, SenderInfo, SenderLimits};
+use crate::seal::RecipientTag;
+
+use super::follow_sql::{NewEvent, signal_all};
+use super::rows::{self, LimitColumns, StoreRow, WAITING, count_from, cvr_code, record_columns};
+use super::{
+    Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter, PendingDelivery, RecipientRow,
+    StateCounts, Store, StoreError, StoredLetter, StoredRegistry, SubscriptionRow,
+};
+
+/// What a SQL backend does its own way. Each method keeps the guarantee of the `Store` method
+/// of the same purpose (see there). Plain `impl Future + Send` methods, not `async_trait`: the
+/// one `Store` impl awaits them without another box.
+pub(crate) trait Backend: Send + Sync + 'static {
+    type Db: Database;
+    /// How a write transaction begins.
+    const BEGIN_WRITE: &'static str;
+    /// How a read of several statements begins so that it sees one snapshot: a change committed
+    /// between two of them is either wholly in the result or wholly out of it.
+    const BEGIN_SNAPSHOT: &'static str;
+
+    fn pool(&self) -> &Pool<Self::Db>;
+
+    /// [`Store::insert_letters`].
+    fn insert_batch(
+        &self,
+        letters: &[NewLetter],
+    ) -> impl Future<Output = Result<Vec<InsertOutcome>, StoreError>> + Send;
+
+    /// [`Store::load_for_delivery`].
+    fn load_batch(
+        &self,
+        ids: &[LetterId],
+    ) -> impl Future<Output = Result<Vec<StoredLetter>, StoreError>> + Send;
+
+    /// [`Store::mark_delivered`].
+    fn deliver_batch(
+        &self,
+        mark: Mark<'_>,
+    ) -> impl Future<Output = Result<Vec<LetterId>, StoreError>> + Send;
+
+    /// Writes events in the caller's transaction (batched as the backend does best); returns
+    /// the events written per sender, for the wake-up signal after commit.
+    fn write_events(
+        conn: &mut <Self::Db as Database>::Connection,
+        events: &[NewEvent],
+        detail: &str,
+    ) -> impl Future<Output = Result<Vec<(Cvr, usize)>, StoreError>> + Send;
+
+    /// [`Store::import_registry`].
+    fn import(
+        &self,
+        recipients: &[RecipientRow],
+        subscriptions: &[SubscriptionRow],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The letters [`Store::mark_delivered`] moves, and what it records on each.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mark<'a> {
+    pub ids: &'a [LetterId],
+    pub state: LetterState,
+    pub at_ms: i64,
+    pub print_batch: Option<&'a str>,
+}
+
+/// A change counter in `meta`, bumped in the transaction of the change it announces.
+#[derive(Clone, Copy)]
+pub(crate) enum Generation {
+    Senders,
+    Registry,
+}
+
+impl Generation {
+    fn key(self) -> &'static str {
+        match self {
+            Generation::Senders => "senders_generation",
+            Generation::Registry => "registry_generation",
+        }
+    }
+}
+
+/// Bumps a change counter. `value = value + 1` under the row lock, so concurrent bumps from
+/// several processes add up instead of overwriting each other.
+pub(crate) async fn bump<DB>(conn: &mut DB::Connection, which: Generation) -> Result<(), StoreError>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query::<DB>("UPDATE meta SET value = value + 1 WHERE key = $1")
+        .bind(which.key())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Ends an update of one sender's row: `UnknownSender` (and nothing changed) when no row
+/// matched, else the senders counter is bumped in the same transaction and it commits.
+async fn commit_sender_change<DB>(
+    mut tx: Transaction<'_, DB>,
+    rows_changed: u64,
+    cvr: Cvr,
+) -> Result<(), StoreError>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    if rows_changed == 0 {
+        return Err(StoreError::UnknownSender(cvr));
+    }
+    bump::<DB>(&mut tx, Generation::Senders).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) const SELECT_BY_LETTER_ID: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    " FROM letters WHERE letter_id = $1 AND sender_cvr = $2"
+);
+pub(crate) const SELECT_BY_MESSAGE_UUID: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    " FROM letters WHERE message_uuid = $1 AND sender_cvr = $2"
+);
+
+const INSERT_SENDER_CERT: &str =
+    "INSERT INTO sender_certs (fingerprint, cvr, issued_at) VALUES ($1, $2, $3)";
+
+/// Every letter still waiting. The waiting states are written into the text (from
+/// [`WAITING`], not by hand) rather than bound: the partial index `letters_undelivered` is only
+/// usable when the query names the constants of its predicate, and SQLite plans a statement
+/// before it sees the bound values.
+static UNDELIVERED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT letter_id, sender_cvr, route, priority, not_before, accepted_at FROM letters \
+         WHERE {}",
+        waiting_predicate()
+    )
+});
+
+/// `state IN (1, 2)`, the predicate of the `letters_undelivered` index in both migrations.
+fn waiting_predicate() -> String {
+    let codes: Vec<String> = WAITING.iter().map(|s| s.code().to_string()).collect();
+    format!("state IN ({})", codes.join(", "))
+}
+
+#[async_trait]
+impl<B: Backend + super::FollowStore> Store for B
+where
+    for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
+    <B::Db as Database>::Arguments: IntoArguments<B::Db>,
+    <B::Db as Database>::Row: StoreRow,
+    for<'q> i64: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<i64>: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> bool: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> String: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> &'q [u8]: Encode<'q, B::Db> + Type<B::Db>,
+    <B::Db as Database>::QueryResult: RowsAffected,
+{
+    async fn insert_letters(
+        &self,
+        letters: &[NewLetter],
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        self.insert_batch(letters).await
+    }
+
+    async fn letter(
+        &self,
+        sender: Cvr,
+        key: LetterKey,
+    ) -> Result<Option<LetterRecord>, StoreError> {
+        let (statement, value) = match key {
+            LetterKey::LetterId(id) => (SELECT_BY_LETTER_ID, id.to_string()),
+            LetterKey::MessageUuid(uuid) => (SELECT_BY_MESSAGE_UUID, uuid.to_string()),
+        };
+        let row = sqlx::query::<B::Db>(statement)
+            .bind(value)
+            .bind(cvr_code(sender))
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(rows::record_from).transpose()
+    }
+
+    async fn load_for_delivery(&self, ids: &[LetterId]) -> Result<Vec<StoredLetter>, StoreError> {
+        self.load_batch(ids).await
+    }
+
+    async fn mark_delivered(
+        &self,
+        ids: &[LetterId],
+        state: LetterState,
+        at_ms: i64,
+        print_batch: Option<&str>,
+    ) -> Result<Vec<LetterId>, StoreError> {
+        let mark = Mark {
+            ids,
+            state,
+            at_ms,
+            print_batch,
+        };
+        self.deliver_batch(mark).await
+    }
+
+    async fn record_attempt(&self, id: LetterId, detail: &str) -> Result<(), StoreError> {
+        sqlx::query::<B::Db>(
+            "UPDATE letters SET attempts = attempts + 1, detail = $1 WHERE letter_id = $2",
+        )
+        .bind(detail)
+        .bind(id.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_failed(&self, id: LetterId, detail: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
+        // The attempt that failed last counts too.
+        let row = sqlx::query::<B::Db>(
+            "UPDATE letters SET state = $1, detail = $2, attempts = attempts + 1 \
+             WHERE letter_id = $3 AND state IN ($4, $5) RETURNING sender_cvr",
+        )
+        .bind(LetterState::Failed.code())
+        .bind(detail)
+        .bind(id.to_string())
+        .bind(WAITING[0].code())
+        .bind(WAITING[1].code())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut written = Vec::new();
+        if let Some(row) = row {
+            let sender = rows::cvr_from(row.int("sender_cvr")?, "sender cvr")?;
+            let event = NewEvent::now(sender, id, LetterState::Failed);
+            written = B::write_events(&mut tx, &[event], detail).await?;
+        }
+        tx.commit().await?;
+        signal_all(written);
+        Ok(())
+    }
+
+    async fn reopen(&self, id: LetterId) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
+        let row = sqlx::query::<B::Db>(
+            "UPDATE letters SET state = $1, detail = '' WHERE letter_id = $2 AND state = $3 \
+             RETURNING sender_cvr",
+        )
+        .bind(LetterState::Accepted.code())
+        .bind(id.to_string())
+        .bind(LetterState::Failed.code())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut written = Vec::new();
+        let reopened = row.is_some();
+        if let Some(row) = row {
+            let sender = rows::cvr_from(row.int("sender_cvr")?, "sender cvr")?;
+            let event = NewEvent::now(sender, id, LetterState::Accepted);
+            written = B::write_events(&mut tx, &[event], "reopened by an operator").await?;
+        }
+        tx.commit().await?;
+        signal_all(written);
+        Ok(reopened)
+    }
+
+    async fn undelivered(&self) -> Result<Vec<PendingDelivery>, StoreError> {
+        let rows = sqlx::query::<B::Db>(UNDELIVERED.as_str())
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(rows::pending_from).collect()
+    }
+
+    async fn print_batch_letters(&self, batch: &str) -> Result<Vec<LetterId>, StoreError> {
+        let rows = sqlx::query::<B::Db>("SELECT letter_id FROM letters WHERE print_batch = $1")
+            .bind(batch)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(rows::letter_id_from).collect()
+    }
+
+    async fn mailbox_count(&self, tag: &RecipientTag) -> Result<u64, StoreError> {
+        let row =
+            sqlx::query::<B::Db>("SELECT COUNT(*) AS n FROM mailbox WHERE recipient_tag = $1")
+                .bind(&tag[..])
+                .fetch_one(self.pool())
+                .await?;
+        count_from(row.int("n")?)
+    }
+
+    async fn state_counts(&self) -> Result<StateCounts, StoreError> {
+        let rows = sqlx::query::<B::Db>("SELECT state, COUNT(*) AS n FROM letters GROUP BY state")
+            .fetch_all(self.pool())
+            .await?;
+        let mut c = StateCounts::default();
+        for r in rows {
+            let n = count_from(r.int("n")?)?;
+            match rows::state_from(r.int("state")?)? {
+                LetterState::Accepted => c.accepted = n,
+                LetterState::Scheduled => c.scheduled = n,
+                LetterState::Delivered => c.delivered = n,
+                LetterState::PrintSpooled => c.print_spooled = n,
+                LetterState::Failed => c.failed = n,
+                LetterState::Cancelled => c.cancelled = n,
+            }
+        }
+        Ok(c)
+    }
+
+    async fn add_sender(
+        &self,
+        sender: &SenderInfo,
+        cert_fingerprint: [u8; 32],
+    ) -> Result<(), StoreError> {
+        let limits = LimitColumns::from_limits(&sender.limits);
+        let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
+        let now = crate::clock::now_ms();
+        // A concurrent add of the same CVR waits here for the first to commit, then inserts
+        // nothing: exactly one of them succeeds, the other is told `SenderExists`.
+        let n = sqlx::query::<B::Db>(
+            "INSERT INTO senders (cvr, name, kind, suspended, created_at, weight, rate_per_s, \
+             burst, max_in_flight, max_letter_bytes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (cvr) DO NOTHING",
+        )
+        .bind(cvr_code(sender.cvr))
+        .bind(sender.name.as_str())
+        .bind(sender.kind.to_string())
+        .bind(sender.suspended)
+        .bind(now)
+        .bind(limits.weight)
+        .bind(limits.rate_per_s)
+        .bind(limits.burst)
+        .bind(limits.max_in_flight)
+        .bind(limits.max_letter_bytes)
+        .execute(&mut *tx)
+        .await?;
+        if n.rows_affected() == 0 {
+            return Err(StoreError::SenderExists(sender.cvr));
+        }
+        sqlx::query::<B::Db>(INSERT_SENDER_CERT)
+            .bind(&cert_fingerprint[..])
+            .bind(cvr_code(sender.cvr))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        bump::<B::Db>(&mut tx, Generation::Senders).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn add_sender_cert(
+        &self,
+        cvr: Cvr,
+        cert_fingerprint: [u8; 32],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
+        // Senders are never deleted, so a sender seen here is still there at commit.
+        let known = sqlx::query::<B::Db>("SELECT 1 FROM senders WHERE cvr = $1")
+            .bind(cvr_code(cvr))
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_none() {
+            return Err(StoreError::UnknownSender(cvr));
+        }
+        sqlx::query::<B::Db>(INSERT_SENDER_CERT)
+            .bind(&cert_fingerprint[..])
+            .bind(cvr_code(cvr))
+            .bind(crate::clock::now_ms())
+            .execute(&mut *tx)
+            .await?;
+        bump::<B::Db>(&mut tx, Generation::Senders).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_suspended(&self, cvr: Cvr, suspended: bool) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
+        let n = sqlx::query::<B::Db>("UPDATE senders SET suspended = $1 WHERE cvr = $2")
+            .bind(suspended)
+            .bind(cvr_code(cvr))
+            .execute(&mut *tx)
+            .await?;
+        commit_sender_change(tx, n.rows_affected(), cvr).await
+    }
+
+    async fn set_sender_limits(&self, cvr: Cvr, limits: &SenderLimits) -> Result<(), StoreError> {
+        let c = LimitColumns::from_limits(limits);
+        let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
+        let n = sqlx::query::<B::Db>(
+            "UPDATE senders SET weight = $1, rate_per_s = $2, burst = $3, max_in_flight = $4, \
+             max_letter_bytes = $5 WHERE cvr = $6",
+        )
+        .bind(c.weight)
+        .bind(c.rate_per_s)
+        .bind(c.burst)
+        .bind(c.max_in_flight)
+        .bind(c.max_letter_bytes)
+        .bind(cvr_code(cvr))
+        .execute(&mut *tx)
+        .await?;
+        commit_sender_change(tx, n.rows_affected(), cvr).await
+    }
+
+    async fn senders(&self) -> Result<(Vec<SenderInfo>, Vec<([u8; 32], Cvr)>), StoreError> {
+        let mut tx = self.pool().begin_with(B::BEGIN_SNAPSHOT).await?;
+        let senders = sqlx::query::<B::Db>(
+            "SELECT cvr, name, kind, suspended, weight, rate_per_s, burst, max_in_flight, \
+             max_letter_bytes FROM senders",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let certs = sqlx::query::<B::Db>("SELECT fingerprint, cvr FROM sender_certs")
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((
+            senders
+                .iter()
+                .map(rows::sender_from)
+                .collect::<Result<_, _>>()?,
+            certs
+                .iter()
+                .map(rows::cert_from)
+                .collect::<Result<_, _>>()?,
+        ))
+    }
+
+    async fn import_registry(
+        &self,
+        recipients: &[RecipientRow],
+        subscriptions: &[SubscriptionRow],
+    ) -> Result<(), StoreError> {
+        self.import(recipients, subscriptions).await
+    }
+
+    async fn load_registry(&self) -> Result<StoredRegistry, StoreError> {
+        let mut tx = self.pool().begin_with(B::BEGIN_SNAPSHOT).await?;
+        let mut reg = StoredRegistry::default();
+        // Streamed: millions of rows are decoded as they arrive, never held twice.
+        {
+            let mut rows = sqlx::query::<B::Db>("SELECT tag, sealed_key, status FROM recipients")
+                .fetch(&mut *tx);
+            while let Some(r) = rows.try_next().await? {
+                reg.recipients.push(rows::recipient_from(&r)?);
+            }
+        }
+        {
+            let mut rows = sqlx::query::<B::Db>(
+                "SELECT r.tag, r.sealed_key, s.sender_cvr \
+                 FROM subscriptions s JOIN recipients r ON r.tag = s.tag",
+            )
+            .fetch(&mut *tx);
+            while let Some(r) = rows.try_next().await? {
+                reg.subscriptions.push(rows::subscription_from(&r)?);
+            }
+        }
+        tx.commit().await?;
+        Ok(reg)
+    }
+
+    async fn generations(&self) -> Result<Generations, StoreError> {
+        let rows = sqlx::query::<B::Db>("SELECT key, value FROM meta")
+            .fetch_all(self.pool())
+            .await?;
+        let mut g = Generations::default();
+        for r in rows {
+            let value = r.int("value")?;
+            match r.text("key")?.as_str() {
+                "senders_generation" => g.senders = value,
+                "registry_generation" => g.registry = value,
+                _ => {}
+            }
+        }
+        Ok(g)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query::<B::Db>("SELECT 1")
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}
+
+/// The one method `SqliteQueryResult` and `PgQueryResult` share, which sqlx puts in no trait.
+pub(crate) trait RowsAffected {
+    fn rows_affected(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        sqlx::sqlite::SqliteQueryResult::rows_affected(self)
+    }
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        sqlx::postgres::PgQueryResult::rows_affected(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The undelivered query names exactly the predicate of the partial index both migrations
+    /// create; if either changed alone, recovery after a crash would scan every letter.
+    #[test]
+    fn the_undelivered_query_can_use_the_partial_index() {
+        let index = format!(
+            "letters_undelivered ON letters (state) WHERE {}",
+            waiting_predicate()
+        );
+        for migration in [
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+            include_str!("../../migrations/postgres/0001_init.sql"),
+        ] {
+            assert!(migration.contains(&index), "{index}");
+        }
+        assert!(UNDELIVERED.ends_with(&waiting_predicate()));
+    }
+}

@@ -1,0 +1,235 @@
+//! Reading a letter's life: scoped to its sender, sealed for delivery, attempts, failure and
+//! reopening, what is still waiting and the counts by state.
+
+use crate::fixtures::*;
+
+contract!(
+    letter_is_scoped_to_its_sender,
+    load_for_delivery_returns_the_sealed_letter,
+    attempts_failure_and_reopen,
+    undelivered_lists_only_waiting_letters,
+    state_counts,
+);
+
+async fn letter_is_scoped_to_its_sender(b: Backend) {
+    let store = b.open().await;
+    let l = letter(cvr(AUTHORITY), "mine");
+    store
+        .insert_letters(std::slice::from_ref(&l))
+        .await
+        .expect("insert");
+    for key in [
+        LetterKey::LetterId(l.letter_id),
+        LetterKey::MessageUuid(l.message_uuid),
+    ] {
+        let own = store.letter(l.sender, key).await.expect("own");
+        assert_eq!(own.expect("own letter").letter_id, l.letter_id);
+        let other = store.letter(cvr(BANK), key).await.expect("other");
+        assert!(other.is_none(), "another sender must not see the letter");
+    }
+    let unknown = store
+        .letter(l.sender, LetterKey::LetterId(LetterId::new()))
+        .await
+        .expect("unknown");
+    assert!(unknown.is_none());
+}
+
+async fn load_for_delivery_returns_the_sealed_letter(b: Backend) {
+    let store = b.open().await;
+    let ring = ring();
+    let sender = cvr(BANK);
+    let tag = [9u8; 32];
+    let a = sealed_letter(
+        &ring,
+        sender,
+        MessageUuid::random(),
+        tag,
+        "deliver me",
+        4096,
+    );
+    let c = letter(sender, "another");
+    store
+        .insert_letters(&[a.clone(), c.clone()])
+        .await
+        .expect("insert");
+    let missing = LetterId::new();
+    let loaded = store
+        .load_for_delivery(&[c.letter_id, missing, a.letter_id])
+        .await
+        .expect("load");
+    let ids: Vec<LetterId> = loaded.iter().map(|l| l.record.letter_id).collect();
+    assert_eq!(
+        ids,
+        vec![c.letter_id, a.letter_id],
+        "missing ids are left out"
+    );
+    let got = &loaded[1];
+    assert_eq!(got.recipient_tag, tag);
+    assert_eq!(got.sealed.kek_id, a.sealed.kek_id);
+    assert_eq!(got.sealed.nonce, a.sealed.nonce);
+    assert_eq!(got.sealed.wrapped_key, a.sealed.wrapped_key);
+    assert_eq!(got.sealed.ciphertext, a.sealed.ciphertext);
+    let lid = a.letter_id.to_string();
+    let plain = open(
+        &ring,
+        &Binding {
+            letter_id: &lid,
+            sender,
+            recipient: &tag,
+        },
+        &got.sealed,
+    )
+    .expect("the stored letter opens");
+    let decoded = body::decode(&plain).expect("decode");
+    assert_eq!(
+        decoded,
+        plain_letter(a.message_uuid, "deliver me", 4096),
+        "what comes out is what went in"
+    );
+}
+
+async fn attempts_failure_and_reopen(b: Backend) {
+    let store = b.open().await;
+    let l = letter(cvr(AUTHORITY), "flaky");
+    let done = letter(cvr(AUTHORITY), "done");
+    store
+        .insert_letters(&[l.clone(), done.clone()])
+        .await
+        .expect("insert");
+    store
+        .record_attempt(l.letter_id, "mailbox timed out")
+        .await
+        .expect("attempt");
+    store
+        .record_attempt(l.letter_id, "mailbox refused")
+        .await
+        .expect("attempt");
+    let r = store
+        .letter(l.sender, LetterKey::LetterId(l.letter_id))
+        .await
+        .expect("letter")
+        .expect("stored");
+    assert_eq!((r.attempts, r.detail.as_str()), (2, "mailbox refused"));
+    assert_eq!(r.state, LetterState::Accepted);
+
+    store
+        .mark_failed(l.letter_id, "retries spent")
+        .await
+        .expect("fail");
+    let r = store
+        .letter(l.sender, LetterKey::LetterId(l.letter_id))
+        .await
+        .expect("letter")
+        .expect("stored");
+    assert_eq!(
+        (r.state, r.detail.as_str()),
+        (LetterState::Failed, "retries spent")
+    );
+    assert!(
+        store
+            .undelivered()
+            .await
+            .expect("undelivered")
+            .iter()
+            .all(|p| p.letter_id != l.letter_id)
+    );
+
+    assert!(store.reopen(l.letter_id).await.expect("reopen"));
+    let r = store
+        .letter(l.sender, LetterKey::LetterId(l.letter_id))
+        .await
+        .expect("letter")
+        .expect("stored");
+    assert_eq!((r.state, r.detail.as_str()), (LetterState::Accepted, ""));
+    assert!(!store.reopen(l.letter_id).await.expect("reopen again"));
+
+    // A delivered letter does not fail afterwards, nor reopen.
+    store
+        .mark_delivered(&[done.letter_id], LetterState::Delivered, 1, None)
+        .await
+        .expect("deliver");
+    store
+        .mark_failed(done.letter_id, "late failure")
+        .await
+        .expect("fail");
+    assert_eq!(state_of(&store, &done).await, LetterState::Delivered);
+    assert!(!store.reopen(done.letter_id).await.expect("reopen"));
+}
+
+async fn undelivered_lists_only_waiting_letters(b: Backend) {
+    let store = b.open().await;
+    let sender = cvr(AUTHORITY);
+    let accepted = letter(sender, "accepted");
+    let mut scheduled = letter(sender, "scheduled");
+    scheduled.not_before_ms = Some(1_800_000_000_000);
+    scheduled.route = Route::Print;
+    scheduled.priority = Priority::Urgent;
+    let delivered = letter(sender, "delivered");
+    let failed = letter(sender, "failed");
+    let all = [
+        accepted.clone(),
+        scheduled.clone(),
+        delivered.clone(),
+        failed.clone(),
+    ];
+    store.insert_letters(&all).await.expect("insert");
+    assert_eq!(state_of(&store, &scheduled).await, LetterState::Scheduled);
+    store
+        .mark_delivered(&[delivered.letter_id], LetterState::Delivered, 5, None)
+        .await
+        .expect("deliver");
+    store
+        .mark_failed(failed.letter_id, "gone")
+        .await
+        .expect("fail");
+
+    let mut pending = store.undelivered().await.expect("undelivered");
+    pending.sort_by_key(|p| p.not_before_ms);
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    assert_eq!(pending[0].letter_id, accepted.letter_id);
+    assert_eq!(pending[0].not_before_ms, 0);
+    assert_eq!(pending[0].route, Route::Mailbox);
+    assert_eq!(pending[0].accepted_at_ms, accepted.accepted_at_ms);
+    assert_eq!(pending[1].letter_id, scheduled.letter_id);
+    assert_eq!(pending[1].not_before_ms, 1_800_000_000_000);
+    assert_eq!(pending[1].route, Route::Print);
+    assert_eq!(pending[1].priority, Priority::Urgent);
+}
+
+async fn state_counts(b: Backend) {
+    let store = b.open().await;
+    assert_eq!(
+        store.state_counts().await.expect("counts"),
+        Default::default()
+    );
+    let sender = cvr(BANK);
+    let ls: Vec<NewLetter> = (0..6).map(|i| letter(sender, &format!("{i}"))).collect();
+    let mut ls = ls;
+    ls[5].not_before_ms = Some(1);
+    store.insert_letters(&ls).await.expect("insert");
+    store
+        .mark_delivered(&[ls[0].letter_id], LetterState::Delivered, 1, None)
+        .await
+        .expect("deliver");
+    store
+        .mark_delivered(
+            &[ls[1].letter_id, ls[2].letter_id],
+            LetterState::PrintSpooled,
+            1,
+            Some("b"),
+        )
+        .await
+        .expect("print");
+    store.mark_failed(ls[3].letter_id, "x").await.expect("fail");
+    let c = store.state_counts().await.expect("counts");
+    assert_eq!(
+        (
+            c.accepted,
+            c.scheduled,
+            c.delivered,
+            c.print_spooled,
+            c.failed
+        ),
+        (1, 1, 1, 2, 1)
+    );
+}
