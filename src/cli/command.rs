@@ -132,6 +132,36 @@ enum Command {
         sender: SenderArgs,
         id: String,
     },
+    /// Your letters' events as JSON lines, from a cursor; the last cursor is printed on exit.
+    Events {
+        #[command(flatten)]
+        sender: SenderArgs,
+        /// Resume after this cursor (empty: from the oldest event kept).
+        #[arg(long, default_value = "")]
+        after: String,
+        /// Keep the stream open and print new events as they happen.
+        #[arg(long)]
+        follow: bool,
+        /// Only DELIVERED, PRINT_SPOOLED, FAILED and CANCELLED.
+        #[arg(long)]
+        terminal_only: bool,
+    },
+    /// A batch of your letters: its counts, or recall what is not yet delivered.
+    Batch {
+        #[command(subcommand)]
+        command: BatchCommand,
+    },
+    /// Recall one of your letters before it is delivered (by letter id or message uuid).
+    Cancel {
+        #[command(flatten)]
+        sender: SenderArgs,
+        id: String,
+    },
+    /// Your letters, newest first.
+    Letters {
+        #[command(subcommand)]
+        command: LettersCommand,
+    },
     /// Recipient identifiers.
     Id {
         #[command(subcommand)]
@@ -162,6 +192,36 @@ enum Command {
     /// Measure durable end-to-end throughput against the raw ceilings of this machine, or
     /// (`--scenario flood`) urgent letters' latency while one sender floods the gateway.
     Loadgen(super::loadgen::LoadgenArgs),
+}
+
+#[derive(Subcommand)]
+enum BatchCommand {
+    /// Counts by state, outcome and reason.
+    Status {
+        #[command(flatten)]
+        sender: SenderArgs,
+        id: String,
+    },
+    /// Recall every letter of the batch not yet delivered.
+    Cancel {
+        #[command(flatten)]
+        sender: SenderArgs,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LettersCommand {
+    /// One line per letter: letter id, message uuid, state, accepted at, batch.
+    List {
+        #[command(flatten)]
+        sender: SenderArgs,
+        #[arg(long)]
+        batch: Option<String>,
+        /// ACCEPTED, SCHEDULED, DELIVERED, PRINT_SPOOLED, FAILED or CANCELLED.
+        #[arg(long)]
+        state: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -393,6 +453,42 @@ pub async fn run(
         Command::Status { sender, id } => {
             let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
             super::status::status(&mut client, &id).await?;
+        }
+        Command::Events {
+            sender,
+            after,
+            follow,
+            terminal_only,
+        } => {
+            let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
+            super::follow::events(&mut client, &after, follow, terminal_only).await?;
+        }
+        Command::Batch {
+            command: BatchCommand::Status { sender, id },
+        } => {
+            let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
+            super::follow::batch_status(&mut client, &id).await?;
+        }
+        Command::Batch {
+            command: BatchCommand::Cancel { sender, id },
+        } => {
+            let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
+            super::follow::batch_cancel(&mut client, &id).await?;
+        }
+        Command::Cancel { sender, id } => {
+            let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
+            super::follow::cancel(&mut client, &id).await?;
+        }
+        Command::Letters {
+            command:
+                LettersCommand::List {
+                    sender,
+                    batch,
+                    state,
+                },
+        } => {
+            let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
+            super::follow::list(&mut client, batch, state).await?;
         }
         Command::Id {
             command: IdCommand::Check { ids },

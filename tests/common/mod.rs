@@ -317,6 +317,7 @@ pub fn letter(recipient: &str, title: &str, content: &[u8]) -> pb::Letter {
         priority: pb::Priority::Normal as i32,
         sender_reference: String::new(),
         memo_xml: vec![],
+        batch_id: String::new(),
     }
 }
 
