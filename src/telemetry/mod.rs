@@ -495,6 +495,9 @@ mod tests {
         queue_depth(1, 2, 3);
         stream_opened();
         stream_closed();
+        events_written(2);
+        watch_stream_opened();
+        watch_stream_closed();
         admission_refused("rate");
         admission_load(GateLoad {
             waiting: 1,
