@@ -121,6 +121,9 @@ enum Command {
         /// Receipt report (CSV) [default: <input>.receipts.csv].
         #[arg(long)]
         report: Option<PathBuf>,
+        /// The batch id for letters whose line names none [default: a generated one, printed].
+        #[arg(long = "batch-id")]
+        batch_id: Option<String>,
         /// The gateway's operator HTTP address, for the dashboard link [default: the gateway
         /// host, port 9180].
         #[arg(long = "admin-url", env = "BREVDUE_ADMIN_URL")]
@@ -434,21 +437,40 @@ pub async fn run(
             sender,
             input,
             report,
+            batch_id,
             admin,
         } => {
+            let batch = match batch_id.map(|b| b.parse::<crate::domain::BatchId>()) {
+                Some(Ok(b)) => b,
+                // A bad flag value is a usage error (exit 2), like clap's own.
+                Some(Err(e)) => {
+                    eprintln!("error: --batch-id: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+                None => crate::domain::BatchId::generate(),
+            };
             let report = report.unwrap_or_else(|| {
                 let mut p = input.clone().into_os_string();
                 p.push(".receipts.csv");
                 PathBuf::from(p)
             });
             let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
-            let summary = super::send::send(&mut client, &input, &report).await?;
+            println!("batch id: {}", batch.as_str());
+            let summary = super::send::send(&mut client, &input, &report, &batch).await?;
             summary.print();
             println!("receipt report: {}", report.display());
             println!(
                 "dashboard:      {}",
                 super::send::dashboard_url(&sender.server, admin.as_deref())
             );
+            if !summary.all_sent() {
+                eprintln!(
+                    "{} lines of {} could not be sent (see above)",
+                    summary.unreadable.len(),
+                    input.display()
+                );
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Status { sender, id } => {
             let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;

@@ -134,7 +134,9 @@ pub async fn run(data_dir: &Path, letters: usize, keep_running: bool) -> Result<
             })
             .collect();
         let report = data.root().join(format!("demo-receipts-{}.csv", kind));
-        let summary = stream_with_report(&mut c, batch.into_iter(), count as u64, &report).await?;
+        let batch_id = crate::domain::BatchId::generate();
+        let summary =
+            stream_with_report(&mut c, batch.into_iter(), count as u64, &report, &batch_id).await?;
         summary.print();
         println!("  receipts: {}\n", report.display());
         if first_letter.is_none() {
