@@ -113,6 +113,28 @@ pub(crate) const CANCEL_BATCH: &str = "UPDATE letters SET state = 6, wrapped_key
      WHERE sender_cvr = $2 AND batch_id = $3 AND state IN (1, 2) RETURNING letter_id";
 pub(crate) const CANCEL_DETAIL: &str = "recalled by the sender";
 
+/// PostgreSQL: the waiting letters of a batch locked in `letter_id` order before they are
+/// cancelled. Delivery locks its letters in that order too (it updates a sorted id array
+/// through the primary key), so a batch recall and a delivery of overlapping letters queue
+/// behind each other instead of each holding a row the other wants. SQLite has one writer at
+/// a time and needs no such lock.
+pub(crate) const LOCK_BATCH_PG: &str = "SELECT letter_id FROM letters \
+     WHERE sender_cvr = $1 AND batch_id = $2 AND state IN (1, 2) ORDER BY letter_id FOR UPDATE";
+
+/// A recall that lost a deadlock or serialisation conflict is tried again this many times in
+/// all: the conflict says only that another transaction touched the same rows first, and the
+/// recall's condition on the state makes trying again safe.
+pub(crate) const CANCEL_ATTEMPTS: u32 = 5;
+
+/// The pause before the `attempt`-th retry: short, growing, and different per caller so two
+/// recalls that conflicted do not meet again at once.
+pub(crate) fn conflict_backoff(attempt: u32) -> std::time::Duration {
+    use rand::{Rng, SeedableRng};
+    let base = 5u64 << attempt.min(6);
+    let jitter = rand::rngs::SmallRng::from_os_rng().random_range(0..base);
+    std::time::Duration::from_millis(base + jitter)
+}
+
 /// The listing, newest first; `(accepted_at, letter_id)` is the page position. Optional
 /// filters are bound as NULL when absent (`$n IS NULL OR …`), so one statement serves all.
 pub(crate) fn list_statement(record_columns: &str) -> String {
@@ -134,7 +156,7 @@ pub(crate) fn seq_from(v: i64) -> Result<u64, StoreError> {
 /// Generates `impl FollowStore` for a backend with a `pool()` accessor and a `record_from`
 /// row decoder, given the backend's `write_events` (its batched event insert).
 macro_rules! follow_store {
-    ($store:ty, $db:ty, $begin:expr, $record_from:path, $record_columns:expr, $write_events:path) => {
+    ($store:ty, $db:ty, $begin:expr, $lock_batch:expr, $record_from:path, $record_columns:expr, $write_events:path) => {
         #[async_trait::async_trait]
         impl $crate::store::FollowStore for $store {
             async fn events(
@@ -290,26 +312,16 @@ macro_rules! follow_store {
                     return Ok(Some(before));
                 }
                 let id = before.letter_id;
-                let mut tx = self.pool().begin_with($begin).await?;
-                let changed = sqlx::query::<$db>(f::CANCEL_ONE)
-                    .bind(&[][..] as &[u8])
-                    .bind(id.to_string())
-                    .bind(i64::from(sender.value()))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let mut written = Vec::new();
-                if changed.is_some() {
-                    let event = f::NewEvent {
-                        sender,
-                        letter_id: id,
-                        state: $crate::domain::LetterState::Cancelled,
-                        at_ms,
-                    };
-                    written =
-                        $write_events(&mut tx, std::slice::from_ref(&event), f::CANCEL_DETAIL)
-                            .await?;
-                }
-                tx.commit().await?;
+                let mut attempt = 0;
+                let written = loop {
+                    attempt += 1;
+                    match self.cancel_one_tx(sender, id, at_ms).await {
+                        Err(e) if e.is_conflict() && attempt < f::CANCEL_ATTEMPTS => {
+                            tokio::time::sleep(f::conflict_backoff(attempt)).await;
+                        }
+                        other => break other?,
+                    }
+                };
                 for (s, n) in written {
                     $crate::store::signal::committed(s, n);
                 }
@@ -323,31 +335,28 @@ macro_rules! follow_store {
                 batch: &$crate::domain::BatchId,
                 at_ms: i64,
             ) -> Result<u64, $crate::store::StoreError> {
-                use sqlx::Row;
                 use $crate::store::follow_sql as f;
-                let mut tx = self.pool().begin_with($begin).await?;
-                let rows = sqlx::query::<$db>(f::CANCEL_BATCH)
-                    .bind(&[][..] as &[u8])
-                    .bind(i64::from(sender.value()))
-                    .bind(batch.as_str())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let mut events = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    let id: String = r.try_get("letter_id")?;
-                    events.push(f::NewEvent {
-                        sender,
-                        letter_id: id.parse().map_err(|_| super::rows::corrupt("letter id"))?,
-                        state: $crate::domain::LetterState::Cancelled,
-                        at_ms,
-                    });
-                }
-                let written = $write_events(&mut tx, &events, f::CANCEL_DETAIL).await?;
-                tx.commit().await?;
+                // A conflict with a delivery (or another recall) is the database's to resolve,
+                // not the sender's: the recall is tried again, whole, and only a store that
+                // stays unavailable reaches the caller.
+                let mut attempt = 0;
+                let (cancelled, written) = loop {
+                    attempt += 1;
+                    match self.cancel_batch_tx(sender, batch, at_ms).await {
+                        Err(e) if e.is_conflict() && attempt < f::CANCEL_ATTEMPTS => {
+                            tracing::debug!(
+                                attempt,
+                                "a batch recall met a concurrent update; trying again"
+                            );
+                            tokio::time::sleep(f::conflict_backoff(attempt)).await;
+                        }
+                        other => break other?,
+                    }
+                };
                 for (s, n) in written {
                     $crate::store::signal::committed(s, n);
                 }
-                Ok(events.len() as u64)
+                Ok(cancelled)
             }
 
             async fn list_letters(
@@ -392,6 +401,82 @@ macro_rules! follow_store {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+        }
+
+        impl $store {
+            /// One attempt at recalling one letter: the conditional update and its event in
+            /// one transaction. Returns the events written per sender, for the wake-up.
+            async fn cancel_one_tx(
+                &self,
+                sender: $crate::domain::Cvr,
+                id: $crate::domain::LetterId,
+                at_ms: i64,
+            ) -> Result<Vec<($crate::domain::Cvr, usize)>, $crate::store::StoreError> {
+                use $crate::store::follow_sql as f;
+                let mut tx = self.pool().begin_with($begin).await?;
+                let changed = sqlx::query::<$db>(f::CANCEL_ONE)
+                    .bind(&[][..] as &[u8])
+                    .bind(id.to_string())
+                    .bind(i64::from(sender.value()))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let mut written = Vec::new();
+                if changed.is_some() {
+                    let event = f::NewEvent {
+                        sender,
+                        letter_id: id,
+                        state: $crate::domain::LetterState::Cancelled,
+                        at_ms,
+                    };
+                    written =
+                        $write_events(&mut tx, std::slice::from_ref(&event), f::CANCEL_DETAIL)
+                            .await?;
+                }
+                tx.commit().await?;
+                Ok(written)
+            }
+
+            /// One attempt at recalling a batch: locks (where the backend needs it), the
+            /// conditional update and the events in one transaction. Returns how many letters
+            /// it cancelled and the events written per sender.
+            async fn cancel_batch_tx(
+                &self,
+                sender: $crate::domain::Cvr,
+                batch: &$crate::domain::BatchId,
+                at_ms: i64,
+            ) -> Result<(u64, Vec<($crate::domain::Cvr, usize)>), $crate::store::StoreError> {
+                use sqlx::Row;
+                use $crate::store::follow_sql as f;
+                let cvr = i64::from(sender.value());
+                let mut tx = self.pool().begin_with($begin).await?;
+                let lock: Option<&str> = $lock_batch;
+                if let Some(lock) = lock {
+                    sqlx::query::<$db>(lock)
+                        .bind(cvr)
+                        .bind(batch.as_str())
+                        .fetch_all(&mut *tx)
+                        .await?;
+                }
+                let rows = sqlx::query::<$db>(f::CANCEL_BATCH)
+                    .bind(&[][..] as &[u8])
+                    .bind(cvr)
+                    .bind(batch.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut events = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let id: String = r.try_get("letter_id")?;
+                    events.push(f::NewEvent {
+                        sender,
+                        letter_id: id.parse().map_err(|_| super::rows::corrupt("letter id"))?,
+                        state: $crate::domain::LetterState::Cancelled,
+                        at_ms,
+                    });
+                }
+                let written = $write_events(&mut tx, &events, f::CANCEL_DETAIL).await?;
+                tx.commit().await?;
+                Ok((events.len() as u64, written))
             }
         }
 

@@ -134,6 +134,21 @@ fn lines_list(lines: &[u64]) -> String {
     }
 }
 
+impl StoreError {
+    /// A conflict with a concurrent transaction that the database resolved by failing this
+    /// one (PostgreSQL's deadlock detected, 40P01, or serialisation failure, 40001; SQLite's
+    /// busy or locked database): the same transaction tried again can succeed.
+    pub fn is_conflict(&self) -> bool {
+        let StoreError::Unavailable(Cause::Database(sqlx::Error::Database(d))) = self else {
+            return false;
+        };
+        matches!(
+            d.code().as_deref(),
+            Some("40P01" | "40001" | "5" | "6" | "517" | "262")
+        )
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         use sqlx::error::ErrorKind;

@@ -516,6 +516,7 @@ super::follow_sql::follow_store!(
     PostgresStore,
     sqlx::Postgres,
     PostgresStore::BEGIN_WRITE,
+    Some(super::follow_sql::LOCK_BATCH_PG),
     rows::record_from,
     rows::record_columns!(),
     write_events_pg
