@@ -54,8 +54,10 @@ impl FollowConfig {
     /// Every problem with the values, for `Config::validate`.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if self.retention < Duration::from_secs(60) {
-            p.push("events.retention must be at least 1 minute".to_string());
+        // Seconds are allowed so a trial or a test can see a cursor expire; a production
+        // retention is days (integrators resume after outages of that length).
+        if self.retention < Duration::from_secs(1) {
+            p.push("events.retention must be at least 1 second".to_string());
         }
         if self.max_streams_per_sender == 0 {
             p.push("events.max_streams_per_sender must be at least 1".to_string());
