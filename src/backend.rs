@@ -7,7 +7,89 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use std::time::Duration;
+
 use serde::Deserialize;
+
+/// How the gateway talks to its database: pool sizes and the deadlines that turn a slow or
+/// dead database into a retryable error the sender sees, instead of a call that hangs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseOptions {
+    /// PostgreSQL connections per gateway instance.
+    pub max_connections: u32,
+    /// SQLite connections (one writer at a time in any case; readers share the rest).
+    pub sqlite_connections: u32,
+    /// Longest wait for a pooled connection (or a new one) before `Unavailable`.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// PostgreSQL: longest any one statement may run (`statement_timeout`); 0 for none.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    /// SQLite: how long a writer waits for another process's write lock (an admin command
+    /// beside the gateway) before giving up.
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+}
+
+impl Default for DatabaseOptions {
+    fn default() -> Self {
+        DatabaseOptions {
+            max_connections: 16,
+            sqlite_connections: 4,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(60),
+            busy_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How the gateway talks to RabbitMQ.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerOptions {
+    /// Connecting and declaring the topology.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Any other broker call, including waiting for the confirms of one enqueue.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        BrokerOptions {
+            connect_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl DatabaseOptions {
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.max_connections == 0 || self.sqlite_connections == 0 {
+            p.push(
+                "database.max_connections and database.sqlite_connections must be at least 1"
+                    .into(),
+            );
+        }
+        if self.acquire_timeout.is_zero() {
+            p.push("database.acquire_timeout must be above 0".into());
+        }
+        p
+    }
+}
+
+impl BrokerOptions {
+    pub fn problems(&self) -> Vec<String> {
+        if self.connect_timeout.is_zero() || self.call_timeout.is_zero() {
+            vec!["broker.connect_timeout and broker.call_timeout must be above 0".into()]
+        } else {
+            Vec::new()
+        }
+    }
+}
 
 /// A store URL that is not one brevdue has a backend for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -77,6 +77,7 @@ impl DataDir {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 let mut pid = String::new();
+                // Only for the message: an unreadable pid still refuses the second process.
                 let _ = file.read_to_string(&mut pid);
                 let pid = pid.trim();
                 return Err(DataDirError::Locked {

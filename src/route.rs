@@ -5,15 +5,18 @@
 //!
 //! | sender  | recipient          | condition                 | outcome                          |
 //! |---------|--------------------|---------------------------|----------------------------------|
-//! | any     | CLOSED             |                           | REJECTED (RECIPIENT_CLOSED for PUBLIC, NOT_REACHABLE for PRIVATE) |
+//! | PUBLIC  | CLOSED             |                           | REJECTED (RECIPIENT_CLOSED)      |
 //! | PUBLIC  | ACTIVE             |                           | MAILBOX                          |
 //! | PUBLIC  | EXEMPT or UNKNOWN  |                           | PRINT                            |
 //! | PRIVATE | ACTIVE or EXEMPT   | subscribed to this sender | MAILBOX                          |
-//! | PRIVATE | any other          | `print_fallback`          | PRINT                            |
-//! | PRIVATE | any other          | no `print_fallback`       | REJECTED (NOT_REACHABLE)         |
+//! | PRIVATE | any other (CLOSED too) | `print_fallback`      | PRINT                            |
+//! | PRIVATE | any other (CLOSED too) | no `print_fallback`   | REJECTED (NOT_REACHABLE)         |
 //!
-//! Privacy: a PRIVATE sender never learns why a recipient cannot be reached; every rejection it
-//! sees is `NOT_REACHABLE`.
+//! Privacy: a PRIVATE sender never learns why a recipient cannot be reached. For every recipient
+//! that has not subscribed to it (CLOSED included, subscribed once or not: SPEC §1 as amended),
+//! the decision is the one for a recipient the registry has never heard of, so its receipts and
+//! `CheckRecipient` answers cannot tell a deceased person from an unsubscribed one. A closed
+//! recipient's letter with `print_fallback` goes to print, where the print house handles estates.
 
 use crate::domain::{Cvr, RecipientId, RecipientStatus, RejectReason, Route, SenderKind};
 use crate::registry::{RecipientEntry, RegistryIndex};
@@ -51,13 +54,12 @@ pub fn decide(
         (SenderKind::Public, Some(RecipientStatus::Closed)) => {
             Decision::Reject(RejectReason::RecipientClosed)
         }
-        (SenderKind::Private, Some(RecipientStatus::Closed)) => {
-            Decision::Reject(RejectReason::NotReachable)
-        }
         (SenderKind::Public, Some(RecipientStatus::Active)) => Decision::Deliver(Route::Mailbox),
         (SenderKind::Public, Some(RecipientStatus::Exempt) | None) => {
             Decision::Deliver(Route::Print)
         }
+        // A closed recipient's subscription no longer counts (its mailbox is gone), and it falls
+        // through to the arms below like any unsubscribed recipient.
         (SenderKind::Private, Some(RecipientStatus::Active | RecipientStatus::Exempt))
             if subscribed =>
         {
@@ -170,13 +172,29 @@ mod tests {
     use SenderKind::{Private, Public};
 
     #[test]
-    fn closed_recipients_are_rejected_for_everyone() {
+    fn closed_recipients_are_rejected_for_public_senders() {
         for fallback in [false, true] {
             assert_eq!(go(Public, AUTHORITY, "0101905555", fallback), CLOSED);
             assert_eq!(go(Public, AUTHORITY, "10150817", fallback), CLOSED);
-            // Subscribed, and still never delivered to a closed mailbox.
-            assert_eq!(go(Private, BANK, "0101905555", fallback), UNREACHABLE);
-            assert_eq!(go(Private, BANK, "10150817", fallback), UNREACHABLE);
+        }
+    }
+
+    #[test]
+    fn closed_recipients_route_like_unsubscribed_ones_for_private_senders() {
+        // Subscribed once, and still never delivered to a closed mailbox; with print_fallback
+        // the letter goes to print exactly as for a recipient nobody knows.
+        for to in ["0101905555", "10150817"] {
+            assert_eq!(go(Private, BANK, to, false), UNREACHABLE, "{to}");
+            assert_eq!(go(Private, BANK, to, true), PRINT, "{to}");
+            for fallback in [false, true] {
+                let unknown = route(
+                    &RegistryIndex::default(),
+                    sender(Private, BANK),
+                    &to.parse().unwrap(),
+                    fallback,
+                );
+                assert_eq!(go(Private, BANK, to, fallback), unknown, "{to}");
+            }
         }
     }
 
@@ -288,8 +306,8 @@ mod tests {
     }
 
     proptest! {
-        /// A private sender's rejections always read NOT_REACHABLE, and without a subscription
-        /// it cannot tell an exempt, unsubscribed or unknown recipient apart.
+        /// A private sender's rejections always read NOT_REACHABLE, and without a live
+        /// subscription it cannot tell a closed, exempt, unsubscribed or unknown recipient apart.
         #[test]
         fn private_senders_learn_nothing(
             status in any_status(),
@@ -304,7 +322,7 @@ mod tests {
             if let Decision::Reject(reason) = d {
                 prop_assert_eq!(reason, RejectReason::NotReachable);
             }
-            if !subscribed && status != Some(RecipientStatus::Closed) {
+            if !subscribed || status == Some(RecipientStatus::Closed) {
                 let unknown = route(&RegistryIndex::default(), sender(Private, BANK), &id, fallback);
                 prop_assert_eq!(d, unknown);
             }

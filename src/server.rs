@@ -11,7 +11,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -20,7 +19,7 @@ use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::deliver::{Deliverer, PrintSpool};
 use crate::directory::Directory;
-use crate::ingest::{TlsMaterial, grpc_server};
+use crate::ingest::{GrpcSettings, TlsMaterial, capped, grpc_server};
 use crate::pipeline::Committer;
 use crate::pipeline::Gateway;
 use crate::pki::Pki;
@@ -99,8 +98,8 @@ async fn run_signalling(
     let (store_url, queue_url) = (config.store_url(), config.queue_url());
     let embedded = store_url.is_embedded() || queue_url.is_embedded();
     let _lock = if embedded { Some(data.lock()?) } else { None };
-    let store = store::open(&store_url).await?;
-    let queue = queue::open(&queue_url, true).await?;
+    let store = store::open_with(&store_url, &config.database).await?;
+    let queue = queue::open_with(&queue_url, true, &config.database, config.broker).await?;
     tracing::info!(store = %store_url, queue = %queue_url, "backends open");
     let token = match &config.admin_token_file {
         Some(path) => admin::AdminToken::from_file(path)?,
@@ -181,10 +180,14 @@ async fn run_signalling(
         gateway,
         admission,
         stop.clone(),
-        &tls,
-        config.limits.max_letter_size.as_u64() as usize,
-        config.stream_in_flight,
-        &config.grpc,
+        GrpcSettings {
+            tls: &tls,
+            max_letter_bytes: usize::try_from(config.limits.max_letter_size.as_u64())
+                .unwrap_or(usize::MAX),
+            in_flight_per_stream: config.stream_in_flight,
+            max_bytes_in_flight: config.admission.max_bytes_in_flight.as_u64(),
+            transport: &config.grpc,
+        },
     )
     .await?;
 
@@ -222,11 +225,12 @@ async fn run_signalling(
         "brevdue gateway serving"
     );
     let grpc_stop = stop.clone();
-    let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
-        grpc_stop.cancelled().await
-    });
+    let incoming = capped(grpc, config.grpc.max_connections);
+    let serve =
+        router.serve_with_incoming_shutdown(incoming, async move { grpc_stop.cancelled().await });
     tokio::pin!(serve);
     if let Some(ready) = ready {
+        // The starter may have stopped waiting; serving goes on regardless.
         let _ = ready.send(());
     }
     let stop_on_signal = stop.clone();

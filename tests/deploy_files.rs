@@ -39,6 +39,10 @@ fn example_configuration_is_valid() {
     let config =
         brevdue::config::Config::from_file(&root().join("deploy/brevdue.toml")).expect("parses");
     config.validate().expect("validates");
+    assert!(
+        config.admin_listen.ip().is_loopback() || config.admin_token_file.is_some(),
+        "an operator port beyond loopback must ask for a token"
+    );
     assert!(matches!(
         config.store_url(),
         brevdue::config::StoreUrl::Postgres(_)
@@ -63,6 +67,28 @@ fn compose_has_the_whole_setup() {
     ] {
         assert!(services.contains_key(name), "compose lacks {name}");
     }
+    // Nothing is published beyond this host's loopback, and Grafana has no default login.
+    for (name, service) in services {
+        for port in service["ports"].as_sequence().into_iter().flatten() {
+            let port = port.as_str().unwrap_or_default();
+            assert!(
+                port.starts_with("127.0.0.1:"),
+                "compose publishes {name:?}'s port {port} beyond loopback"
+            );
+        }
+    }
+    let grafana = &services["grafana"]["environment"];
+    assert!(
+        grafana["GF_SECURITY_ADMIN_PASSWORD"]
+            .as_str()
+            .is_some_and(|p| p.contains(":?")),
+        "Grafana's admin password must be required, not defaulted"
+    );
+    let gateway = &docs[0]["x-gateway"]["environment"];
+    assert!(
+        gateway["BREVDUE_ADMIN_TOKEN_FILE"].as_str().is_some(),
+        "the compose gateways must ask for an admin token"
+    );
 }
 
 #[test]
@@ -98,6 +124,10 @@ fn kubernetes_manifests_have_every_object() {
     let toml_text = config["data"]["brevdue.toml"].as_str().expect("toml");
     let parsed: brevdue::config::Config = toml::from_str(toml_text).expect("configmap toml parses");
     parsed.validate().expect("configmap toml validates");
+    assert!(
+        parsed.admin_token_file.is_some(),
+        "an operator port on 0.0.0.0 must ask for a token"
+    );
 }
 
 #[test]

@@ -47,11 +47,14 @@ async fn every_row_of_the_routing_table(backend: Backend) {
     let mut h = Harness::start_on(backend).await;
     let child = child_cpr();
     let rows: Vec<(&str, &str, bool, (pb::Outcome, pb::RejectReason))> = vec![
-        // any sender, CLOSED recipient
+        // PUBLIC, CLOSED recipient
         (AUTHORITY, CLOSED, false, (Rejected, RecipientClosed)),
         (AUTHORITY, COMPANY_CLOSED, true, (Rejected, RecipientClosed)),
+        // PRIVATE, CLOSED recipient: like any unsubscribed one (SPEC §1, amended)
         (BANK, CLOSED, false, (Rejected, NotReachable)),
-        (BANK, CLOSED, true, (Rejected, NotReachable)),
+        (BANK, CLOSED, true, (AcceptedPrint, Unspecified)),
+        (BANK, COMPANY_CLOSED, false, (Rejected, NotReachable)),
+        (BANK, COMPANY_CLOSED, true, (AcceptedPrint, Unspecified)),
         // PUBLIC, ACTIVE -> MAILBOX
         (
             AUTHORITY,

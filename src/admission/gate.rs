@@ -1,7 +1,8 @@
 //! The fair gate: the gateway-wide bound on letters and bytes in the acceptance pipeline, and the
 //! order in which waiting letters get in when it is full.
 //!
-//! Urgent letters go first. The others are admitted by deficit round robin across senders,
+//! Urgent letters go first, by the same weighted round robin among the senders that have urgent
+//! letters waiting (a sender's urgent share is bounded before the gate). The others are admitted by deficit round robin across senders,
 //! weighted by each sender's share: a sender with many streams waiting gets no more turns than a
 //! sender with one letter waiting, so a flood slows only the sender that floods. Below the bound
 //! nobody waits and the gate costs one uncontended lock.
@@ -11,7 +12,6 @@
 //! budget alone). Turns are counted in letters, so weights share letters per second. The
 //! round robin itself is [`crate::drr::Drr`], shared with the RabbitMQ consumers.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
@@ -31,7 +31,8 @@ struct Waiter {
 struct State {
     letters_free: usize,
     bytes_free: u64,
-    urgent: VecDeque<Waiter>,
+    /// Waiting urgent letters, per sender, served before any other.
+    urgent: Drr<Cvr, Waiter>,
     /// Waiting letters that are not urgent, per sender; each sender is in the turn once,
     /// however many of its letters wait.
     senders: Drr<Cvr, Waiter>,
@@ -65,7 +66,7 @@ impl FairGate {
             state: Mutex::new(State {
                 letters_free: max_letters,
                 bytes_free: max_bytes,
-                urgent: VecDeque::new(),
+                urgent: Drr::new(),
                 senders: Drr::new(),
                 waiting: 0,
             }),
@@ -128,7 +129,7 @@ impl FairGate {
                     grant,
                 };
                 if urgent {
-                    s.urgent.push_back(waiter);
+                    s.urgent.push(sender, waiter);
                 } else {
                     s.senders.push(sender, waiter);
                 }
@@ -169,16 +170,13 @@ impl FairGate {
             if s.letters_free == 0 {
                 return;
             }
-            if let Some(w) = s.urgent.front() {
-                if w.grant.is_closed() {
-                    s.urgent.pop_front();
-                    s.waiting -= 1;
-                    continue;
-                }
-                if s.bytes_free < w.bytes {
+            let abandoned = s.urgent.discard_while(|w| w.grant.is_closed());
+            s.waiting -= abandoned;
+            if let Some(head) = s.urgent.peek() {
+                if s.bytes_free < head.bytes {
                     return;
                 }
-                if let Some(w) = s.urgent.pop_front() {
+                if let Some(w) = s.urgent.take_next(|_, w| w.weight) {
                     grant(s, w);
                 }
                 continue;
@@ -277,6 +275,24 @@ mod tests {
         who.push((b, 1, true));
         let order = order_of(who).await;
         assert_eq!(order[0], 50);
+    }
+
+    #[tokio::test]
+    async fn urgent_letters_are_shared_fairly_between_senders() {
+        let (a, b, c) = (cvr(1_000_000), cvr(2_000_000), cvr(3_000_000));
+        let mut who: Vec<_> = (0..100).map(|_| (a, 1, true)).collect();
+        who.push((b, 1, true));
+        who.extend((0..10).map(|_| (c, 1, false)));
+        let order = order_of(who).await;
+        let at = order.iter().position(|i| *i == 100).unwrap();
+        assert!(
+            at <= 1,
+            "B's urgent letter got in as number {at} behind A's"
+        );
+        assert!(
+            order[..101].iter().all(|i| *i <= 100),
+            "urgent before the rest"
+        );
     }
 
     #[tokio::test]

@@ -1,16 +1,24 @@
 //! Admission: whether and when a letter may enter the acceptance pipeline.
 //!
-//! Three checks, in order, before a letter is validated, sealed and stored:
+//! Four checks, in order, before a letter is validated, sealed and stored:
 //! 1. the sender's rate (token bucket: sustained letters/s and burst, from the sender registry);
-//! 2. the sender's letters in flight (over all its connections);
-//! 3. the gateway-wide bound on letters and bytes in the pipeline, shared between senders by
-//!    weight, urgent letters first ([`gate`]).
+//! 2. for an URGENT letter, the sender's urgent share (a token bucket per sender from
+//!    configuration): urgent goes first, so without a share any sender could mark every letter
+//!    URGENT and push everyone else's letters back;
+//! 3. the sender's letters in flight (over all its connections);
+//! 4. the gateway-wide bound on letters and bytes in the pipeline, shared between senders by
+//!    weight, urgent letters first and fairly among senders ([`gate`]).
+//!
+//! `GetStatus` and `CheckRecipient` are held to the sender's rate too ([`Admission::query`], a
+//! bucket of their own): a lookup is cheap for the gateway, but unbounded lookups would let a
+//! sender probe the registry.
 //!
 //! A stream waits at each (back-pressure: it stops reading, HTTP/2 flow control stops the
 //! client), so a flooding sender is slowed instead of buffered. A unary call cannot be slowed
 //! usefully, so it is refused with RESOURCE_EXHAUSTED and a retry hint when over its own limits,
 //! and when the gateway is full for longer than `unary_wait` (load shedding). Streams are
-//! counted too: past `max_streams` a new stream is refused. Together these bound what the
+//! counted too: past `max_streams` (or `max_streams_per_sender` for one sender) a new stream is
+//! refused. Together these bound what the
 //! gateway holds in memory, however hard it is pushed: at most `max_bytes_in_flight` of letters
 //! in the pipeline plus one letter waiting per stream and per unary call.
 
@@ -22,7 +30,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::num::NonZeroU32;
+
 use bytesize::ByteSize;
+use governor::Quota;
+use governor::clock::{Clock, DefaultClock};
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -42,6 +54,14 @@ pub struct AdmissionConfig {
     pub max_bytes_in_flight: ByteSize,
     /// Open SubmitBatch streams, over all senders.
     pub max_streams: usize,
+    /// Open SubmitBatch streams of one sender: one sender cannot take every stream.
+    pub max_streams_per_sender: usize,
+    /// URGENT letters per second one sender may send (its urgent share); a stream above it is
+    /// paced, a unary letter refused with a retry hint. Urgent letters overtake everyone's.
+    /// 0 switches the share off (any sender may send every letter URGENT).
+    pub urgent_rate_per_sender: u32,
+    /// URGENT letters one sender may send at once above its urgent rate.
+    pub urgent_burst_per_sender: u32,
     /// How long a unary SubmitLetter waits for room before it is refused (RESOURCE_EXHAUSTED).
     #[serde(with = "humantime_serde")]
     pub unary_wait: Duration,
@@ -55,6 +75,9 @@ impl Default for AdmissionConfig {
             max_letters_in_flight: 1024,
             max_bytes_in_flight: ByteSize::mib(256),
             max_streams: 1024,
+            max_streams_per_sender: 64,
+            urgent_rate_per_sender: 20,
+            urgent_burst_per_sender: 40,
             unary_wait: Duration::from_secs(2),
             min_letter_cost: ByteSize::kib(4),
         }
@@ -85,6 +108,23 @@ pub enum Refused {
     Overloaded { retry_after: Duration },
     #[error("the gateway has {limit} letter streams open, its limit; retry the stream later")]
     Streams { limit: usize, retry_after: Duration },
+    #[error(
+        "sender {sender} has {limit} letter streams open, its limit; send more letters per stream or retry the stream later"
+    )]
+    SenderStreams {
+        sender: Cvr,
+        limit: usize,
+        retry_after: Duration,
+    },
+    #[error(
+        "sender {sender} is over its urgent share of {rate} URGENT letters/s (burst {burst}); send the letter as NORMAL, or resend it as URGENT later"
+    )]
+    Urgent {
+        sender: Cvr,
+        rate: u32,
+        burst: u32,
+        retry_after: Duration,
+    },
 }
 
 impl Refused {
@@ -93,7 +133,9 @@ impl Refused {
             Refused::Rate { retry_after, .. }
             | Refused::InFlight { retry_after, .. }
             | Refused::Overloaded { retry_after }
-            | Refused::Streams { retry_after, .. } => *retry_after,
+            | Refused::Streams { retry_after, .. }
+            | Refused::SenderStreams { retry_after, .. }
+            | Refused::Urgent { retry_after, .. } => *retry_after,
         }
     }
 
@@ -103,6 +145,8 @@ impl Refused {
             Refused::InFlight { .. } => "in_flight",
             Refused::Overloaded { .. } => "overloaded",
             Refused::Streams { .. } => "streams",
+            Refused::SenderStreams { .. } => "sender_streams",
+            Refused::Urgent { .. } => "urgent",
         }
     }
 }
@@ -113,22 +157,40 @@ pub struct Admitted {
     _own: Option<OwnedSemaphorePermit>,
 }
 
-/// A stream's place among the open streams.
+/// A stream's place among the open streams (the gateway's and its sender's).
 pub struct StreamSlot {
     admission: Arc<Admission>,
+    sender: Option<Cvr>,
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.admission.streams.fetch_sub(1, Ordering::AcqRel);
+        if let Some(sender) = self.sender {
+            let mut open = self.admission.lock_sender_streams();
+            if let Some(n) = open.get_mut(&sender) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.remove(&sender);
+                }
+            }
+        }
     }
 }
+
+type UrgentBuckets =
+    governor::RateLimiter<Cvr, governor::state::keyed::HashMapStateStore<Cvr>, DefaultClock>;
 
 pub struct Admission {
     config: AdmissionConfig,
     gate: Arc<FairGate>,
     valves: Mutex<HashMap<Cvr, Arc<Valve>>>,
     streams: AtomicUsize,
+    /// Open streams per sender (only senders with some).
+    sender_streams: Mutex<HashMap<Cvr, usize>>,
+    /// Each sender's urgent share; `None` when the share is switched off (rate 0).
+    urgent: Option<UrgentBuckets>,
+    clock: DefaultClock,
 }
 
 impl Admission {
@@ -137,12 +199,66 @@ impl Admission {
             config.max_letters_in_flight,
             config.max_bytes_in_flight.as_u64(),
         );
+        let urgent = NonZeroU32::new(config.urgent_rate_per_sender).map(|rate| {
+            let burst = NonZeroU32::new(config.urgent_burst_per_sender).unwrap_or(rate);
+            governor::RateLimiter::hashmap(Quota::per_second(rate).allow_burst(burst))
+        });
         Arc::new(Admission {
             config,
             gate,
             valves: Mutex::new(HashMap::new()),
             streams: AtomicUsize::new(0),
+            sender_streams: Mutex::new(HashMap::new()),
+            urgent,
+            clock: DefaultClock::default(),
         })
+    }
+
+    fn lock_sender_streams(&self) -> std::sync::MutexGuard<'_, HashMap<Cvr, usize>> {
+        self.sender_streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes one URGENT letter's token from the sender's share now, or says when to retry.
+    fn try_urgent(&self, sender: Cvr) -> Result<(), Refused> {
+        let Some(buckets) = &self.urgent else {
+            return Ok(());
+        };
+        buckets
+            .check_key(&sender)
+            .map_err(|not_until| Refused::Urgent {
+                sender,
+                rate: self.config.urgent_rate_per_sender,
+                burst: self.config.urgent_burst_per_sender,
+                retry_after: not_until
+                    .wait_time_from(self.clock.now())
+                    .max(Duration::from_millis(1)),
+            })
+    }
+
+    /// Waits for one URGENT letter's token from the sender's share: how a stream of urgent
+    /// letters above the share is paced.
+    async fn urgent(&self, sender: Cvr) {
+        if let Some(buckets) = &self.urgent {
+            buckets.until_key_ready(&sender).await;
+        }
+    }
+
+    /// For `GetStatus` and `CheckRecipient`: one token of the sender's rate for questions
+    /// (a bucket of its own, at the sender's rate), or why not and when to retry.
+    pub fn query(&self, sender: &SenderInfo) -> Result<(), Refused> {
+        let valve = self.valve(sender.cvr, &sender.limits);
+        let result = valve.try_question().map_err(|wait| Refused::Rate {
+            sender: sender.cvr,
+            rate: sender.limits.rate_per_s.unwrap_or(0),
+            burst: sender.limits.effective_burst().unwrap_or(0),
+            retry_after: wait.max(Duration::from_millis(1)),
+        });
+        if let Err(r) = &result {
+            telemetry::admission_refused(r.label());
+        }
+        result
     }
 
     pub fn load(&self) -> GateLoad {
@@ -166,22 +282,42 @@ impl Admission {
         (bytes as u64).max(self.config.min_letter_cost.as_u64())
     }
 
-    /// Opens a stream, or refuses it when `max_streams` are open.
-    pub fn open_stream(self: &Arc<Self>) -> Result<StreamSlot, Refused> {
+    /// Opens a stream for `sender`, or refuses it when `max_streams` are open, or
+    /// `max_streams_per_sender` of this sender's.
+    pub fn open_stream(self: &Arc<Self>, sender: Cvr) -> Result<StreamSlot, Refused> {
         let before = self.streams.fetch_add(1, Ordering::AcqRel);
-        let slot = StreamSlot {
+        let mut slot = StreamSlot {
             admission: self.clone(),
+            sender: None,
         };
-        if before >= self.config.max_streams {
-            drop(slot);
-            let refused = Refused::Streams {
+        let refused = if before >= self.config.max_streams {
+            Some(Refused::Streams {
                 limit: self.config.max_streams,
                 retry_after: Duration::from_secs(1),
-            };
-            telemetry::admission_refused(refused.label());
-            return Err(refused);
+            })
+        } else {
+            let mut open = self.lock_sender_streams();
+            let n = open.entry(sender).or_insert(0);
+            if *n >= self.config.max_streams_per_sender {
+                Some(Refused::SenderStreams {
+                    sender,
+                    limit: self.config.max_streams_per_sender,
+                    retry_after: Duration::from_secs(1),
+                })
+            } else {
+                *n += 1;
+                slot.sender = Some(sender);
+                None
+            }
+        };
+        match refused {
+            Some(refused) => {
+                drop(slot);
+                telemetry::admission_refused(refused.label());
+                Err(refused)
+            }
+            None => Ok(slot),
         }
-        Ok(slot)
     }
 
     /// For a letter of a stream: waits until the sender's rate, its letters in flight and the
@@ -189,6 +325,9 @@ impl Admission {
     pub async fn wait(&self, sender: &SenderInfo, priority: Priority, bytes: usize) -> Admitted {
         let valve = self.valve(sender.cvr, &sender.limits);
         valve.rate().await;
+        if priority == Priority::Urgent {
+            self.urgent(sender.cvr).await;
+        }
         let own = valve.in_flight().await;
         let gate = self
             .gate
@@ -234,6 +373,9 @@ impl Admission {
                 burst: sender.limits.effective_burst().unwrap_or(0),
                 retry_after: wait.max(Duration::from_millis(1)),
             });
+        }
+        if priority == Priority::Urgent {
+            self.try_urgent(sender.cvr)?;
         }
         let own = valve.try_in_flight().map_err(|_| Refused::InFlight {
             sender: sender.cvr,
@@ -283,6 +425,9 @@ impl AdmissionConfig {
         }
         if self.max_streams == 0 {
             p.push("admission.max_streams must be at least 1".into());
+        }
+        if self.max_streams_per_sender == 0 {
+            p.push("admission.max_streams_per_sender must be at least 1".into());
         }
         p
     }

@@ -1,5 +1,8 @@
-//! One sender's own limits: a token bucket for its sustained rate and burst, and a semaphore for
-//! its letters in flight. Built from the sender registry and rebuilt when an operator changes
+//! One sender's own limits: a token bucket for its sustained rate and burst, a second bucket of
+//! the same rate for its questions (GetStatus, CheckRecipient), and a semaphore for its letters
+//! in flight. Questions have their own bucket so that a sender at its letter rate can still ask
+//! what became of a refused letter, and a sender asking many questions does not slow its own
+//! letters; both are bounded by the rate the operator set. Built from the sender registry and rebuilt when an operator changes
 //! the limits (letters in flight under the old limits finish under them).
 
 use std::num::NonZeroU32;
@@ -22,25 +25,29 @@ pub struct AllInFlight;
 pub struct Valve {
     pub limits: SenderLimits,
     bucket: Option<Bucket>,
+    questions: Option<Bucket>,
     clock: DefaultClock,
     in_flight: Option<Arc<Semaphore>>,
 }
 
 impl Valve {
     pub fn new(limits: SenderLimits) -> Self {
-        let bucket = limits.rate_per_s.and_then(NonZeroU32::new).map(|rate| {
-            let burst = limits
-                .effective_burst()
-                .and_then(NonZeroU32::new)
-                .unwrap_or(rate);
-            RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
-        });
+        let bucket = || {
+            limits.rate_per_s.and_then(NonZeroU32::new).map(|rate| {
+                let burst = limits
+                    .effective_burst()
+                    .and_then(NonZeroU32::new)
+                    .unwrap_or(rate);
+                RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+            })
+        };
         let in_flight = limits
             .max_in_flight
             .map(|n| Arc::new(Semaphore::new(n as usize)));
         Valve {
             limits,
-            bucket,
+            bucket: bucket(),
+            questions: bucket(),
             clock: DefaultClock::default(),
             in_flight,
         }
@@ -49,6 +56,16 @@ impl Valve {
     /// Takes one letter's token now, or says how long until one is there.
     pub fn try_rate(&self) -> Result<(), Duration> {
         match &self.bucket {
+            None => Ok(()),
+            Some(b) => b
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(self.clock.now())),
+        }
+    }
+
+    /// Takes one question's token now, or says how long until one is there.
+    pub fn try_question(&self) -> Result<(), Duration> {
+        match &self.questions {
             None => Ok(()),
             Some(b) => b
                 .check()

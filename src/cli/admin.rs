@@ -17,12 +17,12 @@ use crate::domain::{Cvr, SenderInfo, SenderKind};
 use crate::pki::Pki;
 use crate::registry::csv::{read_recipients, read_subscriptions};
 use crate::seal::KeyRing;
-use crate::store::{self, Store};
+use crate::store::{self, Revocation, Store};
 
 /// The store a command should use, from the configuration.
 pub async fn open_store(config: &Config) -> Result<(DataDir, Arc<dyn Store>)> {
     let data = DataDir::create(&config.data_dir)?;
-    let store = store::open(&config.store_url())
+    let store = store::open_with(&config.store_url(), &config.database)
         .await
         .with_context(|| format!("cannot open the store {}", config.store_url()))?;
     Ok((data, store))
@@ -39,7 +39,7 @@ pub async fn senders_add(
 ) -> Result<()> {
     let (data, store) = open_store(config).await?;
     let pki = Pki::open_or_create(&data.pki())?;
-    let issued = pki.issue_sender(&cvr.to_string(), name)?;
+    let issued = issue(config, &pki, cvr, name)?;
     let info = SenderInfo {
         cvr,
         name: name.to_string(),
@@ -48,6 +48,9 @@ pub async fn senders_add(
         limits: Default::default(),
     };
     store.add_sender(&info, issued.fingerprint).await?;
+    store
+        .record_cert_expiry(issued.fingerprint, issued.expires_at_ms)
+        .await?;
     write_cert_dir(out, &pki.ca_pem()?, &issued.cert_pem, &issued.key_pem)?;
     println!(
         "registered {kind} sender {cvr} ({name}); certificate, key and gateway CA written to {}",
@@ -56,21 +59,70 @@ pub async fn senders_add(
     Ok(())
 }
 
-/// Issues a fresh certificate for a registered sender (the old one keeps working).
-pub async fn senders_reissue(config: &Config, cvr: Cvr, out: &Path) -> Result<()> {
+/// A sender certificate valid for the configured time.
+fn issue(config: &Config, pki: &Pki, cvr: Cvr, name: &str) -> Result<crate::pki::IssuedCert> {
+    let validity = time::Duration::try_from(config.sender_cert_validity)
+        .context("sender_cert_validity is too long")?;
+    Ok(pki.issue_sender_for(&cvr.to_string(), name, validity)?)
+}
+
+/// Issues a fresh certificate for a registered sender. The old ones keep working unless
+/// `revoke_old`: then every older certificate is revoked in the same step, and running
+/// gateways refuse them within their refresh interval.
+pub async fn senders_reissue(
+    config: &Config,
+    cvr: Cvr,
+    out: &Path,
+    revoke_old: bool,
+) -> Result<()> {
     let (data, store) = open_store(config).await?;
     let pki = Pki::open_or_create(&data.pki())?;
     let (senders, _) = store.senders().await?;
     let Some(info) = senders.iter().find(|s| s.cvr == cvr) else {
         bail!("no sender with CVR {cvr} is registered");
     };
-    let issued = pki.issue_sender(&cvr.to_string(), &info.name)?;
-    store.add_sender_cert(cvr, issued.fingerprint).await?;
+    let issued = issue(config, &pki, cvr, &info.name)?;
+    // The files first: a certificate the sender cannot find must not replace one it has.
     write_cert_dir(out, &pki.ca_pem()?, &issued.cert_pem, &issued.key_pem)?;
+    store.add_sender_cert(cvr, issued.fingerprint).await?;
+    store
+        .record_cert_expiry(issued.fingerprint, issued.expires_at_ms)
+        .await?;
     println!(
-        "issued a new certificate for sender {cvr} into {}",
-        out.display()
+        "issued a new certificate for sender {cvr} into {} (fingerprint {})",
+        out.display(),
+        crate::pki::hex(&issued.fingerprint)
     );
+    if revoke_old {
+        let revoked = store.revoke_certs(cvr, Revocation::AllButNewest).await?;
+        println!(
+            "revoked {} older certificate(s); running gateways refuse them within {}",
+            revoked.len(),
+            humantime::format_duration(config.refresh_interval)
+        );
+    }
+    Ok(())
+}
+
+/// Revokes one certificate of a sender, or all but its newest.
+pub async fn senders_revoke(config: &Config, cvr: Cvr, which: Revocation) -> Result<()> {
+    let (_, store) = open_store(config).await?;
+    let revoked = store.revoke_certs(cvr, which).await?;
+    if revoked.is_empty() {
+        println!("nothing to revoke: the certificate(s) of sender {cvr} were revoked already");
+    }
+    for fp in &revoked {
+        println!(
+            "revoked certificate {} of sender {cvr}",
+            crate::pki::hex(fp)
+        );
+    }
+    if !revoked.is_empty() {
+        println!(
+            "running gateways refuse it within {}",
+            humantime::format_duration(config.refresh_interval)
+        );
+    }
     Ok(())
 }
 
@@ -168,6 +220,8 @@ pub async fn senders_list(config: &Config) -> Result<()> {
         "{:<10} {:<8} {:<10} {:>5}  {:<40} limits",
         "cvr", "kind", "state", "certs", "name"
     );
+    let records = store.certificates().await?;
+    let now = crate::clock::now_ms();
     for s in senders {
         let n = certs.iter().filter(|(_, c)| *c == s.cvr).count();
         let state = if s.suspended { "suspended" } else { "active" };
@@ -175,6 +229,21 @@ pub async fn senders_list(config: &Config) -> Result<()> {
             "{:<10} {:<8} {:<10} {:>5}  {:<40} {}",
             s.cvr, s.kind, state, n, s.name, s.limits
         );
+        for c in records.iter().filter(|c| c.cvr == s.cvr) {
+            let cert_state = match (c.revoked_at_ms, c.expires_at_ms) {
+                (Some(_), _) => "revoked",
+                (None, Some(e)) if e <= now => "expired",
+                _ => "valid",
+            };
+            let expires = c
+                .expires_at_ms
+                .map(date_of)
+                .unwrap_or_else(|| "unrecorded".to_string());
+            println!(
+                "    certificate {}  {cert_state:<8} expires {expires}",
+                crate::pki::hex(&c.fingerprint)
+            );
+        }
     }
     Ok(())
 }
@@ -258,7 +327,9 @@ pub fn keys_rotate(config: &Config) -> Result<()> {
 /// Lists, retries or purges dead letters.
 pub async fn dead_letters(config: &Config, action: DeadAction) -> Result<()> {
     let (_data, store) = open_store(config).await?;
-    let queue = crate::queue::open(&config.queue_url(), false).await?;
+    let queue =
+        crate::queue::open_with(&config.queue_url(), false, &config.database, config.broker)
+            .await?;
     match action {
         DeadAction::List => {
             let dead = queue.dead_letters().await?;
@@ -299,4 +370,11 @@ pub enum DeadAction {
     List,
     Retry(String),
     Purge(String),
+}
+
+/// A unix-ms time as its UTC date, for listings.
+fn date_of(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+        .map(|t| t.date().to_string())
+        .unwrap_or_else(|_| ms.to_string())
 }

@@ -71,6 +71,8 @@ pub async fn stream_batch<T: Clone + Send + 'static>(
         let (tx, rx) = mpsc::channel::<pb::Letter>(WINDOW);
         // Resend what the last stream left unanswered, first.
         for (_, l) in &unanswered {
+            // The channel holds a whole batch's worth; a full one means the stream already
+            // ended, and the letters stay unanswered for the next round.
             let _ = tx.try_send(l.clone());
         }
         let response = client.submit_batch(ReceiverStream::new(rx)).await;

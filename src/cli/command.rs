@@ -101,6 +101,9 @@ enum Command {
         /// Operator HTTP address [default: 127.0.0.1:9180].
         #[arg(long, env = "BREVDUE_ADMIN_LISTEN")]
         admin_listen: Option<SocketAddr>,
+        /// File with the token /dashboard and /api/* ask for [default: none, pages open].
+        #[arg(long, env = "BREVDUE_ADMIN_TOKEN_FILE")]
+        admin_token_file: Option<PathBuf>,
     },
     /// Onboard and manage senders.
     Senders {
@@ -250,6 +253,22 @@ enum SendersCommand {
         cvr: Cvr,
         #[arg(long)]
         out: PathBuf,
+        /// Revoke every older certificate of the sender in the same step (renewal).
+        #[arg(long)]
+        revoke_old: bool,
+    },
+    /// Revoke a sender's certificate: running gateways refuse it within the refresh interval.
+    Revoke {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        cvr: Cvr,
+        /// The certificate's SHA-256 fingerprint, as `senders list` shows it.
+        #[arg(long, value_parser = parse_fingerprint_arg, required_unless_present = "all_but_newest", conflicts_with = "all_but_newest")]
+        fingerprint: Option<[u8; 32]>,
+        /// Revoke every certificate of the sender but the newest.
+        #[arg(long)]
+        all_but_newest: bool,
     },
     /// Refuse a sender's calls until resumed.
     Suspend {
@@ -362,12 +381,14 @@ pub async fn run(
             data,
             listen,
             admin_listen,
+            admin_token_file,
         } => {
             let config = Config::load(
                 data.config.as_deref(),
                 Overrides {
                     listen,
                     admin_listen,
+                    admin_token_file,
                     ..data.overrides()
                 },
             )?;
@@ -393,8 +414,23 @@ pub async fn run(
                 kind,
                 out,
             } => super::admin::senders_add(&data.load()?, cvr, &name, kind, &out).await?,
-            SendersCommand::Reissue { data, cvr, out } => {
-                super::admin::senders_reissue(&data.load()?, cvr, &out).await?
+            SendersCommand::Reissue {
+                data,
+                cvr,
+                out,
+                revoke_old,
+            } => super::admin::senders_reissue(&data.load()?, cvr, &out, revoke_old).await?,
+            SendersCommand::Revoke {
+                data,
+                cvr,
+                fingerprint,
+                all_but_newest,
+            } => {
+                let which = match fingerprint {
+                    Some(fp) if !all_but_newest => crate::store::Revocation::Fingerprint(fp),
+                    _ => crate::store::Revocation::AllButNewest,
+                };
+                super::admin::senders_revoke(&data.load()?, cvr, which).await?
             }
             SendersCommand::Suspend { data, cvr } => {
                 super::admin::senders_suspend(&data.load()?, cvr, true).await?
@@ -546,4 +582,9 @@ pub async fn run(
         Command::Health { server, ca } => super::health::check(&server, &ca).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_fingerprint_arg(s: &str) -> Result<[u8; 32], String> {
+    crate::pki::parse_fingerprint(s)
+        .ok_or_else(|| format!("{s:?} is not a certificate fingerprint (64 hex digits)"))
 }

@@ -181,7 +181,9 @@ pub async fn run(data_dir: &Path, letters: usize, keep_running: bool) -> Result<
     if keep_running {
         println!("\ndashboard: {dashboard}");
         println!("the gateway keeps running; Ctrl-C stops it");
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot wait for Ctrl-C")?;
     } else {
         println!("\ndashboard: {dashboard}   (live while a gateway runs: add --keep-running)");
     }

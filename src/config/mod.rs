@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 mod transport;
 
-pub use crate::backend::{BackendUrlError, QueueUrl, StoreUrl};
+pub use crate::backend::{BackendUrlError, BrokerOptions, DatabaseOptions, QueueUrl, StoreUrl};
 pub use transport::TransportConfig;
 
 use crate::admission::AdmissionConfig;
@@ -39,6 +39,9 @@ pub struct Config {
     /// How often admin changes (senders, registry, keys) are looked for.
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
+    /// How long a sender's client certificate from `senders add`/`reissue` is valid.
+    #[serde(with = "humantime_serde")]
+    pub sender_cert_validity: Duration,
     /// How long SIGTERM waits for in-flight letters before stopping anyway.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -46,6 +49,10 @@ pub struct Config {
     pub stream_in_flight: usize,
     /// HTTP/2 windows and keep-alive of the gRPC port.
     pub grpc: TransportConfig,
+    /// Pool sizes and deadlines of the store's database.
+    pub database: DatabaseOptions,
+    /// Deadlines of RabbitMQ calls.
+    pub broker: BrokerOptions,
     pub limits: Limits,
     /// Bounds on what the gateway takes in at once, and load shedding.
     pub admission: AdmissionConfig,
@@ -66,8 +73,11 @@ impl Default for Config {
             queue: None,
             refresh_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
+            sender_cert_validity: Duration::from_secs(365 * 86_400),
             stream_in_flight: 512,
             grpc: TransportConfig::default(),
+            database: DatabaseOptions::default(),
+            broker: BrokerOptions::default(),
             limits: Limits::default(),
             admission: AdmissionConfig::default(),
             commit: CommitterConfig::default(),
@@ -93,6 +103,7 @@ pub struct Overrides {
     pub queue: Option<QueueUrl>,
     pub listen: Option<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -108,6 +119,7 @@ impl Config {
             queue,
             listen,
             admin_listen,
+            admin_token_file,
         } = overrides;
         if let Some(d) = data_dir {
             config.data_dir = d;
@@ -123,6 +135,9 @@ impl Config {
         }
         if let Some(a) = admin_listen {
             config.admin_listen = a;
+        }
+        if admin_token_file.is_some() {
+            config.admin_token_file = admin_token_file;
         }
         config.validate()?;
         Ok(config)
@@ -177,6 +192,8 @@ impl Config {
         p.extend(self.admission.problems());
         p.extend(self.grpc.problems());
         p.extend(self.events.problems());
+        p.extend(self.database.problems());
+        p.extend(self.broker.problems());
         if self.commit.max_batch_letters == 0 {
             p.push("commit.max_batch_letters must be at least 1".into());
         }
@@ -189,6 +206,9 @@ impl Config {
             p.push(
                 "delivery.retry_initial must be above 0 and not above delivery.retry_max".into(),
             );
+        }
+        if self.sender_cert_validity < Duration::from_secs(3600) {
+            p.push("sender_cert_validity must be at least an hour".into());
         }
         if self.refresh_interval.is_zero() {
             p.push("refresh_interval must be above 0".into());

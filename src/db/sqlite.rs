@@ -2,7 +2,6 @@
 //! same durability settings, so they are opened by this one function.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -50,6 +49,7 @@ impl OpenError {
 pub(crate) async fn open_sqlite(
     path: &Path,
     migrator: &sqlx::migrate::Migrator,
+    db: &crate::backend::DatabaseOptions,
 ) -> Result<SqlitePool, OpenError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
@@ -62,10 +62,11 @@ pub(crate) async fn open_sqlite(
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(30))
+        .busy_timeout(db.busy_timeout)
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
-        .max_connections(4)
+        .max_connections(db.sqlite_connections.max(1))
+        .acquire_timeout(db.acquire_timeout)
         // A COMMIT that failed (disk full, I/O error) can leave the connection's transaction
         // open as far as sqlx knows; reused, it would refuse every later transaction. Such a
         // connection is closed instead and the pool opens a fresh one.

@@ -1,9 +1,15 @@
-//! Ingest: the gRPC face of the gateway. Mutual TLS says who the sender is; the service
-//! extracts, calls the pipeline, and converts back. Protobuf types stop here.
+//! Ingest: the gRPC face of the gateway. Connections are capped ([`listener`]); every call
+//! passes the door ([`door`]), where the client certificate says who the sender is and each
+//! method's message limit is put on the body before anything is decoded; the service extracts,
+//! calls the pipeline, and converts back. Protobuf types stop here.
 
+mod batch;
 mod convert;
+pub mod door;
 mod follow;
+pub mod frames;
 mod identity;
+pub mod listener;
 mod service;
 pub mod status;
 
@@ -18,4 +24,5 @@ pub mod pb {
 }
 
 pub use convert::{draft_from_letter, letter_to_pb, receipt_to_pb};
-pub use service::{GatewayService, TlsMaterial, grpc_server};
+pub use listener::capped;
+pub use service::{GatewayService, GrpcRouter, GrpcSettings, TlsMaterial, grpc_server};

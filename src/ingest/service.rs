@@ -1,9 +1,10 @@
-//! The `LetterGateway` service: authenticate, extract, call the pipeline, convert.
+//! The `LetterGateway` service: the caller (identified at the door), extract, call the
+//! pipeline, convert.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -11,17 +12,24 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::admission::Admission;
 use crate::config::TransportConfig;
-use crate::domain::{Priority, RecipientId, RejectReason};
-use crate::pipeline::{Gateway, SubmitError};
+use crate::domain::{RecipientId, RejectReason};
+use crate::pipeline::Gateway;
 use crate::route::Decision;
 use crate::store::LetterKey;
 use crate::telemetry;
 
+use super::batch::{self, Batch, letter_bytes, letter_priority};
 use super::convert::{draft_from_letter, reach_to_pb, receipt_to_pb, status_to_pb};
-use super::identity::authenticate;
+use super::door::{DoorLayer, MethodLimits};
+use super::frames::{Budget, Ledger};
+use super::identity::{authenticate, caller};
 use super::pb;
 use super::pb::letter_gateway_server::{LetterGateway, LetterGatewayServer};
 use super::status::RequestError;
+
+/// Room on the wire for a letter's envelope (title, names, MeMo framing) above the document
+/// limit: a letter between the limit and this is read and rejected with the exact excess.
+const ENVELOPE: usize = 4 << 20;
 
 pub struct GatewayService {
     gateway: Arc<Gateway>,
@@ -31,39 +39,20 @@ pub struct GatewayService {
     /// Letters of one stream in the pipeline at once; further letters wait in the transport
     /// (HTTP/2 flow control), so a fast sender is slowed instead of buffered.
     in_flight: usize,
-}
-
-/// What a letter weighs in the pipeline: its encoded size, which is what it occupies in memory
-/// once decoded.
-fn letter_bytes(letter: &pb::Letter) -> usize {
-    prost::Message::encoded_len(letter)
-}
-
-fn letter_priority(letter: &pb::Letter) -> Priority {
-    match pb::Priority::try_from(letter.priority) {
-        Ok(pb::Priority::Urgent) => Priority::Urgent,
-        Ok(pb::Priority::Bulk) => Priority::Bulk,
-        _ => Priority::Normal,
-    }
-}
-
-/// Keeps the open-streams gauge right however a stream ends.
-struct StreamGuard;
-
-impl StreamGuard {
-    fn new() -> Self {
-        telemetry::stream_opened();
-        StreamGuard
-    }
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        telemetry::stream_closed();
-    }
+    /// The most a letter may take on the wire; the door skips larger ones unread.
+    wire_limit: u64,
 }
 
 type ReceiptStream = Pin<Box<dyn Stream<Item = Result<pb::Receipt, Status>> + Send>>;
+
+/// What the door learned about a call's letters (nothing when no door was in front).
+fn ledger<T>(request: &Request<T>) -> Arc<Ledger> {
+    request
+        .extensions()
+        .get::<Arc<Ledger>>()
+        .cloned()
+        .unwrap_or_default()
+}
 
 #[tonic::async_trait]
 impl LetterGateway for GatewayService {
@@ -73,7 +62,14 @@ impl LetterGateway for GatewayService {
     ) -> Result<Response<pb::Receipt>, Status> {
         let sender = authenticate(&self.gateway.directory, &request)?;
         telemetry::letter_received(&sender);
+        let taken = ledger(&request).take(0);
         let letter = request.into_inner();
+        if let Some(size) = taken.oversized {
+            let receipt =
+                self.gateway
+                    .skipped_too_large(&sender, letter.message_uuid, size, self.wire_limit);
+            return Ok(Response::new(receipt_to_pb(receipt)));
+        }
         let _admitted = self
             .admission
             .admit(&sender, letter_priority(&letter), letter_bytes(&letter))
@@ -83,6 +79,7 @@ impl LetterGateway for GatewayService {
             .submit(&sender, draft_from_letter(letter))
             .await
             .map_err(Status::from)?;
+        drop(taken.held);
         Ok(Response::new(receipt_to_pb(receipt)))
     }
 
@@ -92,70 +89,19 @@ impl LetterGateway for GatewayService {
         &self,
         request: Request<Streaming<pb::Letter>>,
     ) -> Result<Response<Self::SubmitBatchStream>, Status> {
-        let sender = authenticate(&self.gateway.directory, &request)?;
-        let slot = self.admission.open_stream()?;
-        let gateway = self.gateway.clone();
-        let admission = self.admission.clone();
-        let cvr = sender.cvr;
-        let guard = StreamGuard::new();
-        // On shutdown the stream stops reading: letters already read are finished and
-        // receipted, then the stream ends UNAVAILABLE so the sender resends the rest.
-        let shutdown = self.shutdown.clone();
-        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let cut_when_stopping = cut.clone();
-        let stopping = async move {
-            shutdown.cancelled().await;
-            cut_when_stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        let caller = caller(&request)?;
+        let slot = self.admission.open_stream(caller.sender.cvr)?;
+        let batch = Batch {
+            gateway: self.gateway.clone(),
+            admission: self.admission.clone(),
+            caller,
+            slot,
+            ledger: ledger(&request),
+            shutdown: self.shutdown.clone(),
+            in_flight: self.in_flight,
+            wire_limit: self.wire_limit,
         };
-        let receipts = request
-            .into_inner()
-            .take_until(stopping)
-            // One letter at a time through admission, before it joins the letters in flight:
-            // while a letter waits here the stream reads no further, which is the back-pressure
-            // (HTTP/2 flow control then holds the client).
-            .then(move |item| {
-                let gateway = gateway.clone();
-                let admission = admission.clone();
-                let fallback = sender.clone();
-                async move {
-                    let letter = item?;
-                    // The sender's limits as they are now: an operator's change reaches streams
-                    // that are already open.
-                    let sender = gateway.directory.sender(cvr).unwrap_or(fallback);
-                    telemetry::letter_received(&sender);
-                    let admitted = admission
-                        .wait(&sender, letter_priority(&letter), letter_bytes(&letter))
-                        .await;
-                    Ok::<_, Status>((gateway, sender, letter, admitted))
-                }
-            })
-            .map(|item| async move {
-                match item {
-                    Ok((gateway, sender, letter, admitted)) => {
-                        let receipt = gateway
-                            .submit(&sender, draft_from_letter(letter))
-                            .await
-                            .map(receipt_to_pb)
-                            .map_err(Status::from);
-                        drop(admitted);
-                        receipt
-                    }
-                    Err(status) => Err(Status::from(RequestError::MalformedStream(
-                        status.message().to_string(),
-                    ))),
-                }
-            })
-            .buffered(self.in_flight)
-            .chain(
-                futures::stream::once(async move { cut.load(std::sync::atomic::Ordering::SeqCst) })
-                    .filter_map(|was_cut| async move {
-                        was_cut.then(|| Err(Status::from(SubmitError::ShuttingDown)))
-                    }),
-            )
-            .map(move |r| {
-                let _ = (&guard, &slot);
-                r
-            });
+        let receipts = batch::receipts(batch, request.into_inner());
         Ok(Response::new(Box::pin(receipts)))
     }
 
@@ -164,6 +110,7 @@ impl LetterGateway for GatewayService {
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::LetterStatus>, Status> {
         let sender = authenticate(&self.gateway.directory, &request)?;
+        self.admission.query(&sender)?;
         let key = match request.into_inner().key {
             Some(pb::status_request::Key::LetterId(id)) => LetterKey::LetterId(
                 id.parse()
@@ -193,6 +140,8 @@ impl LetterGateway for GatewayService {
         request: Request<pb::RecipientQuery>,
     ) -> Result<Response<pb::Reachability>, Status> {
         let sender = authenticate(&self.gateway.directory, &request)?;
+        self.admission.query(&sender)?;
+        telemetry::recipient_checked(&sender);
         let q = request.into_inner();
         let draft = draft_from_letter(pb::Letter {
             recipient: q.recipient,
@@ -254,18 +203,40 @@ pub struct TlsMaterial {
     pub ca_pem: String,
 }
 
-/// The gRPC server with the gateway, health and reflection services, over mutual TLS. Client
-/// certificates are verified against the gateway CA when presented; they are optional at the
-/// TLS layer so health probes can connect, and every gateway call refuses a caller without one.
+/// The gRPC server type: every service behind the door.
+pub type GrpcRouter = Router<tower_layer::Stack<DoorLayer, tower_layer::Identity>>;
+
+/// What the gRPC server is built from.
+pub struct GrpcSettings<'a> {
+    pub tls: &'a TlsMaterial,
+    pub max_letter_bytes: usize,
+    pub in_flight_per_stream: usize,
+    /// `admission.max_bytes_in_flight`: what decoded letters may hold at once.
+    pub max_bytes_in_flight: u64,
+    pub transport: &'a TransportConfig,
+}
+
+/// The gRPC server with the gateway, health and reflection services, over mutual TLS, every
+/// call through the door ([`super::door`]).
+///
+/// Client certificates are verified against the gateway CA in the handshake when presented.
+/// A connection without one is still let through the handshake, on purpose: the door then
+/// refuses its every call but health with a clear UNAUTHENTICATED before reading a byte of
+/// the body, where a handshake failure would leave a sender's integrator with an opaque TLS
+/// alert and probes without a way in.
 pub async fn grpc_server(
     gateway: Arc<Gateway>,
     admission: Arc<Admission>,
     shutdown: CancellationToken,
-    tls: &TlsMaterial,
-    max_letter_bytes: usize,
-    in_flight_per_stream: usize,
-    transport: &TransportConfig,
-) -> Result<Router, tonic::transport::Error> {
+    settings: GrpcSettings<'_>,
+) -> Result<GrpcRouter, tonic::transport::Error> {
+    let GrpcSettings {
+        tls,
+        max_letter_bytes,
+        in_flight_per_stream,
+        max_bytes_in_flight,
+        transport,
+    } = settings;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<LetterGatewayServer<GatewayService>>()
@@ -277,22 +248,38 @@ pub async fn grpc_server(
     let tls_config = ServerTlsConfig::new()
         .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
         .client_ca_root(Certificate::from_pem(&tls.ca_pem))
-        .client_auth_optional(true);
+        .client_auth_optional(true)
+        .timeout(transport.tls_handshake_timeout);
+    let wire_limit = max_letter_bytes.saturating_add(ENVELOPE);
+    let door = DoorLayer::new(
+        gateway.directory.clone(),
+        MethodLimits {
+            letter: wire_limit,
+            question: transport.question_message_limit_usize(),
+        },
+        Budget::new(max_bytes_in_flight),
+    );
     let service = LetterGatewayServer::new(GatewayService {
         gateway,
         admission,
         shutdown,
         in_flight: in_flight_per_stream.max(1),
+        wire_limit: wire_limit as u64,
     })
-    // Room for the largest letter the limits allow plus its envelope; anything larger than
-    // the limit but under this gets a TOO_LARGE receipt instead of a transport error.
-    .max_decoding_message_size(max_letter_bytes.saturating_add(4 << 20));
+    // The door enforces each method's limit before this; tonic's own check stays behind it.
+    .max_decoding_message_size(wire_limit.saturating_add(1024));
     let mut builder = Server::builder()
         .tls_config(tls_config)?
         .initial_connection_window_size(Some(transport.connection_window_u32()))
         .initial_stream_window_size(Some(transport.stream_window_u32()))
+        .max_concurrent_streams(Some(transport.max_concurrent_streams))
+        .http2_max_pending_accept_reset_streams(Some(transport.max_pending_reset_streams))
+        .http2_max_local_error_reset_streams(Some(transport.max_local_error_reset_streams))
+        .http2_max_header_list_size(Some(transport.max_header_list_size_u32()))
         .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(transport.keepalive_interval));
+        .http2_keepalive_interval(Some(transport.keepalive_interval))
+        .http2_keepalive_timeout(Some(transport.keepalive_timeout))
+        .layer(door);
     let router = builder.add_service(health_service).add_service(service);
     Ok(match reflection {
         Ok(r) => router.add_service(r),

@@ -42,6 +42,13 @@ pub enum RequestError {
     MalformedStream(String),
     #[error("no such letter from this sender")]
     NotFound,
+    /// A request message over its method's limit, seen in its header before it was read.
+    #[error("a {method} request of {size} bytes is over that method's limit of {limit} bytes")]
+    MessageTooLarge {
+        method: &'static str,
+        size: u64,
+        limit: u64,
+    },
 }
 
 /// Everything a gateway method can refuse a call with.
@@ -109,7 +116,8 @@ impl From<ApiError> for Status {
             ApiError::Request(
                 r @ (RequestError::BadLetterId(_)
                 | RequestError::BadMessageUuid(_)
-                | RequestError::MissingKey),
+                | RequestError::MissingKey
+                | RequestError::MessageTooLarge { .. }),
             ) => Status::invalid_argument(r.to_string()),
             ApiError::Admission(r) => with_retry(
                 Status::resource_exhausted(format!(

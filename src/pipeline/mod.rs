@@ -98,6 +98,28 @@ impl Gateway {
         }
     }
 
+    /// The receipt for a letter the transport skipped unread because it was over the message
+    /// limit (`size` bytes as sent, `limit` the most a letter may take on the wire): TOO_LARGE,
+    /// like any letter over the limits, and nothing of it was kept.
+    pub fn skipped_too_large(
+        &self,
+        sender: &SenderInfo,
+        message_uuid: String,
+        size: u64,
+        limit: u64,
+    ) -> Receipt {
+        let r = Rejection::new(
+            RejectReason::TooLarge,
+            format!(
+                "the letter is {size} bytes as sent, {} bytes over the {limit} bytes a letter may                  take on the wire (documents up to {}); it was not read",
+                size.saturating_sub(limit),
+                self.limits.max_letter_size.display().si()
+            ),
+        );
+        telemetry::letter_rejected(sender, r.reason);
+        Receipt::rejected(message_uuid, r)
+    }
+
     /// Takes one letter through the pipeline. Per-letter problems are rejected receipts; an
     /// error means nothing was accepted and the letter may be sent again.
     pub async fn submit(&self, sender: &SenderInfo, draft: Draft) -> Result<Receipt, SubmitError> {

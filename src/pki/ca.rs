@@ -16,7 +16,11 @@ use super::{CA_CERT, PkiError};
 const CA_COMMON_NAME: &str = "brevdue gateway CA";
 
 const CA_VALIDITY: Duration = Duration::days(20 * 365);
+/// The server certificate's lifetime; senders' certificates get the configured one.
 const LEAF_VALIDITY: Duration = Duration::days(2 * 365);
+/// A sender's certificate unless configured otherwise: a year, so a lost key stops working by
+/// itself within one.
+pub const SENDER_VALIDITY: Duration = Duration::days(365);
 
 /// Certificates start this far in the past so that a peer whose clock is a little behind does
 /// not reject a certificate made moments ago.
@@ -52,6 +56,15 @@ pub(super) fn new_ca() -> Result<(String, String), PkiError> {
 
 /// Parameters shared by every end-entity certificate; the caller adds the name and purpose.
 pub(super) fn leaf_params(sans: Vec<String>, what: &str) -> Result<CertificateParams, PkiError> {
+    leaf_params_for(sans, what, LEAF_VALIDITY)
+}
+
+/// [`leaf_params`] valid for `validity` from now.
+pub(super) fn leaf_params_for(
+    sans: Vec<String>,
+    what: &str,
+    validity: Duration,
+) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::new(sans).map_err(|source| PkiError::Generate {
         what: what.to_string(),
         source,
@@ -64,7 +77,7 @@ pub(super) fn leaf_params(sans: Vec<String>, what: &str) -> Result<CertificatePa
     // key, so serials are unique. Random serials would add nothing.
     let now = OffsetDateTime::now_utc();
     params.not_before = now - BACKDATE;
-    params.not_after = now + LEAF_VALIDITY;
+    params.not_after = now + validity;
     Ok(params)
 }
 

@@ -11,6 +11,8 @@ pub struct IssuedCert {
     pub key_pem: String,
     /// SHA-256 of the certificate's DER: how the gateway will recognise the sender.
     pub fingerprint: [u8; 32],
+    /// When the certificate stops being valid (unix ms): TLS refuses it from then on.
+    pub expires_at_ms: i64,
 }
 
 impl fmt::Debug for IssuedCert {
@@ -31,6 +33,19 @@ pub fn fingerprint(der: &[u8]) -> [u8; 32] {
     out
 }
 
-pub(super) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fingerprint as an operator types it: 64 hex digits, `:` separators allowed.
+pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+    let digits: String = s.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 64 || !digits.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }

@@ -35,9 +35,10 @@ mod ca;
 mod files;
 mod identity;
 
-use ca::{ca_params, check_pair, check_subject, leaf_params, new_ca};
+pub use ca::SENDER_VALIDITY;
+use ca::{ca_params, check_pair, check_subject, leaf_params, leaf_params_for, new_ca};
 use files::{TempFile, ensure_dir, read, read_pair, sync_dir};
-pub use identity::{IssuedCert, fingerprint};
+pub use identity::{IssuedCert, fingerprint, hex, parse_fingerprint};
 
 // The directory's file names.
 const CA_CERT: &str = "ca.pem";
@@ -124,13 +125,24 @@ impl Pki {
         Ok((cert_pem, key_pem))
     }
 
-    /// Issues a client certificate for a sender: CN "<cvr> <name>" (and O = name), EKU clientAuth, valid 2 years, signed by the CA.
+    /// Issues a client certificate for a sender: CN "<cvr> <name>" (and O = name), EKU clientAuth, valid [`SENDER_VALIDITY`], signed by the CA.
     /// Nothing is written to disk here (the caller writes the files); returns cert PEM, key PEM and the SHA-256 fingerprint of the cert DER.
     pub fn issue_sender(&self, cvr: &str, name: &str) -> Result<IssuedCert, PkiError> {
+        self.issue_sender_for(cvr, name, SENDER_VALIDITY)
+    }
+
+    /// [`issue_sender`](Self::issue_sender) valid for `validity`.
+    pub fn issue_sender_for(
+        &self,
+        cvr: &str,
+        name: &str,
+        validity: time::Duration,
+    ) -> Result<IssuedCert, PkiError> {
         check_subject("CVR", cvr)?;
         check_subject("name", name)?;
         let what = || format!("a certificate for sender {cvr}");
-        let mut params = leaf_params(Vec::new(), &what())?;
+        let mut params = leaf_params_for(Vec::new(), &what(), validity)?;
+        let not_after = params.not_after;
         params
             .distinguished_name
             .push(DnType::CommonName, format!("{cvr} {name}"));
@@ -140,6 +152,8 @@ impl Pki {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let (cert, key) = self.sign(&params, &what())?;
         Ok(IssuedCert {
+            expires_at_ms: i64::try_from(not_after.unix_timestamp_nanos() / 1_000_000)
+                .unwrap_or(i64::MAX),
             fingerprint: fingerprint(cert.der()),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),

@@ -16,7 +16,7 @@ use crate::db::{route_code, route_from_code};
 use crate::domain::{Cvr, LetterId, Priority, Route};
 
 use super::fair::FairClock;
-use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError, SenderShare};
+use super::{DeadLetter, Delivery, Leased, Queue, QueueCause, QueueDepth, QueueError, SenderShare};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/queue-sqlite");
 
@@ -28,9 +28,18 @@ pub struct EmbeddedQueue {
 
 impl EmbeddedQueue {
     pub async fn open(path: &Path, owner: bool) -> Result<Self, QueueError> {
-        let pool = crate::db::sqlite::open_sqlite(path, &MIGRATOR)
+        Self::open_with(path, owner, &Default::default()).await
+    }
+
+    /// Opens with the configured connection count and busy timeout.
+    pub async fn open_with(
+        path: &Path,
+        owner: bool,
+        db: &crate::backend::DatabaseOptions,
+    ) -> Result<Self, QueueError> {
+        let pool = crate::db::sqlite::open_sqlite(path, &MIGRATOR, db)
             .await
-            .map_err(|e| QueueError::Unavailable(e.with_causes()))?;
+            .map_err(|e| QueueError::Unavailable(QueueCause::Open(e)))?;
         if owner {
             sqlx::query("UPDATE deliveries SET lease_until = 0 WHERE lease_until > 0")
                 .execute(&pool)

@@ -12,31 +12,52 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::backend::QueueUrl;
+use crate::backend::{BrokerOptions, DatabaseOptions, QueueUrl};
 
 use crate::domain::{Cvr, LetterId, Priority, Route};
 
 pub use embedded::EmbeddedQueue;
 pub use fair::FairClock;
+
 pub use rabbitmq::RabbitQueue;
 
+/// Why a queue operation failed. Only `Unavailable` is worth retrying as is. The message is
+/// short and names no host (it may reach a client's error text); the cause is `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    #[error("the queue is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the queue is unavailable")]
+    Unavailable(#[source] QueueCause),
     #[error("queued data is damaged: {0}")]
     Corrupt(String),
-    #[error(
-        "queue URL {0:?} is not supported (use embedded://PATH or amqp://USER:PASS@HOST:PORT/VHOST)"
-    )]
-    UnsupportedUrl(String),
     #[error("queue URL: {0}")]
     InvalidUrl(String),
 }
 
+/// What lies behind an unavailable queue.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueCause {
+    #[error("embedded queue database")]
+    Sqlite(#[source] sqlx::Error),
+    #[error("opening the embedded queue")]
+    Open(#[source] crate::db::sqlite::OpenError),
+    /// A broker call failed; `what` says which (connecting, publishing, consuming, ...).
+    #[error("RabbitMQ {what}")]
+    Broker {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("RabbitMQ {what}: no answer within {limit:?}")]
+    Timeout { what: String, limit: Duration },
+    /// The broker answered, but not as a stored message needs (unroutable, negative confirm,
+    /// acknowledgements lost with the connection).
+    #[error("RabbitMQ {0}")]
+    Refused(String),
+}
+
 impl From<sqlx::Error> for QueueError {
     fn from(e: sqlx::Error) -> Self {
-        QueueError::Unavailable(e.to_string())
+        QueueError::Unavailable(QueueCause::Sqlite(e))
     }
 }
 
@@ -143,8 +164,24 @@ pub trait Queue: Send + Sync + 'static {
 /// `owner` is true for the serving gateway (it may clear leases a crash left behind) and false
 /// for admin commands running beside it.
 pub async fn open(url: &QueueUrl, owner: bool) -> Result<Arc<dyn Queue>, QueueError> {
+    open_with(
+        url,
+        owner,
+        &DatabaseOptions::default(),
+        BrokerOptions::default(),
+    )
+    .await
+}
+
+/// [`open`] with the configured connection and broker deadlines.
+pub async fn open_with(
+    url: &QueueUrl,
+    owner: bool,
+    db: &DatabaseOptions,
+    broker: BrokerOptions,
+) -> Result<Arc<dyn Queue>, QueueError> {
     match url {
-        QueueUrl::Embedded(path) => Ok(Arc::new(EmbeddedQueue::open(path, owner).await?)),
-        QueueUrl::Rabbit(u) => Ok(Arc::new(RabbitQueue::open(u).await?)),
+        QueueUrl::Embedded(path) => Ok(Arc::new(EmbeddedQueue::open_with(path, owner, db).await?)),
+        QueueUrl::Rabbit(u) => Ok(Arc::new(RabbitQueue::open_with(u, broker).await?)),
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::backend::StoreUrl;
+use crate::backend::{DatabaseOptions, StoreUrl};
 
 use crate::domain::{
     BatchId, Cvr, LetterId, LetterState, MessageUuid, Priority, RecipientStatus, Route, SenderInfo,
@@ -43,6 +43,8 @@ pub enum StoreError {
     SenderExists(Cvr),
     #[error("no sender with CVR {0} is registered")]
     UnknownSender(Cvr),
+    #[error("sender {0} has no certificate with that fingerprint")]
+    UnknownCertificate(Cvr),
     #[error("subscriptions name recipients that are neither in the registry nor in the recipients file (lines {})", lines_list(.0))]
     UnknownSubscribers(Vec<u64>),
     /// A rule the database enforces refused the write: retrying the same write cannot succeed.
@@ -190,6 +192,26 @@ impl From<tokio::task::JoinError> for StoreError {
     fn from(e: tokio::task::JoinError) -> Self {
         StoreError::Unavailable(Cause::Task(e))
     }
+}
+
+/// Which of a sender's certificates to revoke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    /// One certificate, by the SHA-256 fingerprint `senders list` shows.
+    Fingerprint([u8; 32]),
+    /// Every certificate but the one issued last (after a re-issue).
+    AllButNewest,
+}
+
+/// A client certificate as the store knows it (never the certificate or its key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertRecord {
+    pub fingerprint: [u8; 32],
+    pub cvr: Cvr,
+    pub issued_at_ms: i64,
+    /// None for certificates issued before expiry was recorded.
+    pub expires_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
 }
 
 /// An accepted, sealed letter to store.
@@ -380,8 +402,25 @@ pub trait Store: FollowStore + Send + Sync + 'static {
     /// Replaces a sender's share and limits (checked by the caller).
     async fn set_sender_limits(&self, cvr: Cvr, limits: &SenderLimits) -> Result<(), StoreError>;
 
-    /// All senders and all certificate fingerprints with their sender.
+    /// All senders and the fingerprints of their certificates that are not revoked.
     async fn senders(&self) -> Result<(Vec<SenderInfo>, Vec<([u8; 32], Cvr)>), StoreError>;
+
+    /// Records when a certificate stops being valid (shown by `senders list`; TLS itself
+    /// refuses an expired certificate). Durable on return.
+    async fn record_cert_expiry(
+        &self,
+        fingerprint: [u8; 32],
+        expires_at_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Revokes certificates of `cvr` and returns the fingerprints it revoked (none when they
+    /// were revoked already: idempotent). Durable on return; every running gateway refuses them
+    /// within its refresh interval. `UnknownCertificate` when a named fingerprint is not one of
+    /// this sender's.
+    async fn revoke_certs(&self, cvr: Cvr, which: Revocation) -> Result<Vec<[u8; 32]>, StoreError>;
+
+    /// Every certificate ever issued, with its dates and whether it is revoked.
+    async fn certificates(&self) -> Result<Vec<CertRecord>, StoreError>;
 
     /// Upserts recipients and, for every recipient named in `subscriptions`, replaces its
     /// subscriptions with those listed. All or nothing: a subscription whose recipient is in
@@ -403,8 +442,16 @@ pub trait Store: FollowStore + Send + Sync + 'static {
 /// Opens the store a URL names: SQLite, created if missing, or PostgreSQL, whose schema is
 /// created or migrated on open. The one place that chooses a backend.
 pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, &DatabaseOptions::default()).await
+}
+
+/// [`open`] with the configured pool sizes and deadlines.
+pub async fn open_with(
+    url: &StoreUrl,
+    options: &DatabaseOptions,
+) -> Result<Arc<dyn Store>, StoreError> {
     match url {
-        StoreUrl::Postgres(u) => Ok(Arc::new(PostgresStore::open(u).await?)),
-        StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
+        StoreUrl::Postgres(u) => Ok(Arc::new(PostgresStore::connect_with(u, options).await?)),
+        StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open_with(path, options).await?)),
     }
 }

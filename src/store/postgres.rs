@@ -19,9 +19,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::backend::DatabaseOptions;
 use sqlx::{PgPool, Row};
 
 use crate::db::route_code;
@@ -39,11 +40,6 @@ use super::{
 
 /// Connections per gateway instance unless the caller says otherwise.
 pub const DEFAULT_POOL_SIZE: u32 = 16;
-
-/// How long opening a connection or waiting for a free one may take before the store answers
-/// `Unavailable`: a database that is down must turn into a retryable error the sender sees
-/// quickly, not a request that hangs.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Rows per registry statement: large enough that a six-million-row import is a few hundred
 /// round trips, small enough that one statement's arrays stay a few megabytes.
@@ -66,9 +62,23 @@ impl PostgresStore {
     /// Connects with at most `pool_size` connections and brings the schema up to date. Several
     /// instances may do this at once: sqlx holds an advisory lock while it migrates.
     pub async fn connect(url: &str, pool_size: u32) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)
+        let options = DatabaseOptions {
+            max_connections: pool_size,
+            ..DatabaseOptions::default()
+        };
+        Self::connect_with(url, &options).await
+    }
+
+    /// Connects with the configured pool size and deadlines and brings the schema up to date.
+    pub async fn connect_with(url: &str, db: &DatabaseOptions) -> Result<Self, StoreError> {
+        let mut options = PgConnectOptions::from_str(url)
             .map_err(|_| StoreError::UnsupportedUrl(without_password(url)))?
             .application_name("brevdue");
+        if !db.statement_timeout.is_zero() {
+            let ms = db.statement_timeout.as_millis().to_string();
+            options = options.options([("statement_timeout", ms.as_str())]);
+        }
+        let pool_size = db.max_connections;
         // The cause of a failure names the server (for the log) but never the URL, which may
         // carry a password.
         let server = format!(
@@ -83,7 +93,7 @@ impl PostgresStore {
             .after_release(|conn, _| {
                 Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
             })
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(db.acquire_timeout)
             .connect_with(options)
             .await
             .map_err(|source| {

@@ -191,6 +191,17 @@ pub(crate) fn cert_from(row: &impl StoreRow) -> Result<([u8; 32], Cvr), StoreErr
     ))
 }
 
+pub(crate) fn cert_record_from(row: &impl StoreRow) -> Result<super::CertRecord, StoreError> {
+    let (fingerprint, cvr) = cert_from(row)?;
+    Ok(super::CertRecord {
+        fingerprint,
+        cvr,
+        issued_at_ms: row.int("issued_at")?,
+        expires_at_ms: row.opt_int("expires_at")?,
+        revoked_at_ms: row.opt_int("revoked_at")?,
+    })
+}
+
 pub(crate) fn recipient_from(
     row: &impl StoreRow,
 ) -> Result<(RecipientTag, Vec<u8>, RecipientStatus), StoreError> {

@@ -19,8 +19,9 @@ use crate::seal::RecipientTag;
 use super::follow_sql::{NewEvent, signal_all};
 use super::rows::{self, LimitColumns, StoreRow, WAITING, count_from, cvr_code, record_columns};
 use super::{
-    Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter, PendingDelivery, RecipientRow,
-    StateCounts, Store, StoreError, StoredLetter, StoredRegistry, SubscriptionRow,
+    CertRecord, Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter, PendingDelivery,
+    RecipientRow, Revocation, StateCounts, Store, StoreError, StoredLetter, StoredRegistry,
+    SubscriptionRow,
 };
 
 /// What a SQL backend does its own way. Each method keeps the guarantee of the `Store` method
@@ -426,9 +427,12 @@ where
         )
         .fetch_all(&mut *tx)
         .await?;
-        let certs = sqlx::query::<B::Db>("SELECT fingerprint, cvr FROM sender_certs")
-            .fetch_all(&mut *tx)
-            .await?;
+        // A revoked certificate is not in the directory the door checks: it is refused.
+        let certs = sqlx::query::<B::Db>(
+            "SELECT fingerprint, cvr FROM sender_certs WHERE revoked_at IS NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok((
             senders
@@ -440,6 +444,79 @@ where
                 .map(rows::cert_from)
                 .collect::<Result<_, _>>()?,
         ))
+    }
+
+    async fn record_cert_expiry(
+        &self,
+        fingerprint: [u8; 32],
+        expires_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query::<B::Db>("UPDATE sender_certs SET expires_at = $1 WHERE fingerprint = $2")
+            .bind(expires_at_ms)
+            .bind(&fingerprint[..])
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn revoke_certs(&self, cvr: Cvr, which: Revocation) -> Result<Vec<[u8; 32]>, StoreError> {
+        let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
+        let known = sqlx::query::<B::Db>("SELECT 1 FROM senders WHERE cvr = $1")
+            .bind(cvr_code(cvr))
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_none() {
+            return Err(StoreError::UnknownSender(cvr));
+        }
+        let rows = sqlx::query::<B::Db>(
+            "SELECT fingerprint, cvr, issued_at, expires_at, revoked_at FROM sender_certs \
+             WHERE cvr = $1 ORDER BY issued_at DESC, fingerprint",
+        )
+        .bind(cvr_code(cvr))
+        .fetch_all(&mut *tx)
+        .await?;
+        let certs: Vec<CertRecord> = rows
+            .iter()
+            .map(rows::cert_record_from)
+            .collect::<Result<_, _>>()?;
+        let chosen: Vec<[u8; 32]> = match which {
+            Revocation::Fingerprint(fp) => {
+                if !certs.iter().any(|c| c.fingerprint == fp) {
+                    return Err(StoreError::UnknownCertificate(cvr));
+                }
+                vec![fp]
+            }
+            // The newest is the first row; ties on issued_at are broken by fingerprint, the
+            // same way every time.
+            Revocation::AllButNewest => certs.iter().skip(1).map(|c| c.fingerprint).collect(),
+        };
+        let now = crate::clock::now_ms();
+        let mut revoked = Vec::new();
+        for fp in chosen {
+            let n = sqlx::query::<B::Db>(
+                "UPDATE sender_certs SET revoked_at = $1 WHERE fingerprint = $2 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(&fp[..])
+            .execute(&mut *tx)
+            .await?;
+            if n.rows_affected() > 0 {
+                revoked.push(fp);
+            }
+        }
+        bump::<B::Db>(&mut tx, Generation::Senders).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    async fn certificates(&self) -> Result<Vec<CertRecord>, StoreError> {
+        let rows = sqlx::query::<B::Db>(
+            "SELECT fingerprint, cvr, issued_at, expires_at, revoked_at FROM sender_certs \
+             ORDER BY cvr, issued_at",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(rows::cert_record_from).collect()
     }
 
     async fn import_registry(

@@ -10,6 +10,7 @@
 //! letter content in segment files (`blobs`) and row-by-row batches, which with one local
 //! writer cost no round trip to a server.
 
+use crate::backend::DatabaseOptions;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -41,8 +42,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, &DatabaseOptions::default()).await
+    }
+
+    /// Opens with the configured connection count and busy timeout.
+    pub async fn open_with(path: &Path, options: &DatabaseOptions) -> Result<Self, StoreError> {
         let blobs = BlobLog::open(&path.with_extension("blobs"))?;
-        let pool = open_sqlite(path, &MIGRATOR)
+        let pool = open_sqlite(path, &MIGRATOR, options)
             .await
             .map_err(|e| StoreError::Unavailable(Cause::Sqlite(e)))?;
         Ok(SqliteStore {

@@ -36,6 +36,8 @@ pub const PIPELINE_LETTERS: &str = "brevdue_pipeline_letters";
 pub const PIPELINE_BYTES: &str = "brevdue_pipeline_bytes";
 pub const WATCH_STREAMS_OPEN: &str = "brevdue_watch_streams_open";
 pub const EVENTS_WRITTEN: &str = "brevdue_events_written_total";
+pub const RECIPIENT_CHECKS: &str = "brevdue_recipient_checks_total";
+pub const CONNECTIONS_REFUSED: &str = "brevdue_grpc_connections_refused_total";
 
 /// What kind of series a metric is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +147,16 @@ pub const ALL: &[(&str, Kind, &str)] = &[
         "Letters waiting in the delivery queue, by route (dead for dead letters)",
     ),
     (STREAMS_OPEN, Kind::Gauge, "SubmitBatch streams open"),
+    (
+        RECIPIENT_CHECKS,
+        Kind::Counter,
+        "CheckRecipient questions answered, per sender (CVR): how much a sender asks about recipients",
+    ),
+    (
+        CONNECTIONS_REFUSED,
+        Kind::Counter,
+        "gRPC connections closed at once because grpc.max_connections were open",
+    ),
 ];
 
 /// Bucket bounds (seconds) for per-letter latencies: sub-millisecond stages to slow commits.
@@ -316,6 +328,16 @@ pub fn watch_stream_opened() {
 
 pub fn watch_stream_closed() {
     gauge!(WATCH_STREAMS_OPEN).decrement(1.0);
+}
+
+/// One CheckRecipient answered for `sender` (counted per sender: a sender asking about many
+/// recipients it never writes to is probing the registry).
+pub fn recipient_checked(sender: &SenderInfo) {
+    counter!(RECIPIENT_CHECKS, "sender" => sender.cvr.to_string()).increment(1);
+}
+
+pub fn connection_refused() {
+    counter!(CONNECTIONS_REFUSED).increment(1);
 }
 
 pub fn stream_opened() {
@@ -498,6 +520,8 @@ mod tests {
         events_written(2);
         watch_stream_opened();
         watch_stream_closed();
+        recipient_checked(&sender);
+        connection_refused();
         admission_refused("rate");
         admission_load(GateLoad {
             waiting: 1,

@@ -370,7 +370,9 @@ async fn grpc_no_work(
     );
     let rate = stream_letters(&format!("https://{addr}"), cert_dir, ids, args, size).await;
     stop.cancel();
-    let _ = server.await;
+    if let Err(e) = server.await {
+        tracing::warn!(error = %e, "the no-work gRPC server task ended badly");
+    }
     rate
 }
 

@@ -8,12 +8,7 @@ use std::time::Duration;
 
 use lapin::BasicProperties;
 
-use super::QueueError;
-
-/// Connecting and declaring the topology.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Any other broker call, including waiting for the confirms of one enqueue.
-pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::queue::{QueueCause, QueueError};
 
 /// A message ready to publish.
 pub(super) struct Outgoing {
@@ -23,12 +18,23 @@ pub(super) struct Outgoing {
     pub(super) properties: BasicProperties,
 }
 
-pub(super) fn unavailable(what: &str, e: impl std::fmt::Display) -> QueueError {
-    QueueError::Unavailable(format!("RabbitMQ {what}: {e}"))
+pub(super) fn unavailable(
+    what: &str,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> QueueError {
+    QueueError::Unavailable(QueueCause::Broker {
+        what: what.to_string(),
+        source: e.into(),
+    })
+}
+
+/// The broker answered, but not as it must for the letters to be safe.
+pub(super) fn refused(why: String) -> QueueError {
+    QueueError::Unavailable(QueueCause::Refused(why))
 }
 
 /// Runs one broker call under a deadline.
-pub(super) async fn within<T, E: std::fmt::Display>(
+pub(super) async fn within<T, E: Into<Box<dyn std::error::Error + Send + Sync>>>(
     what: &str,
     limit: Duration,
     call: impl Future<Output = Result<T, E>>,
@@ -36,6 +42,9 @@ pub(super) async fn within<T, E: std::fmt::Display>(
     match tokio::time::timeout(limit, call).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(unavailable(what, e)),
-        Err(_) => Err(unavailable(what, format!("no answer within {limit:?}"))),
+        Err(_) => Err(QueueError::Unavailable(QueueCause::Timeout {
+            what: what.to_string(),
+            limit,
+        })),
     }
 }

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use crate::domain::{Cvr, LetterId, Priority, Route};
 
-use super::call::{CALL_TIMEOUT, unavailable, within};
+use super::call::{unavailable, within};
 use super::inbox::{Inbox, Incoming, Slot};
 use super::link::Link;
 use super::message::Msg;
@@ -144,7 +144,7 @@ impl RabbitQueue {
         let known = self.known_senders();
         let consumer = within(
             "starting consumers",
-            CALL_TIMEOUT,
+            self.timeouts.call_timeout,
             self.start_consumers(&link, route, &known, prefetch),
         )
         .await?;
@@ -194,7 +194,7 @@ impl RabbitQueue {
         }
         let added = within(
             "starting consumers",
-            CALL_TIMEOUT,
+            self.timeouts.call_timeout,
             self.consume_lanes(&channel, route, &missing, &inbox, prefetch, false),
         )
         .await;

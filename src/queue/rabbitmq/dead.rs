@@ -12,7 +12,7 @@ use lapin::options::BasicGetOptions;
 use crate::clock::now_ms;
 use crate::domain::LetterId;
 
-use super::call::{CALL_TIMEOUT, within};
+use super::call::within;
 use super::consume::{Settle, settle};
 use super::message::Msg;
 use super::{DeadLetter, Delivery, QueueError, RabbitQueue};
@@ -28,7 +28,7 @@ impl RabbitQueue {
         // The lane record holds sender numbers only, and holding its messages would hide them
         // from a gateway reading it now.
         let queues = self.names.letter_queues(&senders);
-        within("reading the queues", CALL_TIMEOUT, async {
+        within("reading the queues", self.timeouts.call_timeout, async {
             let ch = link.conn.create_channel().await?;
             let mut bodies = Vec::new();
             for q in &queues {
@@ -49,23 +49,27 @@ impl RabbitQueue {
     pub(super) async fn list_dead(&self) -> Result<Vec<DeadLetter>, QueueError> {
         let link = self.link().await?;
         let dead = self.names.dead();
-        let msgs = within("listing the dead letters", CALL_TIMEOUT, async {
-            // Read everything without acknowledging, then close the channel: RabbitMQ puts
-            // every message back. Dead letters are few.
-            let ch = link.conn.create_channel().await?;
-            let mut msgs = Vec::new();
-            while let Some(m) = ch
-                .basic_get(dead.as_str().into(), BasicGetOptions { no_ack: false })
-                .await?
-            {
-                match Msg::decode(&m.delivery.data) {
-                    Ok(msg) => msgs.push(msg),
-                    Err(e) => tracing::warn!(error = %e, "unreadable dead letter skipped"),
+        let msgs = within(
+            "listing the dead letters",
+            self.timeouts.call_timeout,
+            async {
+                // Read everything without acknowledging, then close the channel: RabbitMQ puts
+                // every message back. Dead letters are few.
+                let ch = link.conn.create_channel().await?;
+                let mut msgs = Vec::new();
+                while let Some(m) = ch
+                    .basic_get(dead.as_str().into(), BasicGetOptions { no_ack: false })
+                    .await?
+                {
+                    match Msg::decode(&m.delivery.data) {
+                        Ok(msg) => msgs.push(msg),
+                        Err(e) => tracing::warn!(error = %e, "unreadable dead letter skipped"),
+                    }
                 }
-            }
-            ch.close(200, "OK".into()).await?;
-            Ok::<_, lapin::Error>(msgs)
-        })
+                ch.close(200, "OK".into()).await?;
+                Ok::<_, lapin::Error>(msgs)
+            },
+        )
         .await?;
         // One entry per letter (copies can exist after a lost acknowledgement): the latest.
         let mut by_letter: HashMap<LetterId, DeadLetter> = HashMap::new();
@@ -93,7 +97,7 @@ impl RabbitQueue {
         let dead = self.names.dead();
         let ch = within(
             "opening a channel",
-            CALL_TIMEOUT,
+            self.timeouts.call_timeout,
             link.conn.create_channel(),
         )
         .await?;
@@ -101,7 +105,7 @@ impl RabbitQueue {
         loop {
             let got = within(
                 "reading the dead letters",
-                CALL_TIMEOUT,
+                self.timeouts.call_timeout,
                 ch.basic_get(dead.as_str().into(), BasicGetOptions { no_ack: false }),
             )
             .await?;
@@ -126,13 +130,13 @@ impl RabbitQueue {
         // Closing the channel returns every message it read and did not acknowledge.
         let _ = within(
             "closing a channel",
-            CALL_TIMEOUT,
+            self.timeouts.call_timeout,
             ch.close(200, "OK".into()),
         )
         .await;
         if failed > 0 {
-            return Err(QueueError::Unavailable(
-                "RabbitMQ connection lost while taking a dead letter off its queue".into(),
+            return Err(super::call::refused(
+                "connection lost while taking a dead letter off its queue".into(),
             ));
         }
         Ok(!found.is_empty())

@@ -29,7 +29,7 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProper
 
 use crate::domain::{Cvr, MAX_WEIGHT};
 
-use super::call::{CALL_TIMEOUT, Outgoing, within};
+use super::call::{Outgoing, within};
 use super::topology::{self, Names};
 use super::{QueueError, RabbitQueue, lock};
 
@@ -171,7 +171,7 @@ impl RabbitQueue {
             self.publish(&records).await?;
             self.learn(unrecorded);
             let link = self.link().await?;
-            within("declaring lanes", CALL_TIMEOUT, async {
+            within("declaring lanes", self.timeouts.call_timeout, async {
                 let ch = link.conn.create_channel().await?;
                 topology::declare_lanes(&ch, &self.names, chunk).await?;
                 ch.close(200, "OK".into()).await?;

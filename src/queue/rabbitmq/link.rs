@@ -9,7 +9,7 @@ use std::time::Duration;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties};
 
-use super::call::{CALL_TIMEOUT, CONNECT_TIMEOUT, Outgoing, within};
+use super::call::{Outgoing, refused, within};
 use super::{QueueError, RabbitQueue, lanes, lock, topology};
 
 /// One connection with its confirm-mode publishing channel.
@@ -36,12 +36,18 @@ impl RabbitQueue {
             tracing::warn!(broker = %self.broker, "RabbitMQ connection lost; reconnecting");
         }
         if let Some(old) = slot.take() {
+            // Best effort: the link is being replaced because it is broken.
             let _ = tokio::time::timeout(Duration::from_secs(1), old.conn.close(200, "OK".into()))
                 .await;
         }
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let what = format!("at {}", self.broker);
-        let link = within(&what, CONNECT_TIMEOUT, self.connect(generation)).await?;
+        let link = within(
+            &what,
+            self.timeouts.connect_timeout,
+            self.connect(generation),
+        )
+        .await?;
         let link = Arc::new(link);
         *slot = Some(link.clone());
         Ok(link)
@@ -57,6 +63,8 @@ impl RabbitQueue {
         topology::declare(&setup, &self.names)
             .await
             .map_err(|e| format!("declaring the queues failed: {e}"))?;
+        // The set-up channel's work is done; a failed close leaves nothing behind that the
+        // connection's own close does not take.
         let _ = setup.close(200, "OK".into()).await;
         let recorded = lanes::read_record(&self.uri, &self.names)
             .await
@@ -83,6 +91,7 @@ impl RabbitQueue {
         if slot.as_ref().is_some_and(|l| l.generation == generation)
             && let Some(old) = slot.take()
         {
+            // Best effort: the link is being replaced because it is broken.
             let _ = tokio::time::timeout(Duration::from_secs(1), old.conn.close(200, "OK".into()))
                 .await;
         }
@@ -94,7 +103,7 @@ impl RabbitQueue {
             return Ok(());
         }
         let link = self.link().await?;
-        let confirmations = within("publishing", CALL_TIMEOUT, async {
+        let confirmations = within("publishing", self.timeouts.call_timeout, async {
             let sends = out.iter().map(|o| {
                 link.publish.basic_publish(
                     o.exchange.as_str().into(),
@@ -118,20 +127,20 @@ impl RabbitQueue {
                 Confirmation::Ack(Some(returned)) => {
                     // A queue is missing (deleted by hand?): declare everything again next time.
                     self.invalidate(link.generation).await;
-                    return Err(QueueError::Unavailable(format!(
-                        "RabbitMQ could not route a message to {:?} ({}); the queues are declared again on the next call",
+                    return Err(refused(format!(
+                        "could not route a message to {:?} ({}); the queues are declared again on the next call",
                         returned.delivery.routing_key.as_str(),
                         returned.reply_text.as_str()
                     )));
                 }
                 Confirmation::Nack(_) => {
-                    return Err(QueueError::Unavailable(
-                        "RabbitMQ refused to store a message (negative confirm)".into(),
+                    return Err(refused(
+                        "refused to store a message (negative confirm)".into(),
                     ));
                 }
                 Confirmation::NotRequested => {
-                    return Err(QueueError::Unavailable(
-                        "RabbitMQ publisher confirms are not enabled on the channel".into(),
+                    return Err(refused(
+                        "publisher confirms are not enabled on the channel".into(),
                     ));
                 }
             }

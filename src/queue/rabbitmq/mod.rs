@@ -60,7 +60,8 @@ use crate::clock::now_ms;
 use crate::domain::{Cvr, LetterId, Priority, Route};
 
 use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError, SenderShare};
-use call::{CALL_TIMEOUT, Outgoing, within};
+use crate::backend::BrokerOptions;
+use call::{Outgoing, within};
 use consume::{Held, RouteConsumer, Settle, settle};
 use lanes::LaneBook;
 use link::Link;
@@ -90,11 +91,18 @@ pub struct RabbitQueue {
     lanes: StdMutex<LaneBook>,
     /// Serialises declaring lanes.
     lane_setup: Mutex<()>,
+    /// Deadlines of broker calls (configuration).
+    timeouts: BrokerOptions,
 }
 
 impl RabbitQueue {
     /// Connects and declares the topology, so a wrong URL or credentials fail at start-up.
     pub async fn open(url: &str) -> Result<RabbitQueue, QueueError> {
+        Self::open_with(url, BrokerOptions::default()).await
+    }
+
+    /// [`open`](Self::open) with the configured deadlines.
+    pub async fn open_with(url: &str, timeouts: BrokerOptions) -> Result<RabbitQueue, QueueError> {
         let (uri, prefix, broker) = url::parse_url(url)?;
         let q = RabbitQueue {
             uri,
@@ -108,6 +116,7 @@ impl RabbitQueue {
             work: Arc::new(Notify::new()),
             lanes: StdMutex::new(LaneBook::default()),
             lane_setup: Mutex::new(()),
+            timeouts,
         };
         q.link().await?;
         Ok(q)
@@ -125,7 +134,7 @@ impl RabbitQueue {
         lock(&self.consumers).clear();
         let senders = self.every_lane_owner().await?;
         let link = self.link().await?;
-        let dropped = within("deleting the queues", CALL_TIMEOUT, async {
+        let dropped = within("deleting the queues", self.timeouts.call_timeout, async {
             let ch = link.conn.create_channel().await?;
             let n = topology::delete(&ch, &self.names, &senders).await?;
             ch.close(200, "OK".into()).await?;
@@ -141,7 +150,7 @@ impl RabbitQueue {
     async fn every_lane_owner(&self) -> Result<Vec<Cvr>, QueueError> {
         let recorded = within(
             "reading the lane record",
-            CALL_TIMEOUT,
+            self.timeouts.call_timeout,
             lanes::read_record(&self.uri, &self.names),
         )
         .await?;
@@ -281,8 +290,8 @@ impl Queue for RabbitQueue {
         };
         match settle(&ackers, Settle::Ack).await {
             0 => Ok(()),
-            n => Err(QueueError::Unavailable(format!(
-                "RabbitMQ connection lost before {n} acknowledgements; those letters are handed out again and skipped as delivered"
+            n => Err(call::refused(format!(
+                "connection lost before {n} acknowledgements; those letters are handed out again and skipped as delivered"
             ))),
         }
     }
@@ -356,7 +365,7 @@ impl Queue for RabbitQueue {
         // Lanes learnt from the lane record but never declared (their recorder died first).
         self.declare_lanes(senders.iter().copied()).await?;
         let link = self.link().await?;
-        within("counting messages", CALL_TIMEOUT, async {
+        within("counting messages", self.timeouts.call_timeout, async {
             let ch = link.conn.create_channel().await?;
             let mut queues: Vec<(Route, String)> = Vec::new();
             for route in ROUTES {
