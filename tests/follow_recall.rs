@@ -185,7 +185,7 @@ async fn recall_racing_delivery_ends_each_letter_once(backend: Backend) {
         let mut batch_recalls = 0;
         while let Some(id) = ids_rx.recv().await {
             seen += 1;
-            if seen % 3 == 0 {
+            if seen.is_multiple_of(3) {
                 let _ = r
                     .cancel_letter(pb::CancelRequest {
                         key: Some(pb::cancel_request::Key::LetterId(id)),
@@ -193,7 +193,7 @@ async fn recall_racing_delivery_ends_each_letter_once(backend: Backend) {
                     .await
                     .expect("a recall never fails, whoever wins the race");
             }
-            if seen % 250 == 0 {
+            if seen.is_multiple_of(250) {
                 r.cancel_batch(pb::BatchRequest {
                     batch_id: "race".into(),
                 })
