@@ -54,8 +54,15 @@ impl DataDir {
         self.root.join("pki")
     }
 
+    /// Published print batches: what the print house collects.
     pub fn print_spool(&self) -> PathBuf {
         self.root.join("spool").join("print")
+    }
+
+    /// Print batches being staged; beside the print spool, on the same volume, so publishing
+    /// is one rename and the print house never sees a batch half-written.
+    pub fn print_staging(&self) -> PathBuf {
+        self.root.join("spool").join("staging")
     }
 
     /// Takes the serve lock. The lock is the operating system's (flock): it is released when

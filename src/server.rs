@@ -40,8 +40,12 @@ pub enum ServerError {
     Directory(#[from] crate::directory::DirectoryError),
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
-    #[error("print spool: {0}")]
-    Spool(String),
+    #[error(transparent)]
+    Delivery(#[from] crate::deliver::DeliverError),
+    #[error("the gateway stopped while starting")]
+    StoppedStarting,
+    #[error("gateway task")]
+    Task(#[from] tokio::task::JoinError),
     #[error("gRPC server: {0}")]
     Grpc(#[from] tonic::transport::Error),
     #[error("operator HTTP server: {0}")]
@@ -118,14 +122,11 @@ async fn run_signalling(
         store: store.clone(),
         queue: queue.clone(),
         directory: directory.clone(),
-        spool: PrintSpool::open(&data.print_spool())
-            .map_err(|e| ServerError::Spool(e.to_string()))?,
+        spool: PrintSpool::open(&data.print_spool(), &data.print_staging())
+            .map_err(crate::deliver::DeliverError::from)?,
         config: config.delivery.clone(),
     });
-    deliverer
-        .recover_spool()
-        .await
-        .map_err(ServerError::Spool)?;
+    deliverer.recover_spool().await?;
     queue.set_senders(&directory.shares()).await?;
     let requeued = requeue_undelivered(&*store, &*queue).await?;
 
@@ -352,9 +353,7 @@ impl Running {
     /// Stops the gateway the way SIGTERM does and waits for it.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         self.stop.cancel();
-        self.task
-            .await
-            .map_err(|e| ServerError::Spool(format!("gateway task: {e}")))?
+        self.task.await?
     }
 
     pub fn is_finished(&self) -> bool {
@@ -387,10 +386,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         // The signal was dropped: the gateway stopped before serving; report why.
         return match (&mut task).await {
             Ok(Err(e)) => Err(e),
-            Ok(Ok(())) => Err(ServerError::Spool(
-                "the gateway stopped while starting".into(),
-            )),
-            Err(e) => Err(ServerError::Spool(format!("gateway task: {e}"))),
+            Ok(Ok(())) => Err(ServerError::StoppedStarting),
+            Err(e) => Err(ServerError::Task(e)),
         };
     }
     Ok(Running {

@@ -1,18 +1,30 @@
 //! Delivery: workers that take queued letters to the recipient's mailbox or to the print spool.
 //!
-//! A worker leases a batch from the queue, loads the sealed letters, opens each (which also
-//! proves it was not altered), delivers, records the delivery in the store and only then
-//! acknowledges the queue. The store's state change is conditional, so a letter handed out twice
-//! (a lease that ran out, a queue entry written twice after a crash) is delivered once. Failures
-//! go back to the queue with exponential back-off until the letter's maximum age, then to the
-//! dead letters, where operators can see, retry or purge them.
+//! A worker leases a round of letters from the queue and counts an attempt on each in the store
+//! before it does any work, so a letter that takes the process down (it ran out of memory, it
+//! aborted) has that attempt on record: one interrupted too often in a row is dead-lettered
+//! instead of being tried again, and can never crash-loop the gateway. Letters that were
+//! interrupted before are handled last, one at a time, so they cannot take their round down
+//! with them.
+//!
+//! Letters are then handled one at a time: loaded, opened (which also proves they were not
+//! altered), handed over and dropped, so a worker holds one letter's content whatever the
+//! round's size. Mailbox letters are recorded delivered together at the end of the round; print
+//! letters are staged into print batches of at most `batch_bytes` (`print_batch.rs`). The
+//! store's state change is conditional, so a letter handed out twice (a lease that ran out, a
+//! queue entry written twice after a crash) is delivered once. Failures go back to the queue
+//! with exponential back-off until the letter has been due for its maximum age, then to the
+//! dead letters, where operators can see, retry or purge them (`failure.rs`).
 
+mod failure;
 pub mod print;
+mod print_batch;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytesize::ByteSize;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,11 +32,13 @@ use tokio_util::task::TaskTracker;
 use crate::clock::now_ms;
 use crate::directory::Directory;
 use crate::domain::{LetterId, LetterState, Route};
+use crate::error_report::chain;
 use crate::queue::{Leased, Queue};
 use crate::seal::{Binding, body, open};
 use crate::store::{Store, StoredLetter};
 use crate::telemetry;
 
+use failure::{Failure, due_at, report};
 pub use print::{PrintLetter, PrintSpool};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -34,8 +48,11 @@ pub struct DeliveryConfig {
     /// instance that delivers (separate intake and delivery instances, or delivery held while
     /// the print side is under maintenance).
     pub enabled: bool,
-    /// Letters a worker takes from the queue at once (and the largest print batch).
+    /// Letter references a worker takes from the queue at once (one round). Letters are still
+    /// loaded one at a time, so this bounds no content in memory.
     pub batch: usize,
+    /// The most document bytes in one print batch; a round cuts a new batch past it.
+    pub batch_bytes: ByteSize,
     /// How long a taken letter stays with its worker before it is handed out again.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
@@ -45,9 +62,13 @@ pub struct DeliveryConfig {
     /// Longest retry delay.
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
-    /// After this long since acceptance a failing letter ends FAILED and is dead-lettered.
+    /// After this long since it became due (accepted, or its scheduled time) a failing letter
+    /// ends FAILED and is dead-lettered.
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
+    /// A letter whose delivery was interrupted (the gateway died while handling it) this many
+    /// times in a row ends FAILED and is dead-lettered without another try.
+    pub max_interrupted: u32,
     /// How long an idle worker waits before looking at the queue again.
     #[serde(with = "humantime_serde")]
     pub idle_poll: Duration,
@@ -58,10 +79,12 @@ impl Default for DeliveryConfig {
         DeliveryConfig {
             enabled: true,
             batch: 256,
+            batch_bytes: ByteSize::mib(64),
             lease: Duration::from_secs(120),
             retry_initial: Duration::from_secs(2),
             retry_max: Duration::from_secs(600),
             max_age: Duration::from_secs(72 * 3600),
+            max_interrupted: 3,
             idle_poll: Duration::from_millis(250),
         }
     }
@@ -77,45 +100,35 @@ pub struct Deliverer {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum DeliveryError {
-    #[error("{0}")]
+pub enum DeliverError {
+    #[error("delivery store")]
     Store(#[from] crate::store::StoreError),
-    #[error("{0}")]
+    #[error("delivery queue")]
     Queue(#[from] crate::queue::QueueError),
-    #[error("{0}")]
+    #[error("print spool")]
     Spool(#[from] print::SpoolError),
+}
+
+/// One leased letter in a round, with what counting its attempt found.
+struct Turn {
+    leased: Leased,
+    /// Earlier attempts in a row that ended without an outcome (the gateway died).
+    interrupted: u32,
+}
+
+/// What a round hands over at its end: letters to record delivered (mailbox) and to
+/// acknowledge.
+#[derive(Default)]
+struct RoundEnd {
+    /// Opened mailbox letters with when each was accepted and became due.
+    mailbox: Vec<(Leased, i64, i64)>,
+    ack: Vec<LetterId>,
 }
 
 impl Deliverer {
     /// Finishes what a crash left half-done in the print spool. Run before the workers start.
-    pub async fn recover_spool(&self) -> Result<(), String> {
-        let unfinished = self.spool.unfinished().map_err(|e| e.to_string())?;
-        for u in unfinished {
-            let recorded = self
-                .store
-                .print_batch_letters(&u.batch)
-                .await
-                .map_err(|e| e.to_string())?;
-            if recorded.is_empty() {
-                self.spool
-                    .discard_unfinished(&u)
-                    .map_err(|e| e.to_string())?;
-                tracing::info!(
-                    batch = u.batch,
-                    "discarded an unrecorded print batch; its letters are still queued"
-                );
-            } else {
-                let keep = recorded.into_iter().collect();
-                self.spool
-                    .publish_unfinished(&u, &keep)
-                    .map_err(|e| e.to_string())?;
-                tracing::info!(
-                    batch = u.batch,
-                    "published a print batch a crash left unfinished"
-                );
-            }
-        }
-        Ok(())
+    pub async fn recover_spool(&self) -> Result<(), DeliverError> {
+        print_batch::recover(self).await
     }
 
     /// Starts one worker per route.
@@ -136,7 +149,7 @@ impl Deliverer {
             {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::warn!(error = %e, route = telemetry::route_label(route), "queue unavailable; delivery paused");
+                    tracing::warn!(error = %chain(&e), route = telemetry::route_label(route), "queue unavailable; delivery paused");
                     tokio::select! {
                         () = cancel.cancelled() => break,
                         () = tokio::time::sleep(Duration::from_secs(1)) => continue,
@@ -149,135 +162,169 @@ impl Deliverer {
                     () = self.queue.wait_for_work(self.config.idle_poll) => continue,
                 }
             }
-            if let Err(e) = self.deliver_batch(route, &leased).await {
-                tracing::warn!(error = %e, route = telemetry::route_label(route), letters = leased.len(), "delivery attempt failed");
+            self.deliver_round(route, leased).await;
+        }
+    }
+
+    /// One round: count the attempts, then every letter one at a time, the suspects last.
+    async fn deliver_round(&self, route: Route, leased: Vec<Leased>) {
+        let ids: Vec<LetterId> = leased.iter().map(|l| l.delivery.letter_id).collect();
+        let counts = match self.store.begin_attempts(&ids).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Nothing was tried: without the attempt on record no work starts.
+                let id = report(&e, route, "could not count delivery attempts", ids.len());
                 for l in &leased {
-                    self.fail_one(l, &e.to_string()).await;
+                    self.fail_one(l, Failure::Store, id, None).await;
                 }
+                return;
+            }
+        };
+        let interrupted: HashMap<LetterId, u32> = counts
+            .iter()
+            .map(|c| (c.letter_id, c.interrupted))
+            .collect();
+        let mut end = RoundEnd::default();
+        let (mut first, mut suspects) = (Vec::new(), Vec::new());
+        for l in leased {
+            match interrupted.get(&l.delivery.letter_id) {
+                // Not waiting any more (delivered, failed, or gone): only the ack is left.
+                None => end.ack.push(l.delivery.letter_id),
+                Some(&n) if n >= self.config.max_interrupted.max(1) => {
+                    let id = crate::error_report::ErrorId::new();
+                    tracing::error!(error_id = %id, letter = %l.delivery.letter_id, interrupted = n, "delivery was interrupted repeatedly; the letter is dead-lettered");
+                    self.fail_one(&l, Failure::Interrupted, id, None).await;
+                }
+                Some(&n) if n > 0 => suspects.push(Turn {
+                    leased: l,
+                    interrupted: n,
+                }),
+                Some(_) => first.push(Turn {
+                    leased: l,
+                    interrupted: 0,
+                }),
+            }
+        }
+        let mut batch = print_batch::PrintRound::new();
+        for t in &first {
+            self.deliver_one(route, t, &mut batch, &mut end).await;
+        }
+        self.finish(route, &mut batch, &mut end).await;
+        // Each suspect alone, its outcome recorded before the next one is touched.
+        for t in &suspects {
+            tracing::info!(letter = %t.leased.delivery.letter_id, interrupted = t.interrupted, "retrying a letter whose delivery was interrupted, on its own");
+            self.deliver_one(route, t, &mut batch, &mut end).await;
+            self.finish(route, &mut batch, &mut end).await;
+        }
+    }
+
+    /// Loads, opens and hands over one letter; its content is dropped on return.
+    async fn deliver_one(
+        &self,
+        route: Route,
+        t: &Turn,
+        batch: &mut print_batch::PrintRound,
+        end: &mut RoundEnd,
+    ) {
+        let l = &t.leased;
+        let id = l.delivery.letter_id;
+        let stored = match self.store.load_for_delivery(&[id]).await {
+            Ok(mut s) => s.pop(),
+            Err(e) => {
+                let eid = report(&e, route, "could not load a letter for delivery", 1);
+                self.fail_one(l, Failure::Store, eid, None).await;
+                return;
+            }
+        };
+        let Some(s) = stored else {
+            end.ack.push(id);
+            return;
+        };
+        if !matches!(
+            s.record.state,
+            LetterState::Accepted | LetterState::Scheduled
+        ) {
+            end.ack.push(id);
+            return;
+        }
+        let due = due_at(s.record.accepted_at_ms, s.record.not_before_ms);
+        let letter_id = s.record.letter_id.to_string();
+        let binding = Binding {
+            letter_id: &letter_id,
+            sender: s.record.sender,
+            recipient: &s.recipient_tag,
+        };
+        let opened = open(&self.directory.keyring(), &binding, &s.sealed)
+            .map_err(OpenError::from)
+            .and_then(|plain| body::decode_with_memo(&plain).map_err(OpenError::from));
+        let (letter, memo) = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                let eid = report(&e, route, "a sealed letter could not be opened", 1);
+                self.fail_one(l, Failure::Unreadable, eid, Some(due)).await;
+                return;
+            }
+        };
+        match route {
+            Route::Mailbox => end.mailbox.push((l.clone(), s.record.accepted_at_ms, due)),
+            Route::Print => {
+                let accepted_at = s.record.accepted_at_ms;
+                let p = print_letter(&self.directory, s, letter, memo);
+                batch.add(self, l.clone(), p, accepted_at, due, end).await;
             }
         }
     }
 
-    async fn deliver_batch(&self, route: Route, leased: &[Leased]) -> Result<(), DeliveryError> {
-        let ids: Vec<LetterId> = leased.iter().map(|l| l.delivery.letter_id).collect();
-        let stored = self.store.load_for_delivery(&ids).await?;
-        // Letters already delivered or failed (a duplicate queue entry) need only an ack.
-        let mut done: Vec<LetterId> = ids
-            .iter()
-            .filter(|id| !stored.iter().any(|s| s.record.letter_id == **id))
-            .copied()
-            .collect();
-        let mut waiting = Vec::new();
-        for s in stored {
-            match s.record.state {
-                LetterState::Accepted | LetterState::Scheduled => waiting.push(s),
-                _ => done.push(s.record.letter_id),
-            }
-        }
-        let keyring = self.directory.keyring();
-        let mut ready = Vec::with_capacity(waiting.len());
-        for s in waiting {
-            let id = s.record.letter_id.to_string();
-            let binding = Binding {
-                letter_id: &id,
-                sender: s.record.sender,
-                recipient: &s.recipient_tag,
-            };
-            let opened = open(&keyring, &binding, &s.sealed)
-                .map_err(|e| e.to_string())
-                .and_then(|plain| body::decode_with_memo(&plain).map_err(|e| e.to_string()));
-            match opened {
-                Ok(letter) => ready.push((s, letter)),
-                Err(problem) => {
-                    if let Some(l) = leased
-                        .iter()
-                        .find(|l| l.delivery.letter_id == s.record.letter_id)
-                    {
-                        self.fail_one(
-                            l,
-                            &format!("the sealed letter could not be opened: {problem}"),
-                        )
-                        .await;
+    /// Records what the round handed over so far: the print batch published, the mailbox
+    /// letters delivered, everything settled acknowledged.
+    async fn finish(&self, route: Route, batch: &mut print_batch::PrintRound, end: &mut RoundEnd) {
+        batch.finish(self, end).await;
+        if !end.mailbox.is_empty() {
+            let handed = std::mem::take(&mut end.mailbox);
+            let ids: Vec<LetterId> = handed
+                .iter()
+                .map(|(l, _, _)| l.delivery.letter_id)
+                .collect();
+            let accepted_at: HashMap<LetterId, i64> = handed
+                .iter()
+                .map(|(l, at, _)| (l.delivery.letter_id, *at))
+                .collect();
+            let now = now_ms();
+            match self
+                .store
+                .mark_delivered(&ids, LetterState::Delivered, now, None)
+                .await
+            {
+                Ok(changed) => {
+                    record_delivered(route, &changed, &accepted_at, now);
+                    end.ack.extend(ids);
+                }
+                Err(e) => {
+                    // Not acknowledged: the letters are retried (their attempt is counted).
+                    let eid = report(&e, route, "could not record mailbox deliveries", ids.len());
+                    for (l, _, due) in &handed {
+                        self.fail_one(l, Failure::Store, eid, Some(*due)).await;
                     }
                 }
             }
         }
-        let now = now_ms();
-        let ready_ids: Vec<LetterId> = ready.iter().map(|(s, _)| s.record.letter_id).collect();
-        let accepted_at: HashMap<LetterId, i64> = ready
-            .iter()
-            .map(|(s, _)| (s.record.letter_id, s.record.accepted_at_ms))
-            .collect();
-        match route {
-            Route::Mailbox => {
-                let changed = self
-                    .store
-                    .mark_delivered(&ready_ids, LetterState::Delivered, now, None)
-                    .await?;
-                record_delivered(route, &changed, &accepted_at, now);
-            }
-            Route::Print => {
-                if !ready.is_empty() {
-                    let batch = format!("{}", LetterId::new());
-                    let letters: Vec<PrintLetter> = ready
-                        .into_iter()
-                        .map(|(s, (letter, memo))| print_letter(&self.directory, s, letter, memo))
-                        .collect();
-                    let spool = self.spool.clone();
-                    let b = batch.clone();
-                    tokio::task::spawn_blocking(move || spool.write_batch(&b, &letters))
-                        .await
-                        .map_err(print::SpoolError::from_join)??;
-                    let changed = self
-                        .store
-                        .mark_delivered(&ready_ids, LetterState::PrintSpooled, now, Some(&batch))
-                        .await?;
-                    // Letters another gateway delivered meanwhile are pruned from this batch.
-                    self.spool
-                        .publish(&batch, &changed.iter().copied().collect())?;
-                    record_delivered(route, &changed, &accepted_at, now);
-                }
+        if !end.ack.is_empty() {
+            let ack = std::mem::take(&mut end.ack);
+            if let Err(e) = self.queue.ack(&ack).await {
+                // Handed out again later and skipped as delivered: nothing is lost.
+                tracing::warn!(error = %chain(&e), letters = ack.len(), "could not acknowledge delivered letters");
             }
         }
-        done.extend(ready_ids);
-        self.queue.ack(&done).await?;
-        Ok(())
     }
+}
 
-    /// Schedules a retry with back-off, or ends the letter FAILED once it is too old.
-    async fn fail_one(&self, leased: &Leased, problem: &str) {
-        let d = leased.delivery;
-        let now = now_ms();
-        let age = Duration::from_millis((now - d.enqueued_at_ms).max(0) as u64);
-        let result = if age >= self.config.max_age {
-            telemetry::delivery_failed(d.route);
-            let detail = format!(
-                "delivery failed after {} attempts over {}: {problem}",
-                leased.attempts + 1,
-                humantime::format_duration(Duration::from_secs(age.as_secs()))
-            );
-            match self.store.mark_failed(d.letter_id, &detail).await {
-                Ok(()) => self
-                    .queue
-                    .dead_letter(d.letter_id, problem)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        } else {
-            telemetry::delivery_retry(d.route);
-            let delay = backoff(&self.config, leased.attempts);
-            let _ = self.store.record_attempt(d.letter_id, problem).await;
-            self.queue
-                .retry(d.letter_id, now + delay.as_millis() as i64, problem)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        if let Err(e) = result {
-            // The lease runs out and the letter is handed out again: nothing is lost.
-            tracing::warn!(error = %e, letter = %d.letter_id, "could not record a failed delivery");
-        }
-    }
+/// Why a sealed letter did not open.
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error("opening the envelope")]
+    Seal(#[from] crate::seal::SealError),
+    #[error("decoding the letter")]
+    Body(#[from] body::BodyError),
 }
 
 /// Counts the letters that changed state now (not those a duplicate queue entry handed out

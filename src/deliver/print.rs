@@ -1,20 +1,30 @@
 //! The print spool: letters handed to physical print, in batches a print house collects.
 //!
-//! A batch is written under a temporary name (every file synced), recorded in the store, then
-//! published: its manifest written and the directory renamed to `<batch>` in one atomic step.
-//! Several gateways may share the spool (a shared volume); each holds a lock on its own instance
-//! file and names its temporary batches after itself, so start-up recovery only ever touches
-//! batches of instances that are gone. A recovered batch the store knows is published; one it does
-//! not know is discarded (its letters are still queued and go into a later batch). Letters that
-//! another gateway delivered first are pruned before publishing: a letter is never printed twice.
+//! A batch is staged letter by letter under a temporary name in the staging directory (every
+//! file synced), then published: its manifest written and the directory renamed into the print
+//! directory in one atomic step. The staging directory sits beside the print directory on the
+//! same volume (the rename needs that), so the print house only ever sees published batches.
 //!
-//! Layout of a published batch (directories 0700, files 0600: this is letter content in clear,
-//! for the printer only):
+//! One letter never spoils a batch: each letter is staged on its own and a letter that cannot be
+//! written is taken out again, while the others stay. No text a sender chose is ever part of a
+//! path: documents are stored as `<n>.<extension from the media type>`, and the sender's file
+//! name is kept in `letter.json` and the manifest. A batch that is given up (its publishing
+//! failed, or the store could not record it) has its staged files removed at once: they are
+//! letter content in clear.
+//!
+//! Several gateways may share the spool (a shared volume); each holds a lock on its own instance
+//! file and names its staged batches after itself, so start-up recovery only ever touches
+//! batches of instances that are gone. A recovered batch the store knows is published; one it
+//! does not know is discarded (its letters are still queued and go into a later batch).
+//!
+//! Layout (directories 0700, files 0600: this is letter content in clear, for the printer only):
 //! ```text
 //! spool/print/<batch>/manifest.json
 //! spool/print/<batch>/<letter_id>/letter.json        recipient, sender, title, documents
 //! spool/print/<batch>/<letter_id>/message.memo.xml   the letter as a MeMo message
-//! spool/print/<batch>/<letter_id>/<n>-<filename>     each document
+//! spool/print/<batch>/<letter_id>/<n>.<ext>          each document (its name in letter.json)
+//! spool/staging/.tmp.<instance>.<batch>/…            batches being staged
+//! spool/staging/.instances/<instance>.lock           held by each running gateway
 //! ```
 
 use std::collections::HashSet;
@@ -103,7 +113,10 @@ pub struct Unfinished {
 
 #[derive(Clone)]
 pub struct PrintSpool {
+    /// Where published batches appear: the print house's directory.
     dir: PathBuf,
+    /// Where batches are staged; on the same volume as `dir`.
+    staging: PathBuf,
     instance: String,
     /// Held for the life of the process: tells other gateways this instance is alive.
     _alive: Arc<fs::File>,
@@ -112,8 +125,18 @@ pub struct PrintSpool {
 const TMP: &str = ".tmp.";
 
 impl PrintSpool {
-    pub fn open(dir: &Path) -> Result<Self, SpoolError> {
-        let instances = dir.join(".instances");
+    /// Opens the spool publishing into `dir` and staging in `staging` (created if missing).
+    pub fn open(dir: &Path, staging: &Path) -> Result<Self, SpoolError> {
+        // A print volume that is down must not stop intake: publishing fails and is retried
+        // (the letters wait) until it is back.
+        if let Err(e) = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+        {
+            tracing::warn!(error = %e, "the print directory is not usable; print batches wait until it is");
+        }
+        let instances = staging.join(".instances");
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -133,6 +156,7 @@ impl PrintSpool {
         })?;
         Ok(PrintSpool {
             dir: dir.to_path_buf(),
+            staging: staging.to_path_buf(),
             instance,
             _alive: Arc::new(lock),
         })
@@ -143,67 +167,52 @@ impl PrintSpool {
     }
 
     fn tmp_dir(&self, batch: &str) -> PathBuf {
-        self.dir.join(format!("{TMP}{}.{batch}", self.instance))
+        self.staging.join(format!("{TMP}{}.{batch}", self.instance))
     }
 
-    /// Writes a batch's letters under its temporary name, everything synced. Not visible to
-    /// the printer until [`PrintSpool::publish`].
-    pub fn write_batch(&self, batch: &str, letters: &[PrintLetter]) -> Result<(), SpoolError> {
+    /// Starts staging a batch. Nothing of it is visible to the printer until
+    /// [`StagedBatch::publish`]; dropping it unpublished removes what was staged.
+    pub fn begin(&self, batch: &str) -> Result<StagedBatch, SpoolError> {
         let tmp = self.tmp_dir(batch);
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(err(&tmp))?;
         }
         mkdir(&tmp)?;
-        for p in letters {
-            let dir = tmp.join(p.letter_id.to_string());
-            mkdir(&dir)?;
-            let mut docs = Vec::new();
-            for (i, d) in p.letter.documents().enumerate() {
-                let file = format!("{}-{}", i + 1, d.filename);
-                write_file(&dir.join(&file), &d.content)?;
-                docs.push(DocumentEntry {
-                    file,
-                    filename: d.filename.clone(),
-                    media_type: d.media_type.clone(),
-                    bytes: d.content.len(),
-                    sha256: sha256(&d.content).to_hex(),
-                });
+        Ok(StagedBatch {
+            spool: self.dir.clone(),
+            tmp,
+            batch: batch.to_string(),
+            letters: Vec::new(),
+            bytes: 0,
+            done: false,
+        })
+    }
+
+    /// Whether a batch is published (in the print directory).
+    pub fn is_published(&self, batch: &str) -> bool {
+        self.dir.join(batch).join("manifest.json").exists()
+    }
+
+    /// Whether a live gateway (this one included) is staging `batch` right now.
+    pub fn is_being_staged(&self, batch: &str) -> Result<bool, SpoolError> {
+        for entry in fs::read_dir(&self.staging).map_err(err(&self.staging))? {
+            let entry = entry.map_err(err(&self.staging))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if let Some((instance, b)) = name.strip_prefix(TMP).and_then(|r| r.split_once('.'))
+                && b == batch
+                && (instance == self.instance || self.instance_alive(instance))
+            {
+                return Ok(true);
             }
-            let meta = LetterFile {
-                letter_id: p.letter_id.to_string(),
-                message_uuid: p.letter.message_uuid.to_string(),
-                sender_cvr: p.sender.to_string(),
-                sender_name: p.sender_name.clone(),
-                recipient: p.letter.recipient.to_string(),
-                title: p.letter.title.clone(),
-                priority: format!("{:?}", p.letter.priority).to_uppercase(),
-                documents: docs,
-            };
-            write_json(&dir.join("letter.json"), &meta)?;
-            write_file(&dir.join("message.memo.xml"), &p.memo)?;
-            sync_dir(&dir)?;
         }
-        sync_dir(&tmp)?;
-        sync_dir(&self.dir)
-    }
-
-    /// Publishes one of this gateway's batches, keeping only `keep` (the letters the store
-    /// recorded in this batch).
-    pub fn publish(&self, batch: &str, keep: &HashSet<LetterId>) -> Result<(), SpoolError> {
-        publish_dir(&self.dir, &self.tmp_dir(batch), batch, Some(keep))
-    }
-
-    /// Throws away one of this gateway's unpublished batches.
-    pub fn discard(&self, batch: &str) -> Result<(), SpoolError> {
-        let tmp = self.tmp_dir(batch);
-        fs::remove_dir_all(&tmp).map_err(err(&tmp))
+        Ok(false)
     }
 
     /// Batches left half-done by gateways that are no longer running.
     pub fn unfinished(&self) -> Result<Vec<Unfinished>, SpoolError> {
         let mut out = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(err(&self.dir))? {
-            let entry = entry.map_err(err(&self.dir))?;
+        for entry in fs::read_dir(&self.staging).map_err(err(&self.staging))? {
+            let entry = entry.map_err(err(&self.staging))?;
             let name = entry.file_name().to_string_lossy().to_string();
             let Some((instance, batch)) = name.strip_prefix(TMP).and_then(|r| r.split_once('.'))
             else {
@@ -222,7 +231,10 @@ impl PrintSpool {
     }
 
     fn instance_alive(&self, instance: &str) -> bool {
-        let path = self.dir.join(".instances").join(format!("{instance}.lock"));
+        let path = self
+            .staging
+            .join(".instances")
+            .join(format!("{instance}.lock"));
         match fs::OpenOptions::new().write(true).open(&path) {
             // Locked by its (running) owner; the lock is released when the owner's process
             // ends, however it ends.
@@ -237,7 +249,7 @@ impl PrintSpool {
         u: &Unfinished,
         keep: &HashSet<LetterId>,
     ) -> Result<(), SpoolError> {
-        publish_dir(&self.dir, &u.dir, &u.batch, Some(keep))?;
+        publish_dir(&self.dir, &u.dir, &u.batch, keep)?;
         self.forget_instance(&u.instance);
         Ok(())
     }
@@ -249,7 +261,10 @@ impl PrintSpool {
     }
 
     fn forget_instance(&self, instance: &str) {
-        let path = self.dir.join(".instances").join(format!("{instance}.lock"));
+        let path = self
+            .staging
+            .join(".instances")
+            .join(format!("{instance}.lock"));
         if !self.instance_alive(instance) {
             let _ = fs::remove_file(path);
         }
@@ -269,17 +284,157 @@ impl PrintSpool {
     }
 }
 
+/// A batch being staged by this gateway. Letters are added one at a time, so a worker holds one
+/// letter's content at a time whatever the batch's size. Dropped unpublished (a failure, a
+/// batch given up), it removes its staged files at once.
+pub struct StagedBatch {
+    spool: PathBuf,
+    tmp: PathBuf,
+    batch: String,
+    letters: Vec<LetterId>,
+    bytes: u64,
+    /// Published, or handed to nobody: nothing left to remove.
+    done: bool,
+}
+
+impl StagedBatch {
+    pub fn name(&self) -> &str {
+        &self.batch
+    }
+
+    /// The letters staged so far.
+    pub fn letters(&self) -> &[LetterId] {
+        &self.letters
+    }
+
+    /// Document bytes staged so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Stages one letter, synced. A letter that cannot be written is taken out again and the
+    /// batch goes on without it.
+    pub fn add(&mut self, p: &PrintLetter) -> Result<(), SpoolError> {
+        let dir = self.tmp.join(p.letter_id.to_string());
+        match stage_letter(&dir, p) {
+            Ok(bytes) => {
+                self.letters.push(p.letter_id);
+                self.bytes += bytes;
+                Ok(())
+            }
+            Err(e) => {
+                // Best effort: a leftover is pruned at publishing (it is not in `keep`).
+                let _ = fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// Publishes the batch with only `keep` (the letters the store recorded in this batch).
+    /// On failure nothing is published and the staged files are removed.
+    pub fn publish(mut self, keep: &HashSet<LetterId>) -> Result<(), SpoolError> {
+        sync_dir(&self.tmp)?;
+        publish_dir(&self.spool, &self.tmp, &self.batch, keep)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for StagedBatch {
+    fn drop(&mut self) {
+        if !self.done
+            && self.tmp.exists()
+            && let Err(e) = fs::remove_dir_all(&self.tmp)
+        {
+            tracing::error!(error = %e, batch = %self.batch, "could not remove a print batch that was given up; start-up recovery removes it");
+        }
+    }
+}
+
+/// Writes one letter's directory; returns the document bytes written.
+fn stage_letter(dir: &Path, p: &PrintLetter) -> Result<u64, SpoolError> {
+    mkdir(dir)?;
+    let mut docs = Vec::new();
+    let mut bytes = 0u64;
+    for (i, d) in p.letter.documents().enumerate() {
+        // Never the sender's name: it may be too long for the file system (255 bytes, and a
+        // Danish letter is two bytes in UTF-8) or mean something to it.
+        let file = format!("{}.{}", i + 1, extension(&d.media_type));
+        write_file(&dir.join(&file), &d.content)?;
+        bytes += d.content.len() as u64;
+        docs.push(DocumentEntry {
+            file,
+            filename: d.filename.clone(),
+            media_type: d.media_type.clone(),
+            bytes: d.content.len(),
+            sha256: sha256(&d.content).to_hex(),
+        });
+    }
+    let meta = LetterFile {
+        letter_id: p.letter_id.to_string(),
+        message_uuid: p.letter.message_uuid.to_string(),
+        sender_cvr: p.sender.to_string(),
+        sender_name: p.sender_name.clone(),
+        recipient: p.letter.recipient.to_string(),
+        title: p.letter.title.clone(),
+        priority: format!("{:?}", p.letter.priority).to_uppercase(),
+        documents: docs,
+    };
+    write_json(&dir.join("letter.json"), &meta)?;
+    write_file(&dir.join("message.memo.xml"), &p.memo)?;
+    sync_dir(dir)?;
+    Ok(bytes)
+}
+
+/// A file extension for a document from its (validated) media type, from a fixed list.
+fn extension(media_type: &str) -> &'static str {
+    let essence = media_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/pdf" => "pdf",
+        "text/plain" => "txt",
+        "text/html" => "html",
+        "application/xml" | "text/xml" => "xml",
+        "application/msword" => "doc",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => "docx",
+        "application/vnd.ms-excel" => "xls",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => "xlsx",
+        "application/vnd.oasis.opendocument.text" => "odt",
+        "application/vnd.oasis.opendocument.spreadsheet" => "ods",
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "image/gif" => "gif",
+        "image/tiff" => "tif",
+        _ => "bin",
+    }
+}
+
 /// Prunes letters not in `keep`, writes the manifest from the letters' own files, and renames
-/// the directory into place (synced). Doing nothing when it is already published makes a
-/// repeated publish harmless.
+/// the directory into place (synced). An already published batch is left as it is, so a
+/// repeated publish is harmless; a staged directory that is neither there nor published is an
+/// error, never taken for success.
 fn publish_dir(
     spool: &Path,
     tmp: &Path,
     batch: &str,
-    keep: Option<&HashSet<LetterId>>,
+    keep: &HashSet<LetterId>,
 ) -> Result<(), SpoolError> {
+    let done = spool.join(batch);
     if !tmp.exists() {
-        return Ok(());
+        if done.join("manifest.json").exists() {
+            return Ok(());
+        }
+        return Err(SpoolError {
+            path: tmp.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the staged batch is gone and was never published",
+            ),
+        });
     }
     let mut entries = Vec::new();
     for entry in fs::read_dir(tmp).map_err(err(tmp))? {
@@ -289,12 +444,7 @@ fn publish_dir(
             continue;
         }
         let id = entry.file_name().to_string_lossy().parse::<LetterId>().ok();
-        let kept = match (keep, id) {
-            (Some(keep), Some(id)) => keep.contains(&id),
-            (None, Some(_)) => true,
-            (_, None) => false,
-        };
-        if !kept {
+        if !id.is_some_and(|id| keep.contains(&id)) {
             fs::remove_dir_all(&path).map_err(err(&path))?;
             continue;
         }
@@ -307,10 +457,9 @@ fn publish_dir(
         entries.push(meta);
     }
     entries.sort_by(|a, b| a.letter_id.cmp(&b.letter_id));
-    let done = spool.join(batch);
     if entries.is_empty() {
         fs::remove_dir_all(tmp).map_err(err(tmp))?;
-        return sync_dir(spool);
+        return Ok(());
     }
     let manifest = Manifest {
         batch: batch.to_string(),
@@ -325,7 +474,11 @@ fn publish_dir(
     write_json(&manifest_path, &manifest)?;
     sync_dir(tmp)?;
     fs::rename(tmp, &done).map_err(err(&done))?;
-    sync_dir(spool)
+    sync_dir(spool)?;
+    if let Some(staging) = tmp.parent() {
+        sync_dir(staging)?;
+    }
+    Ok(())
 }
 
 fn mkdir(dir: &Path) -> Result<(), SpoolError> {
@@ -388,32 +541,43 @@ mod tests {
         }
     }
 
+    fn open_spool(root: &Path) -> PrintSpool {
+        PrintSpool::open(&root.join("print"), &root.join("staging")).unwrap()
+    }
+
+    fn stage(spool: &PrintSpool, batch: &str, letters: &[&PrintLetter]) -> StagedBatch {
+        let mut b = spool.begin(batch).unwrap();
+        for l in letters {
+            b.add(l).unwrap();
+        }
+        b
+    }
+
     #[test]
     fn publish_prunes_and_writes_the_manifest() {
         let tmp = tempfile::tempdir().unwrap();
-        let spool = PrintSpool::open(tmp.path()).unwrap();
+        let spool = open_spool(tmp.path());
         let (a, b) = (letter(), letter());
-        spool
-            .write_batch("b1", &[letter_copy(&a), letter_copy(&b)])
-            .unwrap();
+        let staged = stage(&spool, "b1", &[&a, &b]);
         assert!(
             spool.batches().unwrap().is_empty(),
             "nothing visible before publishing"
         );
-        spool
-            .publish("b1", &[a.letter_id].into_iter().collect())
+        staged
+            .publish(&[a.letter_id].into_iter().collect())
             .unwrap();
-        let published = tmp.path().join("b1");
-        assert!(
-            published
-                .join(a.letter_id.to_string())
-                .join("1-brev.pdf")
-                .exists()
-        );
+        let published = tmp.path().join("print").join("b1");
+        let doc = published.join(a.letter_id.to_string()).join("1.pdf");
+        assert_eq!(fs::read(doc).unwrap(), b"%PDF");
         assert!(!published.join(b.letter_id.to_string()).exists(), "pruned");
         let manifest: serde_json::Value =
             serde_json::from_slice(&fs::read(published.join("manifest.json")).unwrap()).unwrap();
         assert_eq!(manifest["letters"], 1);
+        assert_eq!(
+            manifest["entries"][0]["documents"][0]["filename"],
+            "brev.pdf"
+        );
+        assert_eq!(manifest["entries"][0]["documents"][0]["file"], "1.pdf");
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(published.join("manifest.json"))
             .unwrap()
@@ -422,31 +586,63 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
     }
 
-    fn letter_copy(p: &PrintLetter) -> PrintLetter {
-        PrintLetter {
-            letter_id: p.letter_id,
-            sender: p.sender,
-            sender_name: p.sender_name.clone(),
-            letter: p.letter.clone(),
-            memo: p.memo.clone(),
-        }
+    #[test]
+    fn a_sender_file_name_is_never_a_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = open_spool(tmp.path());
+        let mut long = letter();
+        long.letter.main_document.filename = format!("{}.pdf", "æ".repeat(128));
+        let staged = stage(&spool, "b2", &[&long]);
+        staged
+            .publish(&[long.letter_id].into_iter().collect())
+            .unwrap();
+        let dir = tmp.path().join("print/b2").join(long.letter_id.to_string());
+        assert!(dir.join("1.pdf").exists());
+        let meta: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.join("letter.json")).unwrap()).unwrap();
+        assert_eq!(
+            meta["documents"][0]["filename"],
+            long.letter.main_document.filename
+        );
+    }
+
+    #[test]
+    fn a_batch_given_up_leaves_nothing_staged_and_a_lost_one_is_no_success() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = open_spool(tmp.path());
+        let a = letter();
+        drop(stage(&spool, "b3", &[&a]));
+        let staged: Vec<_> = fs::read_dir(tmp.path().join("staging"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name() != ".instances")
+            .collect();
+        assert!(staged.is_empty(), "{staged:?}");
+        let keep = [a.letter_id].into_iter().collect();
+        let lost = spool.tmp_dir("b4");
+        assert!(publish_dir(spool.dir(), &lost, "b4", &keep).is_err());
     }
 
     #[test]
     fn recovery_touches_only_batches_of_gateways_that_are_gone() {
         let tmp = tempfile::tempdir().unwrap();
-        let alive = PrintSpool::open(tmp.path()).unwrap();
-        let gone = PrintSpool::open(tmp.path()).unwrap();
-        let other = PrintSpool::open(tmp.path()).unwrap();
-        alive.write_batch("mine", &[letter()]).unwrap();
-        gone.write_batch("lost", &[letter()]).unwrap();
-        // `other` sees neither its own nor a live gateway's batch as unfinished.
+        let alive = open_spool(tmp.path());
+        let gone = open_spool(tmp.path());
+        let other = open_spool(tmp.path());
+        let mine = stage(&alive, "mine", &[&letter()]);
+        let lost = stage(&gone, "lost", &[&letter()]);
+        // A crash: the staged files stay behind.
+        std::mem::forget(lost);
         drop(gone);
+        // `other` sees neither its own nor a live gateway's batch as unfinished.
         let found = other.unfinished().unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].batch, "lost");
+        assert!(other.is_being_staged("mine").unwrap());
+        assert!(!other.is_being_staged("lost").unwrap());
         other.discard_unfinished(&found[0]).unwrap();
         assert!(other.unfinished().unwrap().is_empty());
         assert_eq!(alive.unfinished().unwrap().len(), 0);
+        drop(mine);
     }
 }

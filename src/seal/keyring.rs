@@ -96,12 +96,17 @@ impl KeyRing {
     }
 
     /// Loads the ring from `dir`, creating the directory and a first key if there is none.
+    /// Safe when several gateways start together on a shared volume: each publishes its first
+    /// key and `active` with a link that only one can win, and everyone reads the winner.
     pub fn load_or_create(dir: &Path) -> Result<Self, SealError> {
         ensure_dir(dir)?;
         if !dir.join("active").exists() {
             let first = KekId(1);
-            write_secret(&kek_path(dir, first), &random_key()?)?;
-            write_atomic(&dir.join("active"), first.0.to_string().as_bytes())?;
+            publish_new(
+                &kek_path(dir, first),
+                secret_text(&random_key()?).as_bytes(),
+            )?;
+            publish_new(&dir.join("active"), first.0.to_string().as_bytes())?;
         }
         Self::load(dir)
     }
@@ -135,11 +140,15 @@ impl KeyRing {
         Self::from_keys(active, keys)
     }
 
-    /// Adds a new KEK to the ring in `dir` and makes it active. Returns its id.
+    /// Adds a new KEK to the ring in `dir` and makes it active. Returns its id. Two rotations
+    /// at once each get a key of their own: the one that loses the race for an id takes the next.
     pub fn rotate(dir: &Path) -> Result<KekId, SealError> {
         let ring = Self::load_or_create(dir)?;
-        let next = KekId(ring.ids().map(|k| k.0).max().unwrap_or(0) + 1);
-        write_secret(&kek_path(dir, next), &random_key()?)?;
+        let mut next = KekId(ring.ids().map(|k| k.0).max().unwrap_or(0) + 1);
+        let key = secret_text(&random_key()?);
+        while !publish_new(&kek_path(dir, next), key.as_bytes())? {
+            next = KekId(next.0 + 1);
+        }
         write_atomic(&dir.join("active"), next.0.to_string().as_bytes())?;
         Ok(next)
     }
@@ -149,14 +158,19 @@ fn kek_path(dir: &Path, id: KekId) -> PathBuf {
     dir.join(format!("{id}.key"))
 }
 
-/// Loads a named 256-bit secret from `dir`, creating it on first use.
+/// Loads a named 256-bit secret from `dir`, creating it on first use. Several processes
+/// creating it at once agree on one: the first link wins and the others read it.
 pub fn load_or_create_secret(dir: &Path, name: &str) -> Result<[u8; 32], SealError> {
     ensure_dir(dir)?;
     let path = dir.join(name);
     if !path.exists() {
-        write_secret(&path, &random_key()?)?;
+        publish_new(&path, secret_text(&random_key()?).as_bytes())?;
     }
     read_secret(&path)
+}
+
+fn secret_text(key: &[u8; 32]) -> String {
+    format!("{}\n", STANDARD.encode(key))
 }
 
 fn random_key() -> Result<[u8; 32], SealError> {
@@ -182,36 +196,64 @@ fn read_secret(path: &Path) -> Result<[u8; 32], SealError> {
         .map_err(|_| key_file_error(path, "does not hold a 256-bit key"))
 }
 
-/// Writes a secret so it is never visible half-written or to other users, and is on disk when
-/// this returns. An existing file is never overwritten.
-fn write_secret(path: &Path, key: &[u8; 32]) -> Result<(), SealError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| key_file_error(&tmp, e))?;
-    writeln!(f, "{}", STANDARD.encode(key)).map_err(|e| key_file_error(&tmp, e))?;
-    f.sync_all().map_err(|e| key_file_error(&tmp, e))?;
-    fs::hard_link(&tmp, path).map_err(|e| key_file_error(path, e))?;
-    fs::remove_file(&tmp).map_err(|e| key_file_error(&tmp, e))?;
-    sync_dir(path)
+/// A file written in full under a name no other writer uses, synced; removed when dropped (a
+/// published copy is a separate hard link and stays).
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn write(target: &Path, content: &[u8]) -> Result<TempFile, SealError> {
+        let dir = target.parent().unwrap_or(Path::new("."));
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let mut nonce = [0u8; 8];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| SealError::Random)?;
+        let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let path = dir.join(format!(".{name}.{}.{nonce}.tmp", std::process::id()));
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| key_file_error(&path, e))?;
+        let tmp = TempFile(path);
+        f.write_all(content)
+            .map_err(|e| key_file_error(&tmp.0, e))?;
+        f.sync_all().map_err(|e| key_file_error(&tmp.0, e))?;
+        Ok(tmp)
+    }
 }
 
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // Best effort: a leftover is 0600 in a 0700 directory and no reader looks at temp names.
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// Publishes `content` at `path` unless something is there already, never visible half-written
+/// or to other users, and on disk when this returns. `Ok(false)`: another writer won; its file
+/// stays as it is and is the one to read.
+fn publish_new(path: &Path, content: &[u8]) -> Result<bool, SealError> {
+    let tmp = TempFile::write(path, content)?;
+    let won = match fs::hard_link(&tmp.0, path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(key_file_error(path, e)),
+    };
+    drop(tmp);
+    sync_dir(path)?;
+    Ok(won)
+}
+
+/// Replaces `path` atomically (the active key id on rotation): written under a unique name,
+/// synced, renamed over the old one.
 fn write_atomic(path: &Path, content: &[u8]) -> Result<(), SealError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| key_file_error(&tmp, e))?;
-    f.write_all(content).map_err(|e| key_file_error(&tmp, e))?;
-    f.sync_all().map_err(|e| key_file_error(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| key_file_error(path, e))?;
+    let tmp = TempFile::write(path, content)?;
+    fs::rename(&tmp.0, path).map_err(|e| key_file_error(path, e))?;
     sync_dir(path)
 }
 

@@ -100,17 +100,20 @@ pub(crate) const RECORD_REJECTION: &str = "INSERT INTO batch_rejections \
      ON CONFLICT (sender_cvr, batch_id, message_uuid) \
      DO UPDATE SET reason = excluded.reason, at = excluded.at";
 
-/// Cancelling: conditional on the letter still waiting, which is the same condition delivery's
-/// update has, so of a cancel and a delivery racing for one letter exactly one changes it (the
-/// other's update matches no row once the first has committed). The wrapped data key is
+/// Cancelling: conditional on the letter still waiting and not claimed by a print batch
+/// (`claim_print`: its print copy is being published, so it is being handed over), which is
+/// the condition delivery's update has, so of a cancel and a delivery racing for one letter
+/// exactly one changes it (the other's update matches no row once the first has committed). The wrapped data key is
 /// emptied: without it the ciphertext can never be opened again (content purged, also where it
 /// sits in an append-only segment).
 pub(crate) const CANCEL_ONE: &str = "UPDATE letters SET state = 6, wrapped_key = $1, \
      detail = 'recalled by the sender' \
-     WHERE letter_id = $2 AND sender_cvr = $3 AND state IN (1, 2) RETURNING letter_id";
+     WHERE letter_id = $2 AND sender_cvr = $3 AND state IN (1, 2) AND print_batch IS NULL \
+     RETURNING letter_id";
 pub(crate) const CANCEL_BATCH: &str = "UPDATE letters SET state = 6, wrapped_key = $1, \
      detail = 'recalled by the sender' \
-     WHERE sender_cvr = $2 AND batch_id = $3 AND state IN (1, 2) RETURNING letter_id";
+     WHERE sender_cvr = $2 AND batch_id = $3 AND state IN (1, 2) AND print_batch IS NULL \
+     RETURNING letter_id";
 pub(crate) const CANCEL_DETAIL: &str = "recalled by the sender";
 
 /// PostgreSQL: the waiting letters of a batch locked in `letter_id` order before they are
@@ -119,7 +122,8 @@ pub(crate) const CANCEL_DETAIL: &str = "recalled by the sender";
 /// behind each other instead of each holding a row the other wants. SQLite has one writer at
 /// a time and needs no such lock.
 pub(crate) const LOCK_BATCH_PG: &str = "SELECT letter_id FROM letters \
-     WHERE sender_cvr = $1 AND batch_id = $2 AND state IN (1, 2) ORDER BY letter_id FOR UPDATE";
+     WHERE sender_cvr = $1 AND batch_id = $2 AND state IN (1, 2) AND print_batch IS NULL \
+     ORDER BY letter_id FOR UPDATE";
 
 /// A recall that lost a deadlock or serialisation conflict is tried again this many times in
 /// all: the conflict says only that another transaction touched the same rows first, and the

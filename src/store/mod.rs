@@ -324,6 +324,16 @@ pub struct Generations {
     pub registry: i64,
 }
 
+/// What `Store::begin_attempts` found for one letter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptCount {
+    pub letter_id: LetterId,
+    /// Attempts so far, the one just begun included.
+    pub attempts: u32,
+    /// Attempts in a row before this one that ended without an outcome: the gateway died.
+    pub interrupted: u32,
+}
+
 /// Letters by state, for operators.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StateCounts {
@@ -352,11 +362,12 @@ pub trait Store: FollowStore + Send + Sync + 'static {
     async fn load_for_delivery(&self, ids: &[LetterId]) -> Result<Vec<StoredLetter>, StoreError>;
 
     /// Moves letters to `Delivered` (and into the recipient's mailbox, in the same transaction)
-    /// or `PrintSpooled` (recording the print batch). Only letters still waiting change (not a
-    /// cancelled one: the condition is the one `cancel_letter` has); the ids that changed are
-    /// returned, so a letter is delivered exactly once however often this is called for it.
-    /// Each change counts the attempt and writes its event in the same transaction. Durable on
-    /// return.
+    /// or `PrintSpooled` (recording the print batch). Only letters still waiting and not claimed
+    /// by another print batch (`claim_print`) change: the same waiting condition a recall has,
+    /// so a cancelled letter never changes. The ids that changed are returned, so a letter is
+    /// delivered exactly once however often this is called for it. Each change writes its
+    /// event in the same transaction (attempts were counted before the work, by
+    /// `begin_attempts`). Durable on return.
     async fn mark_delivered(
         &self,
         ids: &[LetterId],
@@ -365,8 +376,28 @@ pub trait Store: FollowStore + Send + Sync + 'static {
         print_batch: Option<&str>,
     ) -> Result<Vec<LetterId>, StoreError>;
 
-    /// Records a failed delivery attempt and its reason (no recipient data in `detail`).
-    async fn record_attempt(&self, id: LetterId, detail: &str) -> Result<(), StoreError>;
+    /// Counts one more delivery attempt on each of these letters that is still waiting, before
+    /// any work is done on it. Durable on return, so an attempt the process dies in is on
+    /// record. Per waiting letter (others are left out): the attempts so far, this one
+    /// included, and how many attempts in a row before this one ended without an outcome
+    /// recorded (`record_failure`, a delivery, a failure).
+    async fn begin_attempts(&self, ids: &[LetterId]) -> Result<Vec<AttemptCount>, StoreError>;
+
+    /// Records why a begun attempt failed (a fixed text: no recipient data, nothing a sender
+    /// wrote, no error chain). The attempt itself was counted by `begin_attempts`.
+    async fn record_failure(&self, id: LetterId, detail: &str) -> Result<(), StoreError>;
+
+    /// Claims waiting letters for print batch `batch` before it is published: each of `ids`
+    /// still waiting and not claimed by another batch gets the batch's name. Returns the
+    /// claimed ones (a letter already claimed by `batch` included). Durable on return.
+    async fn claim_print(&self, ids: &[LetterId], batch: &str)
+    -> Result<Vec<LetterId>, StoreError>;
+
+    /// Gives up a print batch's claims on letters still waiting (the batch was not published).
+    async fn release_print(&self, batch: &str) -> Result<(), StoreError>;
+
+    /// Print batches that hold claims on letters still waiting (start-up recovery).
+    async fn claimed_print_batches(&self) -> Result<Vec<String>, StoreError>;
 
     /// Ends a letter as `Failed` after its retries are spent.
     async fn mark_failed(&self, id: LetterId, detail: &str) -> Result<(), StoreError>;

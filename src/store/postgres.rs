@@ -362,12 +362,13 @@ impl Backend for PostgresStore {
         let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
         // The waiting states are re-checked after waiting for a concurrent update of the same
         // row, so of two workers delivering one letter only the first changes it.
-        // The same condition a recall has (`follow_sql::CANCEL_ONE`): of a delivery and a
-        // recall racing for one letter exactly one changes it.
+        // The waiting condition a recall has too (`follow_sql::CANCEL_ONE`): of a delivery and
+        // a recall racing for one letter exactly one changes it. Attempts were counted before
+        // the work (`begin_attempts`), not here.
         let rows = sqlx::query(
-            "UPDATE letters SET state = $1, delivered_at = $2, print_batch = $3, \
-             attempts = attempts + 1 \
+            "UPDATE letters SET state = $1, delivered_at = $2, print_batch = $3 \
              WHERE letter_id = ANY($4::text[]) AND state IN ($5, $6) \
+                 AND (print_batch IS NULL OR print_batch = $3) \
              RETURNING letter_id, sender_cvr",
         )
         .bind(m.state.code())

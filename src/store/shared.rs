@@ -19,9 +19,9 @@ use crate::seal::RecipientTag;
 use super::follow_sql::{NewEvent, signal_all};
 use super::rows::{self, LimitColumns, StoreRow, WAITING, count_from, cvr_code, record_columns};
 use super::{
-    CertRecord, Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter, PendingDelivery,
-    RecipientRow, Revocation, StateCounts, Store, StoreError, StoredLetter, StoredRegistry,
-    SubscriptionRow,
+    AttemptCount, CertRecord, Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter,
+    PendingDelivery, RecipientRow, Revocation, StateCounts, Store, StoreError, StoredLetter,
+    StoredRegistry, SubscriptionRow,
 };
 
 /// What a SQL backend does its own way. Each method keeps the guarantee of the `Store` method
@@ -71,6 +71,18 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Letter ids per statement in the delivery updates (well under both databases' limit on bound
+/// parameters).
+const ID_CHUNK: usize = 512;
+
+/// `$first, $first+1, …`: `n` numbered placeholders, which both backends take.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The letters [`Store::mark_delivered`] moves, and what it records on each.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mark<'a> {
@@ -110,6 +122,25 @@ where
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// `UnknownSender` unless `cvr` is registered. Senders are never deleted, so a sender seen here
+/// is still there when the transaction commits.
+async fn require_sender<DB>(tx: &mut Transaction<'_, DB>, cvr: Cvr) -> Result<(), StoreError>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    let known = sqlx::query::<DB>("SELECT 1 FROM senders WHERE cvr = $1")
+        .bind(cvr_code(cvr))
+        .fetch_optional(&mut **tx)
+        .await?;
+    match known {
+        Some(_) => Ok(()),
+        None => Err(StoreError::UnknownSender(cvr)),
+    }
 }
 
 /// Ends an update of one sender's row: `UnknownSender` (and nothing changed) when no row
@@ -223,9 +254,43 @@ where
         self.deliver_batch(mark).await
     }
 
-    async fn record_attempt(&self, id: LetterId, detail: &str) -> Result<(), StoreError> {
+    async fn begin_attempts(&self, ids: &[LetterId]) -> Result<Vec<AttemptCount>, StoreError> {
+        let mut keys: Vec<String> = ids.iter().map(LetterId::to_string).collect();
+        keys.sort();
+        keys.dedup();
+        let mut out = Vec::with_capacity(keys.len());
+        // One statement per chunk, not per letter: this runs before every delivery round.
+        for chunk in keys.chunks(ID_CHUNK) {
+            let statement = format!(
+                "UPDATE letters SET attempts = attempts + 1, interrupted = interrupted + 1 \
+                 WHERE state IN ($1, $2) AND letter_id IN ({}) \
+                 RETURNING letter_id, attempts, interrupted",
+                placeholders(3, chunk.len())
+            );
+            let mut q = sqlx::query::<B::Db>(sqlx::AssertSqlSafe(statement))
+                .bind(WAITING[0].code())
+                .bind(WAITING[1].code());
+            for k in chunk {
+                q = q.bind(k.as_str());
+            }
+            let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
+            let rows = q.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            let count = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+            for row in &rows {
+                out.push(AttemptCount {
+                    letter_id: rows::letter_id_from(row)?,
+                    attempts: count(row.int("attempts")?),
+                    interrupted: count(row.int("interrupted")? - 1),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn record_failure(&self, id: LetterId, detail: &str) -> Result<(), StoreError> {
         sqlx::query::<B::Db>(
-            "UPDATE letters SET attempts = attempts + 1, detail = $1 WHERE letter_id = $2",
+            "UPDATE letters SET detail = $1, interrupted = 0 WHERE letter_id = $2",
         )
         .bind(detail)
         .bind(id.to_string())
@@ -234,11 +299,72 @@ where
         Ok(())
     }
 
+    async fn claim_print(
+        &self,
+        ids: &[LetterId],
+        batch: &str,
+    ) -> Result<Vec<LetterId>, StoreError> {
+        let mut keys: Vec<String> = ids.iter().map(LetterId::to_string).collect();
+        keys.sort();
+        keys.dedup();
+        let mut claimed = std::collections::HashSet::with_capacity(keys.len());
+        for chunk in keys.chunks(ID_CHUNK) {
+            let statement = format!(
+                "UPDATE letters SET print_batch = $1 WHERE state IN ($2, $3) \
+                 AND (print_batch IS NULL OR print_batch = $1) AND letter_id IN ({}) \
+                 RETURNING letter_id",
+                placeholders(4, chunk.len())
+            );
+            let mut q = sqlx::query::<B::Db>(sqlx::AssertSqlSafe(statement))
+                .bind(batch)
+                .bind(WAITING[0].code())
+                .bind(WAITING[1].code());
+            for k in chunk {
+                q = q.bind(k.as_str());
+            }
+            let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
+            let rows = q.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            for row in &rows {
+                claimed.insert(rows::letter_id_from(row)?);
+            }
+        }
+        Ok(ids
+            .iter()
+            .filter(|id| claimed.contains(id))
+            .copied()
+            .collect())
+    }
+
+    async fn release_print(&self, batch: &str) -> Result<(), StoreError> {
+        sqlx::query::<B::Db>(
+            "UPDATE letters SET print_batch = NULL WHERE print_batch = $1 AND state IN ($2, $3)",
+        )
+        .bind(batch)
+        .bind(WAITING[0].code())
+        .bind(WAITING[1].code())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn claimed_print_batches(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query::<B::Db>(
+            "SELECT DISTINCT print_batch FROM letters \
+             WHERE print_batch IS NOT NULL AND state IN ($1, $2)",
+        )
+        .bind(WAITING[0].code())
+        .bind(WAITING[1].code())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| r.text("print_batch")).collect()
+    }
+
     async fn mark_failed(&self, id: LetterId, detail: &str) -> Result<(), StoreError> {
         let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
-        // The attempt that failed last counts too.
+        // The attempts were counted as they began (`begin_attempts`).
         let row = sqlx::query::<B::Db>(
-            "UPDATE letters SET state = $1, detail = $2, attempts = attempts + 1 \
+            "UPDATE letters SET state = $1, detail = $2 \
              WHERE letter_id = $3 AND state IN ($4, $5) RETURNING sender_cvr",
         )
         .bind(LetterState::Failed.code())
@@ -262,8 +388,8 @@ where
     async fn reopen(&self, id: LetterId) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
         let row = sqlx::query::<B::Db>(
-            "UPDATE letters SET state = $1, detail = '' WHERE letter_id = $2 AND state = $3 \
-             RETURNING sender_cvr",
+            "UPDATE letters SET state = $1, detail = '', interrupted = 0, print_batch = NULL \
+             WHERE letter_id = $2 AND state = $3 RETURNING sender_cvr",
         )
         .bind(LetterState::Accepted.code())
         .bind(id.to_string())
@@ -372,14 +498,7 @@ where
         cert_fingerprint: [u8; 32],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
-        // Senders are never deleted, so a sender seen here is still there at commit.
-        let known = sqlx::query::<B::Db>("SELECT 1 FROM senders WHERE cvr = $1")
-            .bind(cvr_code(cvr))
-            .fetch_optional(&mut *tx)
-            .await?;
-        if known.is_none() {
-            return Err(StoreError::UnknownSender(cvr));
-        }
+        require_sender::<B::Db>(&mut tx, cvr).await?;
         sqlx::query::<B::Db>(INSERT_SENDER_CERT)
             .bind(&cert_fingerprint[..])
             .bind(cvr_code(cvr))
@@ -461,13 +580,7 @@ where
 
     async fn revoke_certs(&self, cvr: Cvr, which: Revocation) -> Result<Vec<[u8; 32]>, StoreError> {
         let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
-        let known = sqlx::query::<B::Db>("SELECT 1 FROM senders WHERE cvr = $1")
-            .bind(cvr_code(cvr))
-            .fetch_optional(&mut *tx)
-            .await?;
-        if known.is_none() {
-            return Err(StoreError::UnknownSender(cvr));
-        }
+        require_sender::<B::Db>(&mut tx, cvr).await?;
         let rows = sqlx::query::<B::Db>(
             "SELECT fingerprint, cvr, issued_at, expires_at, revoked_at FROM sender_certs \
              WHERE cvr = $1 ORDER BY issued_at DESC, fingerprint",

@@ -214,12 +214,13 @@ impl Backend for SqliteStore {
         let mut changed = Vec::with_capacity(m.ids.len());
         let mut events = Vec::with_capacity(m.ids.len());
         for id in m.ids {
-            // The same condition a recall has (`follow_sql::CANCEL_ONE`): of a delivery and a
-            // recall racing for one letter exactly one changes it.
+            // The waiting condition a recall has too (`follow_sql::CANCEL_ONE`): of a delivery
+            // and a recall racing for one letter exactly one changes it. Attempts were counted
+            // before the work (`begin_attempts`), not here.
             let sender: Option<i64> = sqlx::query_scalar(
-                "UPDATE letters SET state = $1, delivered_at = $2, print_batch = $3, \
-                 attempts = attempts + 1 \
-                 WHERE letter_id = $4 AND state IN ($5, $6) RETURNING sender_cvr",
+                "UPDATE letters SET state = $1, delivered_at = $2, print_batch = $3 \
+                 WHERE letter_id = $4 AND state IN ($5, $6) \
+                 AND (print_batch IS NULL OR print_batch = $3) RETURNING sender_cvr",
             )
             .bind(m.state.code())
             .bind(m.at_ms)

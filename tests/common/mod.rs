@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backends;
+pub mod delivery;
 pub mod follow;
 
 use std::path::{Path, PathBuf};

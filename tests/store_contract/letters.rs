@@ -96,14 +96,18 @@ async fn attempts_failure_and_reopen(b: Backend) {
         .insert_letters(&[l.clone(), done.clone()])
         .await
         .expect("insert");
-    store
-        .record_attempt(l.letter_id, "mailbox timed out")
-        .await
-        .expect("attempt");
-    store
-        .record_attempt(l.letter_id, "mailbox refused")
-        .await
-        .expect("attempt");
+    for detail in ["mailbox timed out", "mailbox refused"] {
+        let counted = store.begin_attempts(&[l.letter_id]).await.expect("attempt");
+        assert_eq!(counted.len(), 1);
+        assert_eq!(
+            counted[0].interrupted, 0,
+            "the last attempt recorded its outcome"
+        );
+        store
+            .record_failure(l.letter_id, detail)
+            .await
+            .expect("failure");
+    }
     let r = store
         .letter(l.sender, LetterKey::LetterId(l.letter_id))
         .await
