@@ -18,6 +18,9 @@
 //! - [`queue`]: which letters still have to be delivered (embedded or RabbitMQ).
 //! - [`deliver`]: workers that put letters in mailboxes or the print spool.
 //!
+//! Beside them, [`follow`]: what senders read back (the per-sender event stream, batch
+//! counts, recall and listing), kept by the store in the transactions of the state changes.
+//!
 //! Around them: [`domain`] (identifiers and the vocabulary every stage shares; depends on
 //! nothing), [`registry`] (the recipient index and sender directory), [`directory`] (their live,
 //! refreshed view), [`memo`] (MeMo, the Digital Post message format), [`drr`] (the weighted fair
@@ -44,6 +47,7 @@ pub mod directory;
 pub mod domain;
 pub mod drr;
 pub mod error_report;
+pub mod follow;
 pub mod ingest;
 pub mod memo;
 pub mod pipeline;

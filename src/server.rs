@@ -162,11 +162,21 @@ async fn run_signalling(
         work.clone(),
     ));
 
+    let follow = crate::follow::Follow::new(store.clone(), config.events.clone());
+    crate::follow::spawn_pruner(
+        store.clone(),
+        config.events.retention,
+        &tracker,
+        work.clone(),
+    );
+    let rejections = crate::follow::RejectionLog::spawn(store.clone(), &tracker, work.clone());
     let gateway = Arc::new(Gateway::new(
         directory,
         store.clone(),
         committer,
         config.limits.clone(),
+        follow,
+        rejections,
     ));
     let admission = crate::admission::Admission::new(config.admission.clone());
     tracker.spawn(report_admission(admission.clone(), work.clone()));

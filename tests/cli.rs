@@ -118,14 +118,32 @@ async fn serve_send_status_end_to_end(backend: Backend) {
             cert_dir.to_str().expect("utf8"),
             batch.to_str().expect("utf8"),
         ]);
-        if o.status.success() {
+        // The batch holds a line that is not a letter, so even a complete run exits 1; the
+        // report line says the gateway was reached and every letter answered.
+        if String::from_utf8_lossy(&o.stdout).contains("receipt report:") {
             out = Some(o);
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let out = out.expect("send succeeds once the gateway is up");
+    let out = out.expect("send runs once the gateway is up");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a line that could not be sent fails the run"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 lines of"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
+    let batch_id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("batch id: "))
+        .expect("the generated batch id is printed")
+        .to_string();
+    assert!(batch_id.starts_with("batch-"), "{batch_id}");
     assert!(
         text.contains("ACCEPTED_MAILBOX") && text.contains("ACCEPTED_PRINT"),
         "{text}"
@@ -138,6 +156,13 @@ async fn serve_send_status_end_to_end(backend: Backend) {
         report.lines().count(),
         4,
         "header and one row per letter sent:\n{report}"
+    );
+    assert!(
+        report
+            .lines()
+            .skip(1)
+            .all(|l| l.ends_with(&format!(",{batch_id}"))),
+        "every row names the batch:\n{report}"
     );
     let letter_id = report
         .lines()

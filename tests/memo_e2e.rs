@@ -71,7 +71,8 @@ async fn memo_letters_are_routed_held_and_printed_as_memo(backend: Backend) {
 
     let mut c = h.client(AUTHORITY).await;
     let report = h.outside.path().join("memo.csv");
-    let summary = brevdue::cli::send::send(&mut c, &dir, &report)
+    let batch = brevdue::domain::BatchId::generate();
+    let summary = brevdue::cli::send::send(&mut c, &dir, &report, &batch)
         .await
         .expect("send");
     assert_eq!(summary.letters, 6);

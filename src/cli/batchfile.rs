@@ -29,6 +29,9 @@ pub struct LineLetter {
     pub priority: Option<String>,
     #[serde(default)]
     pub sender_reference: String,
+    /// Optional; `brevdue send` puts every line without one into the run's batch.
+    #[serde(default)]
+    pub batch_id: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -86,6 +89,7 @@ pub fn parse_line(line: &str) -> Result<pb::Letter, String> {
         print_fallback: l.print_fallback,
         priority: priority as i32,
         sender_reference: l.sender_reference,
+        batch_id: l.batch_id,
         memo_xml: Vec::new(),
     })
 }
@@ -144,6 +148,7 @@ pub fn to_line(l: &pb::Letter) -> String {
             .ok()
             .map(|p| p.as_str_name().to_string()),
         sender_reference: l.sender_reference.clone(),
+        batch_id: l.batch_id.clone(),
     };
     serde_json::to_string(&line).unwrap_or_default()
 }

@@ -124,6 +124,9 @@ enum Command {
         /// Receipt report (CSV) [default: <input>.receipts.csv].
         #[arg(long)]
         report: Option<PathBuf>,
+        /// The batch id for letters whose line names none [default: a generated one, printed].
+        #[arg(long = "batch-id")]
+        batch_id: Option<String>,
         /// The gateway's operator HTTP address, for the dashboard link [default: the gateway
         /// host, port 9180].
         #[arg(long = "admin-url", env = "BREVDUE_ADMIN_URL")]
@@ -134,6 +137,36 @@ enum Command {
         #[command(flatten)]
         sender: SenderArgs,
         id: String,
+    },
+    /// Your letters' events as JSON lines, from a cursor; the last cursor is printed on exit.
+    Events {
+        #[command(flatten)]
+        sender: SenderArgs,
+        /// Resume after this cursor (empty: from the oldest event kept).
+        #[arg(long, default_value = "")]
+        after: String,
+        /// Keep the stream open and print new events as they happen.
+        #[arg(long)]
+        follow: bool,
+        /// Only DELIVERED, PRINT_SPOOLED, FAILED and CANCELLED.
+        #[arg(long)]
+        terminal_only: bool,
+    },
+    /// A batch of your letters: its counts, or recall what is not yet delivered.
+    Batch {
+        #[command(subcommand)]
+        command: BatchCommand,
+    },
+    /// Recall one of your letters before it is delivered (by letter id or message uuid).
+    Cancel {
+        #[command(flatten)]
+        sender: SenderArgs,
+        id: String,
+    },
+    /// Your letters, newest first.
+    Letters {
+        #[command(subcommand)]
+        command: LettersCommand,
     },
     /// Recipient identifiers.
     Id {
@@ -165,6 +198,36 @@ enum Command {
     /// Measure durable end-to-end throughput against the raw ceilings of this machine, or
     /// (`--scenario flood`) urgent letters' latency while one sender floods the gateway.
     Loadgen(super::loadgen::LoadgenArgs),
+}
+
+#[derive(Subcommand)]
+enum BatchCommand {
+    /// Counts by state, outcome and reason.
+    Status {
+        #[command(flatten)]
+        sender: SenderArgs,
+        id: String,
+    },
+    /// Recall every letter of the batch not yet delivered.
+    Cancel {
+        #[command(flatten)]
+        sender: SenderArgs,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LettersCommand {
+    /// One line per letter: letter id, message uuid, state, accepted at, batch.
+    List {
+        #[command(flatten)]
+        sender: SenderArgs,
+        #[arg(long)]
+        batch: Option<String>,
+        /// ACCEPTED, SCHEDULED, DELIVERED, PRINT_SPOOLED, FAILED or CANCELLED.
+        #[arg(long)]
+        state: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -410,25 +473,80 @@ pub async fn run(
             sender,
             input,
             report,
+            batch_id,
             admin,
         } => {
+            let batch = match batch_id.map(|b| b.parse::<crate::domain::BatchId>()) {
+                Some(Ok(b)) => b,
+                // A bad flag value is a usage error (exit 2), like clap's own.
+                Some(Err(e)) => {
+                    eprintln!("error: --batch-id: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+                None => crate::domain::BatchId::generate(),
+            };
             let report = report.unwrap_or_else(|| {
                 let mut p = input.clone().into_os_string();
                 p.push(".receipts.csv");
                 PathBuf::from(p)
             });
             let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
-            let summary = super::send::send(&mut client, &input, &report).await?;
+            println!("batch id: {}", batch.as_str());
+            let summary = super::send::send(&mut client, &input, &report, &batch).await?;
             summary.print();
             println!("receipt report: {}", report.display());
             println!(
                 "dashboard:      {}",
                 super::send::dashboard_url(&sender.server, admin.as_deref())
             );
+            if !summary.all_sent() {
+                eprintln!(
+                    "{} lines or entries of {} could not be sent (see above and the report)",
+                    summary.unreadable.len() + summary.refused_entries.len(),
+                    input.display()
+                );
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Status { sender, id } => {
             let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
             super::status::status(&mut client, &id).await?;
+        }
+        Command::Events {
+            sender,
+            after,
+            follow,
+            terminal_only,
+        } => {
+            let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
+            super::follow::events(&mut client, &after, follow, terminal_only).await?;
+        }
+        Command::Batch {
+            command: BatchCommand::Status { sender, id },
+        } => {
+            let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
+            super::follow::batch_status(&mut client, &id).await?;
+        }
+        Command::Batch {
+            command: BatchCommand::Cancel { sender, id },
+        } => {
+            let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
+            super::follow::batch_cancel(&mut client, &id).await?;
+        }
+        Command::Cancel { sender, id } => {
+            let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
+            super::follow::cancel(&mut client, &id).await?;
+        }
+        Command::Letters {
+            command:
+                LettersCommand::List {
+                    sender,
+                    batch,
+                    state,
+                },
+        } => {
+            let mut client = super::client::connect(&sender.server, &sender.cert_dir).await?;
+            super::follow::list(&mut client, batch, state).await?;
         }
         Command::Id {
             command: IdCommand::Check { ids },

@@ -134,7 +134,9 @@ pub async fn run(data_dir: &Path, letters: usize, keep_running: bool) -> Result<
             })
             .collect();
         let report = data.root().join(format!("demo-receipts-{}.csv", kind));
-        let summary = stream_with_report(&mut c, batch.into_iter(), count as u64, &report).await?;
+        let batch_id = crate::domain::BatchId::generate();
+        let summary =
+            stream_with_report(&mut c, batch.into_iter(), count as u64, &report, &batch_id).await?;
         summary.print();
         println!("  receipts: {}\n", report.display());
         if first_letter.is_none() {
@@ -262,6 +264,7 @@ fn demo_letter(
         print_fallback: kind == SenderKind::Private && rng.random_bool(0.3),
         priority: pb::Priority::Normal as i32,
         sender_reference: String::new(),
+        batch_id: String::new(),
         memo_xml: vec![],
     }
 }

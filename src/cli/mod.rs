@@ -6,6 +6,7 @@ pub mod batchfile;
 pub mod client;
 pub mod command;
 pub mod demo;
+pub mod follow;
 pub mod health;
 pub mod id_check;
 pub mod loadgen;

@@ -1,7 +1,9 @@
 //! `brevdue send`: submit a batch file (or a directory of them) as one stream, with a progress
 //! bar, a receipt report (CSV) and a summary by outcome and reason. A batch is JSON lines, a
 //! MeMo message (`.xml`) or a zip of MeMo messages (`.zip`, see `memo_zip`); zip entries that
-//! are refused before sending get a `NOT_SENT` line of their own in the report.
+//! are refused before sending get a `NOT_SENT` line of their own in the report. Every letter
+//! goes under a batch id (the caller's, or a generated one) so the run can be followed, counted
+//! and recalled as a whole afterwards (`brevdue batch status|cancel`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,6 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::batchfile::parse_line;
 use super::client::{self, Client, outcome_name, reason_name};
 use super::memo_zip::{MemoZip, ZipItem, ZipLimits};
+use crate::domain::BatchId;
 use crate::ingest::pb;
 
 /// A zip entry not sent: where it is, the report's reason code, and why.
@@ -29,6 +32,8 @@ pub struct RefusedEntry {
 /// Counts of what came back.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
+    /// The batch id the letters went under (a line that names its own keeps it).
+    pub batch_id: String,
     pub letters: u64,
     pub by_outcome: BTreeMap<&'static str, u64>,
     pub rejected_by_reason: BTreeMap<&'static str, u64>,
@@ -59,6 +64,13 @@ impl Summary {
         self.by_outcome.get(outcome).copied().unwrap_or(0)
     }
 
+    /// Whether every letter of the input was sent and answered: a line that could not be read
+    /// as a letter, or a zip entry refused before sending, was never sent, which a script must
+    /// learn from the exit code.
+    pub fn all_sent(&self) -> bool {
+        self.unreadable.is_empty() && self.refused_entries.is_empty()
+    }
+
     pub fn print(&self) {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         println!(
@@ -67,6 +79,9 @@ impl Summary {
             secs,
             self.letters as f64 / secs
         );
+        if !self.batch_id.is_empty() {
+            println!("batch id: {}", self.batch_id);
+        }
         for (outcome, n) in &self.by_outcome {
             println!("  {outcome:<17} {n:>9}");
         }
@@ -159,8 +174,13 @@ fn letter_lines(files: &[PathBuf]) -> Result<usize> {
     Ok(n)
 }
 
-/// Sends the batch and writes the report. Returns the summary.
-pub async fn send(client: &mut Client, input: &Path, report: &Path) -> Result<Summary> {
+/// Sends the batch under `batch` and writes the report. Returns the summary.
+pub async fn send(
+    client: &mut Client,
+    input: &Path,
+    report: &Path,
+    batch: &BatchId,
+) -> Result<Summary> {
     let files = batch_files(input)?;
     let total = letter_lines(&files)?;
     let unreadable: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
@@ -241,9 +261,14 @@ pub async fn send(client: &mut Client, input: &Path, report: &Path) -> Result<Su
             },
         )));
     }
-    let summary =
-        stream_with_report(client, letters.into_iter().flatten(), total as u64, report).await?;
-    let mut summary = summary;
+    let mut summary = stream_with_report(
+        client,
+        letters.into_iter().flatten(),
+        total as u64,
+        report,
+        batch,
+    )
+    .await?;
     summary.unreadable = unreadable.lock().map(|v| v.clone()).unwrap_or_default();
     summary.refused_entries = refused.lock().map(|v| v.clone()).unwrap_or_default();
     append_refused(report, &summary.refused_entries)?;
@@ -279,11 +304,13 @@ pub fn progress_bar(total: u64) -> ProgressBar {
 }
 
 /// Streams letters tagged with where they came from, writing one report row per receipt.
+/// A letter that names no batch goes under `batch`.
 pub async fn stream_with_report(
     client: &mut Client,
     letters: impl Iterator<Item = (String, pb::Letter)> + Send,
     total: u64,
     report: &Path,
+    batch: &BatchId,
 ) -> Result<Summary> {
     let mut out = csv::Writer::from_path(report)
         .with_context(|| format!("cannot write {}", report.display()))?;
@@ -297,12 +324,23 @@ pub async fn stream_with_report(
         "duplicate",
         "content_sha256",
         "accepted_at_unix_ms",
+        "batch_id",
     ])?;
     let bar = progress_bar(total);
     let started = Instant::now();
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        batch_id: batch.as_str().to_string(),
+        ..Summary::default()
+    };
     let mut write_error = None;
-    client::stream_batch(client, letters, |source, r| {
+    // The batch id rides in the tag: the receipt does not echo it, and a line may name its own.
+    let letters = letters.map(|(source, mut l)| {
+        if l.batch_id.is_empty() {
+            l.batch_id = batch.as_str().to_string();
+        }
+        ((source, l.batch_id.clone()), l)
+    });
+    client::stream_batch(client, letters, |(source, batch_id), r| {
         summary.add(&r);
         bar.inc(1);
         let row = [
@@ -319,6 +357,7 @@ pub async fn stream_with_report(
             r.duplicate.to_string(),
             r.content_sha256.clone(),
             r.accepted_at_unix_ms.to_string(),
+            batch_id,
         ];
         if let Err(e) = out.write_record(&row)
             && write_error.is_none()

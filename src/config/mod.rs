@@ -14,6 +14,7 @@ pub use transport::TransportConfig;
 
 use crate::admission::AdmissionConfig;
 use crate::deliver::DeliveryConfig;
+use crate::follow::FollowConfig;
 use crate::memo::MemoConfig;
 use crate::pipeline::CommitterConfig;
 use crate::validate::Limits;
@@ -60,6 +61,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// `[memo]`: the MeMo version produced for letters sent as fields.
     pub memo: MemoConfig,
+    /// `[events]`: retention and limits of the event streams senders follow.
+    pub events: FollowConfig,
 }
 
 impl Default for Config {
@@ -83,6 +86,7 @@ impl Default for Config {
             commit: CommitterConfig::default(),
             delivery: DeliveryConfig::default(),
             memo: MemoConfig::default(),
+            events: FollowConfig::default(),
         }
     }
 }
@@ -191,6 +195,7 @@ impl Config {
         }
         p.extend(self.admission.problems());
         p.extend(self.grpc.problems());
+        p.extend(self.events.problems());
         p.extend(self.database.problems());
         p.extend(self.broker.problems());
         if self.commit.max_batch_letters == 0 {

@@ -128,6 +128,8 @@ pub enum LetterState {
     Delivered,
     PrintSpooled,
     Failed,
+    /// Recalled by the sender before hand-over: never delivered, content destroyed.
+    Cancelled,
 }
 
 impl LetterState {
@@ -138,6 +140,7 @@ impl LetterState {
             LetterState::Delivered => 3,
             LetterState::PrintSpooled => 4,
             LetterState::Failed => 5,
+            LetterState::Cancelled => 6,
         }
     }
 
@@ -148,6 +151,7 @@ impl LetterState {
             3 => LetterState::Delivered,
             4 => LetterState::PrintSpooled,
             5 => LetterState::Failed,
+            6 => LetterState::Cancelled,
             _ => return None,
         })
     }
@@ -159,6 +163,29 @@ impl LetterState {
             LetterState::Delivered => "DELIVERED",
             LetterState::PrintSpooled => "PRINT_SPOOLED",
             LetterState::Failed => "FAILED",
+            LetterState::Cancelled => "CANCELLED",
         }
+    }
+
+    /// Every state, in code order.
+    pub const ALL: [LetterState; 6] = [
+        LetterState::Accepted,
+        LetterState::Scheduled,
+        LetterState::Delivered,
+        LetterState::PrintSpooled,
+        LetterState::Failed,
+        LetterState::Cancelled,
+    ];
+
+    /// A state the letter never leaves on its own (an operator may reopen a FAILED one).
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, LetterState::Accepted | LetterState::Scheduled)
+    }
+
+    /// The name as `as_str` writes it, case-insensitively.
+    pub fn parse_name(name: &str) -> Option<Self> {
+        LetterState::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(name))
     }
 }

@@ -1,6 +1,7 @@
 //! Domain types: recipient and sender identifiers and the vocabulary every stage shares.
 //! This module depends on nothing else in the crate.
 
+mod batch;
 mod cpr;
 mod cvr;
 mod letter;
@@ -12,6 +13,7 @@ mod sender;
 use std::fmt;
 use std::str::FromStr;
 
+pub use batch::{BatchId, BatchIdError};
 pub use cpr::Cpr;
 pub use cvr::{Cvr, complete_cvr};
 pub use letter::{Document, Letter, LetterId, LetterState, MessageUuid, Priority};

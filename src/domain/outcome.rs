@@ -31,4 +31,28 @@ impl RejectReason {
             RejectReason::DuplicateConflict => "DUPLICATE_CONFLICT",
         }
     }
+
+    /// The stored code: the proto's enum value.
+    pub fn code(self) -> i64 {
+        match self {
+            RejectReason::InvalidRecipientId => 1,
+            RejectReason::InvalidLetter => 2,
+            RejectReason::TooLarge => 3,
+            RejectReason::NotReachable => 4,
+            RejectReason::RecipientClosed => 5,
+            RejectReason::DuplicateConflict => 6,
+        }
+    }
+
+    pub fn from_code(code: i64) -> Option<Self> {
+        Some(match code {
+            1 => RejectReason::InvalidRecipientId,
+            2 => RejectReason::InvalidLetter,
+            3 => RejectReason::TooLarge,
+            4 => RejectReason::NotReachable,
+            5 => RejectReason::RecipientClosed,
+            6 => RejectReason::DuplicateConflict,
+            _ => return None,
+        })
+    }
 }

@@ -31,6 +31,7 @@ pub fn draft_from_letter(l: pb::Letter) -> Draft {
         priority: l.priority,
         sender_reference: l.sender_reference,
         memo_xml: l.memo_xml,
+        batch_id: l.batch_id,
     }
 }
 
@@ -61,6 +62,7 @@ pub fn letter_to_pb(l: &crate::domain::Letter) -> pb::Letter {
         },
         sender_reference: l.sender_reference.clone(),
         memo_xml: Vec::new(),
+        batch_id: String::new(),
     }
 }
 
@@ -83,7 +85,7 @@ pub fn reason_to_pb(r: RejectReason) -> pb::RejectReason {
     }
 }
 
-fn outcome_to_pb(route: Route) -> pb::Outcome {
+pub fn outcome_to_pb(route: Route) -> pb::Outcome {
     match route {
         Route::Mailbox => pb::Outcome::AcceptedMailbox,
         Route::Print => pb::Outcome::AcceptedPrint,
@@ -107,14 +109,32 @@ pub fn receipt_to_pb(r: Receipt) -> pb::Receipt {
     }
 }
 
-pub fn status_to_pb(r: LetterRecord) -> pb::LetterStatus {
-    let state = match r.state {
+pub fn state_to_pb(s: LetterState) -> pb::LetterState {
+    match s {
         LetterState::Accepted => pb::LetterState::Accepted,
         LetterState::Scheduled => pb::LetterState::Scheduled,
         LetterState::Delivered => pb::LetterState::Delivered,
         LetterState::PrintSpooled => pb::LetterState::PrintSpooled,
         LetterState::Failed => pb::LetterState::Failed,
-    };
+        LetterState::Cancelled => pb::LetterState::Cancelled,
+    }
+}
+
+/// The wire state as the domain's; unspecified is `None` (no filter).
+pub fn state_from_pb(v: i32) -> Option<LetterState> {
+    match pb::LetterState::try_from(v).ok()? {
+        pb::LetterState::Unspecified => None,
+        pb::LetterState::Accepted => Some(LetterState::Accepted),
+        pb::LetterState::Scheduled => Some(LetterState::Scheduled),
+        pb::LetterState::Delivered => Some(LetterState::Delivered),
+        pb::LetterState::PrintSpooled => Some(LetterState::PrintSpooled),
+        pb::LetterState::Failed => Some(LetterState::Failed),
+        pb::LetterState::Cancelled => Some(LetterState::Cancelled),
+    }
+}
+
+pub fn status_to_pb(r: LetterRecord) -> pb::LetterStatus {
+    let state = state_to_pb(r.state);
     pb::LetterStatus {
         letter_id: r.letter_id.to_string(),
         message_uuid: r.message_uuid.to_string(),
@@ -125,6 +145,8 @@ pub fn status_to_pb(r: LetterRecord) -> pb::LetterStatus {
         delivered_at_unix_ms: r.delivered_at_ms.unwrap_or(0),
         attempts: r.attempts,
         detail: r.detail,
+        sender_reference: r.sender_reference,
+        batch_id: r.batch_id.map(|b| b.to_string()).unwrap_or_default(),
     }
 }
 

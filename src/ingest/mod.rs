@@ -6,6 +6,7 @@
 mod batch;
 mod convert;
 pub mod door;
+mod follow;
 pub mod frames;
 mod identity;
 pub mod listener;

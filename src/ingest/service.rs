@@ -157,6 +157,43 @@ impl LetterGateway for GatewayService {
         };
         Ok(Response::new(reach_to_pb(decision)))
     }
+
+    type WatchEventsStream = super::follow::EventStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        super::follow::watch_events(&self.gateway, &self.shutdown, request).await
+    }
+
+    async fn get_batch(
+        &self,
+        request: Request<pb::BatchRequest>,
+    ) -> Result<Response<pb::BatchStatus>, Status> {
+        super::follow::get_batch(&self.gateway, request).await
+    }
+
+    async fn cancel_letter(
+        &self,
+        request: Request<pb::CancelRequest>,
+    ) -> Result<Response<pb::LetterStatus>, Status> {
+        super::follow::cancel_letter(&self.gateway, request).await
+    }
+
+    async fn cancel_batch(
+        &self,
+        request: Request<pb::BatchRequest>,
+    ) -> Result<Response<pb::BatchStatus>, Status> {
+        super::follow::cancel_batch(&self.gateway, request).await
+    }
+
+    async fn list_letters(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        super::follow::list_letters(&self.gateway, request).await
+    }
 }
 
 /// TLS material for the gRPC port.

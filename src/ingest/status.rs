@@ -14,6 +14,7 @@ use tonic::{Code, Status};
 use crate::admission::Refused;
 use crate::domain::Cvr;
 use crate::error_report::{ErrorId, chain};
+use crate::follow::FollowError;
 use crate::pipeline::{RETRY_AFTER, SubmitError};
 
 /// Why a caller is not let in.
@@ -61,6 +62,8 @@ pub enum ApiError {
     Admission(#[from] Refused),
     #[error(transparent)]
     Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Follow(#[from] FollowError),
 }
 
 /// Set on every status that may be retried: how long to wait first.
@@ -165,7 +168,74 @@ impl From<ApiError> for Status {
                     id,
                 )
             }
+            ApiError::Follow(e) => follow_status(e),
         }
+    }
+}
+
+/// Following letters: bad cursors and tokens are the caller's to fix; an expired cursor says
+/// from when events are kept and how to go on; too many streams is retryable.
+fn follow_status(e: FollowError) -> Status {
+    match e {
+        FollowError::Token(t) => Status::invalid_argument(t.to_string()),
+        FollowError::BadBatchId(b) => Status::invalid_argument(b.to_string()),
+        FollowError::Expired {
+            kept_from_ms,
+            retention,
+        } => {
+            let kept_from = time::OffsetDateTime::from_unix_timestamp_nanos(
+                i128::from(kept_from_ms) * 1_000_000,
+            )
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| format!("{kept_from_ms} ms after the epoch"));
+            Status::out_of_range(format!(
+                "events after this cursor are no longer kept: events are kept for {} (from \
+                 {kept_from}); start again with an empty cursor and use GetStatus or \
+                 ListLetters for what happened before",
+                humantime::format_duration(retention)
+            ))
+        }
+        FollowError::TooManyStreams { limit } => with_retry(
+            Status::resource_exhausted(format!(
+                "this sender already has {limit} open event streams (the limit); close one, \
+                 or retry after {} ms",
+                RETRY_AFTER.as_millis()
+            )),
+            RETRY_AFTER,
+        ),
+        e @ (FollowError::UnknownBatch(_) | FollowError::UnknownLetter) => {
+            Status::not_found(e.to_string())
+        }
+        FollowError::Store(s) => {
+            let retryable = s.is_transient();
+            let id = report(&s, retryable);
+            let status = ours(
+                if retryable {
+                    Code::Unavailable
+                } else {
+                    Code::Internal
+                },
+                "the gateway could not read or change its store; repeating the call is safe \
+                 (a recall that took effect is not made twice)"
+                    .to_string(),
+                id,
+            );
+            if retryable {
+                with_retry(status, RETRY_AFTER)
+            } else {
+                status
+            }
+        }
+    }
+}
+
+impl From<FollowError> for Status {
+    fn from(e: FollowError) -> Status {
+        ApiError::from(e).into()
     }
 }
 

@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use crate::clock::now_ms;
 use crate::directory::Directory;
-use crate::domain::{LetterId, RecipientId, RejectReason, Route, SenderInfo};
+use crate::domain::{BatchId, LetterId, RecipientId, RejectReason, Route, SenderInfo};
+use crate::follow::{Follow, RejectionLog};
 use crate::route::{Decision, SenderRef};
 use crate::seal::{Binding, ContentDigest, body, seal};
-use crate::store::{LetterKey, LetterRecord, NewLetter, Store};
+use crate::store::{BatchRejection, LetterKey, LetterRecord, NewLetter, Store};
 use crate::telemetry::{self, Stage};
 use crate::validate::{Draft, Limits, Rejection, validate};
 
@@ -71,8 +72,11 @@ impl Receipt {
 pub struct Gateway {
     pub directory: Arc<Directory>,
     pub store: Arc<dyn Store>,
+    /// Events, batches, recall and listing for senders following their letters.
+    pub follow: Arc<Follow>,
     committer: Committer,
     limits: Limits,
+    rejections: RejectionLog,
 }
 
 impl Gateway {
@@ -81,12 +85,16 @@ impl Gateway {
         store: Arc<dyn Store>,
         committer: Committer,
         limits: Limits,
+        follow: Arc<Follow>,
+        rejections: RejectionLog,
     ) -> Self {
         Gateway {
             directory,
             store,
+            follow,
             committer,
             limits,
+            rejections,
         }
     }
 
@@ -115,14 +123,46 @@ impl Gateway {
     /// Takes one letter through the pipeline. Per-letter problems are rejected receipts; an
     /// error means nothing was accepted and the letter may be sent again.
     pub async fn submit(&self, sender: &SenderInfo, draft: Draft) -> Result<Receipt, SubmitError> {
-        let result = self.accept(sender, draft).await;
-        if result.is_err() {
-            telemetry::letter_unavailable(sender);
+        let mut draft = draft;
+        let batch_text = std::mem::take(&mut draft.batch_id);
+        let batch = if batch_text.is_empty() {
+            None
+        } else {
+            match batch_text.parse::<BatchId>() {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    telemetry::letter_rejected(sender, RejectReason::InvalidLetter);
+                    return Ok(Receipt::rejected(
+                        draft.message_uuid,
+                        Rejection::new(RejectReason::InvalidLetter, e.to_string()),
+                    ));
+                }
+            }
+        };
+        let result = self.accept(sender, draft, batch.clone()).await;
+        match &result {
+            Err(_) => telemetry::letter_unavailable(sender),
+            Ok(receipt) => {
+                if let (Some(batch), Outcome::Rejected(reason)) = (batch, receipt.outcome) {
+                    self.rejections.record(BatchRejection {
+                        sender: sender.cvr,
+                        batch_id: batch,
+                        message_uuid: receipt.message_uuid.clone(),
+                        reason,
+                        at_ms: now_ms(),
+                    });
+                }
+            }
         }
         result
     }
 
-    async fn accept(&self, sender: &SenderInfo, draft: Draft) -> Result<Receipt, SubmitError> {
+    async fn accept(
+        &self,
+        sender: &SenderInfo,
+        draft: Draft,
+        batch_id: Option<BatchId>,
+    ) -> Result<Receipt, SubmitError> {
         let started = Instant::now();
         let raw_uuid = draft.message_uuid.clone();
         if let Some(r) = over_sender_size(sender, &draft, &self.limits) {
@@ -213,6 +253,8 @@ impl Gateway {
             sealed,
             accepted_at_ms,
             not_before_ms,
+            batch_id,
+            sender_reference: letter.sender_reference.clone(),
         };
         let committed = self.committer.commit(new).await?;
         let receipt = match committed {

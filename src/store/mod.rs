@@ -5,6 +5,8 @@
 //! clear: callers hand in pseudonyms and sealed bytes.
 
 mod blobs;
+mod follow;
+pub(crate) mod follow_sql;
 mod postgres;
 mod rows;
 mod shared;
@@ -17,12 +19,15 @@ use async_trait::async_trait;
 use crate::backend::{DatabaseOptions, StoreUrl};
 
 use crate::domain::{
-    Cvr, LetterId, LetterState, MessageUuid, Priority, RecipientStatus, Route, SenderInfo,
+    BatchId, Cvr, LetterId, LetterState, MessageUuid, Priority, RecipientStatus, Route, SenderInfo,
     SenderLimits,
 };
 use crate::seal::{ContentDigest, RecipientTag, Sealed};
 
 pub use blobs::BlobError;
+pub use follow::{
+    BatchCounts, BatchRejection, EventPage, EventQuery, FollowStore, ListQuery, StoredEvent, signal,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -131,6 +136,21 @@ fn lines_list(lines: &[u64]) -> String {
     }
 }
 
+impl StoreError {
+    /// A conflict with a concurrent transaction that the database resolved by failing this
+    /// one (PostgreSQL's deadlock detected, 40P01, or serialisation failure, 40001; SQLite's
+    /// busy or locked database): the same transaction tried again can succeed.
+    pub fn is_conflict(&self) -> bool {
+        let StoreError::Unavailable(Cause::Database(sqlx::Error::Database(d))) = self else {
+            return false;
+        };
+        matches!(
+            d.code().as_deref(),
+            Some("40P01" | "40001" | "5" | "6" | "517" | "262")
+        )
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         use sqlx::error::ErrorKind;
@@ -210,6 +230,9 @@ pub struct NewLetter {
     pub accepted_at_ms: i64,
     /// Not delivered before this time (unix ms), if set.
     pub not_before_ms: Option<i64>,
+    pub batch_id: Option<BatchId>,
+    /// The sender's own correlation text, kept as given.
+    pub sender_reference: String,
 }
 
 /// What the store knows of a letter's life (no content).
@@ -226,12 +249,18 @@ pub struct LetterRecord {
     pub accepted_at_ms: i64,
     pub not_before_ms: Option<i64>,
     pub delivered_at_ms: Option<i64>,
+    /// Delivery attempts made, the successful one included.
     pub attempts: u32,
     pub detail: String,
+    pub batch_id: Option<BatchId>,
+    pub sender_reference: String,
 }
 
 /// The result of storing one letter.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// One per letter of a commit batch, dropped when its receipts are out: the unboxed record
+// costs a little memory for that moment and saves an allocation per duplicate.
+#[allow(clippy::large_enum_variant)]
 pub enum InsertOutcome {
     Inserted,
     /// The sender already has a letter with this message uuid; here it is, unchanged.
@@ -313,10 +342,12 @@ pub struct StateCounts {
     pub delivered: u64,
     pub print_spooled: u64,
     pub failed: u64,
+    pub cancelled: u64,
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+/// Every store also keeps what senders following their letters read (see `follow`).
+pub trait Store: FollowStore + Send + Sync + 'static {
     /// Stores accepted letters in one transaction. Durable (committed and synced) on return.
     /// Per letter, in order: `Inserted`, or `Existing` when the sender already has that message
     /// uuid (stored earlier or earlier in this same batch); an existing letter is never changed.
@@ -332,9 +363,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Moves letters to `Delivered` (and into the recipient's mailbox, in the same transaction)
     /// or `PrintSpooled` (recording the print batch). Only letters still waiting and not claimed
-    /// by another print batch (`claim_print`) change; the ids
-    /// that changed are returned, so a letter is delivered exactly once however often this is
-    /// called for it. Durable on return.
+    /// by another print batch (`claim_print`) change: the same waiting condition a recall has,
+    /// so a cancelled letter never changes. The ids that changed are returned, so a letter is
+    /// delivered exactly once however often this is called for it. Each change writes its
+    /// event in the same transaction (attempts were counted before the work, by
+    /// `begin_attempts`). Durable on return.
     async fn mark_delivered(
         &self,
         ids: &[LetterId],

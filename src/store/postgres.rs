@@ -29,7 +29,10 @@ use crate::db::route_code;
 use crate::domain::{Cvr, LetterId, LetterState, MessageUuid};
 use crate::seal::RecipientTag;
 
-use super::rows::{self, WAITING, cvr_code, record_columns, status_code, tag_from};
+use super::follow_sql::{NewEvent, signal_all, write_events_pg};
+use super::rows::{
+    self, WAITING, corrupt, cvr_code, cvr_from, record_columns, status_code, tag_from,
+};
 use super::shared::{self, Backend, Generation, Mark};
 use super::{
     Cause, InsertOutcome, NewLetter, RecipientRow, StoreError, StoredLetter, SubscriptionRow,
@@ -172,7 +175,11 @@ impl Backend for PostgresStore {
         let mut ciphertext = Vec::with_capacity(n);
         let mut accepted_at = Vec::with_capacity(n);
         let mut not_before = Vec::with_capacity(n);
+        let mut batch_id = Vec::with_capacity(n);
+        let mut sender_reference = Vec::with_capacity(n);
         for l in &offered {
+            batch_id.push(l.batch_id.as_ref().map(|b| b.as_str()));
+            sender_reference.push(l.sender_reference.as_str());
             letter_id.push(l.letter_id.to_string());
             sender.push(cvr_code(l.sender));
             message_uuid.push(l.message_uuid.to_string());
@@ -201,10 +208,10 @@ impl Backend for PostgresStore {
         let inserted_ids: HashSet<String> = sqlx::query(
             "INSERT INTO letters (letter_id, sender_cvr, message_uuid, recipient_tag, fingerprint, \
              content_sha256, route, priority, state, kek_id, wrapped_key, nonce, ciphertext, \
-             accepted_at, not_before) \
+             accepted_at, not_before, batch_id, sender_reference) \
              SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bytea[], $5::bytea[], \
              $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bytea[], \
-             $12::bytea[], $13::bytea[], $14::bigint[], $15::bigint[]) \
+             $12::bytea[], $13::bytea[], $14::bigint[], $15::bigint[], $16::text[], $17::text[]) \
              ON CONFLICT (sender_cvr, message_uuid) DO NOTHING RETURNING letter_id",
         )
         .bind(&letter_id)
@@ -222,6 +229,8 @@ impl Backend for PostgresStore {
         .bind(&ciphertext)
         .bind(&accepted_at)
         .bind(&not_before)
+        .bind(&batch_id)
+        .bind(&sender_reference)
         .fetch_all(&mut *tx)
         .await?
         .iter()
@@ -267,7 +276,16 @@ impl Backend for PostgresStore {
                 existing.insert((record.sender, record.message_uuid), record);
             }
         }
+        // The acceptance events, in this transaction: a receipt's letter always has its event.
+        let events: Vec<NewEvent> = letters
+            .iter()
+            .zip(&inserted)
+            .filter(|(_, inserted)| **inserted)
+            .map(|(l, _)| NewEvent::accepted(l))
+            .collect();
+        let written = write_events_pg(&mut tx, &events, "").await?;
         tx.commit().await?;
+        signal_all(written);
 
         letters
             .iter()
@@ -283,6 +301,14 @@ impl Backend for PostgresStore {
                     .ok_or(StoreError::Unavailable(Cause::ConflictNotVisible))
             })
             .collect()
+    }
+
+    async fn write_events(
+        conn: &mut <Self::Db as sqlx::Database>::Connection,
+        events: &[NewEvent],
+        detail: &str,
+    ) -> Result<Vec<(crate::domain::Cvr, usize)>, StoreError> {
+        write_events_pg(conn, events, detail).await
     }
 
     fn pool(&self) -> &PgPool {
@@ -336,10 +362,14 @@ impl Backend for PostgresStore {
         let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
         // The waiting states are re-checked after waiting for a concurrent update of the same
         // row, so of two workers delivering one letter only the first changes it.
-        let changed: HashSet<String> = sqlx::query(
+        // The waiting condition a recall has too (`follow_sql::CANCEL_ONE`): of a delivery and
+        // a recall racing for one letter exactly one changes it. Attempts were counted before
+        // the work (`begin_attempts`), not here.
+        let rows = sqlx::query(
             "UPDATE letters SET state = $1, delivered_at = $2, print_batch = $3 \
              WHERE letter_id = ANY($4::text[]) AND state IN ($5, $6) \
-                 AND (print_batch IS NULL OR print_batch = $3) RETURNING letter_id",
+                 AND (print_batch IS NULL OR print_batch = $3) \
+             RETURNING letter_id, sender_cvr",
         )
         .bind(m.state.code())
         .bind(m.at_ms)
@@ -348,10 +378,19 @@ impl Backend for PostgresStore {
         .bind(WAITING[0].code())
         .bind(WAITING[1].code())
         .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get("letter_id"))
-        .collect::<Result<_, _>>()?;
+        .await?;
+        let mut changed: HashSet<String> = HashSet::with_capacity(rows.len());
+        let mut events = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = r.try_get("letter_id")?;
+            events.push(NewEvent {
+                sender: cvr_from(r.try_get("sender_cvr")?, "sender cvr")?,
+                letter_id: id.parse().map_err(|_| corrupt("letter id"))?,
+                state: m.state,
+                at_ms: m.at_ms,
+            });
+            changed.insert(id);
+        }
         if m.state == LetterState::Delivered && !changed.is_empty() {
             let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
             sqlx::query(
@@ -363,7 +402,9 @@ impl Backend for PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
+        let written = write_events_pg(&mut tx, &events, "").await?;
         tx.commit().await?;
+        signal_all(written);
         let mut reported = HashSet::with_capacity(changed.len());
         Ok(m.ids
             .iter()
@@ -481,3 +522,13 @@ mod tests {
         assert_eq!(without_password("postgres://db/x"), "postgres://db/x");
     }
 }
+
+super::follow_sql::follow_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    PostgresStore::BEGIN_WRITE,
+    Some(super::follow_sql::LOCK_BATCH_PG),
+    rows::record_from,
+    rows::record_columns!(),
+    write_events_pg
+);

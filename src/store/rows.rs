@@ -21,7 +21,8 @@ use super::{LetterRecord, PendingDelivery, StoreError, StoredLetter};
 macro_rules! record_columns {
     () => {
         "letter_id, sender_cvr, message_uuid, fingerprint, content_sha256, route, priority, \
-         state, accepted_at, not_before, delivered_at, attempts, detail"
+         state, accepted_at, not_before, delivered_at, attempts, detail, batch_id, \
+         sender_reference"
     };
 }
 pub(crate) use record_columns;
@@ -35,6 +36,7 @@ pub(crate) trait StoreRow {
     fn int(&self, column: &'static str) -> Result<i64, StoreError>;
     fn opt_int(&self, column: &'static str) -> Result<Option<i64>, StoreError>;
     fn text(&self, column: &'static str) -> Result<String, StoreError>;
+    fn opt_text(&self, column: &'static str) -> Result<Option<String>, StoreError>;
     fn bytes(&self, column: &'static str) -> Result<Vec<u8>, StoreError>;
     fn flag(&self, column: &'static str) -> Result<bool, StoreError>;
 }
@@ -54,6 +56,9 @@ where
         Ok(self.try_get(column)?)
     }
     fn text(&self, column: &'static str) -> Result<String, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_text(&self, column: &'static str) -> Result<Option<String>, StoreError> {
         Ok(self.try_get(column)?)
     }
     fn bytes(&self, column: &'static str) -> Result<Vec<u8>, StoreError> {
@@ -130,6 +135,8 @@ pub(crate) fn record_from(row: &impl StoreRow) -> Result<LetterRecord, StoreErro
         // A counter past four billion attempts says "many" as well as the exact number would.
         attempts: u32::try_from(row.int("attempts")?).unwrap_or(u32::MAX),
         detail: row.text("detail")?,
+        batch_id: super::follow_sql::batch_from(row.opt_text("batch_id")?)?,
+        sender_reference: row.text("sender_reference")?,
     })
 }
 

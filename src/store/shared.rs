@@ -16,6 +16,7 @@ use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 use crate::domain::{Cvr, LetterId, LetterState, SenderInfo, SenderLimits};
 use crate::seal::RecipientTag;
 
+use super::follow_sql::{NewEvent, signal_all};
 use super::rows::{self, LimitColumns, StoreRow, WAITING, count_from, cvr_code, record_columns};
 use super::{
     AttemptCount, CertRecord, Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter,
@@ -53,6 +54,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
         &self,
         mark: Mark<'_>,
     ) -> impl Future<Output = Result<Vec<LetterId>, StoreError>> + Send;
+
+    /// Writes events in the caller's transaction (batched as the backend does best); returns
+    /// the events written per sender, for the wake-up signal after commit.
+    fn write_events(
+        conn: &mut <Self::Db as Database>::Connection,
+        events: &[NewEvent],
+        detail: &str,
+    ) -> impl Future<Output = Result<Vec<(Cvr, usize)>, StoreError>> + Send;
 
     /// [`Store::import_registry`].
     fn import(
@@ -188,7 +197,7 @@ fn waiting_predicate() -> String {
 }
 
 #[async_trait]
-impl<B: Backend> Store for B
+impl<B: Backend + super::FollowStore> Store for B
 where
     for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
     <B::Db as Database>::Arguments: IntoArguments<B::Db>,
@@ -352,30 +361,51 @@ where
     }
 
     async fn mark_failed(&self, id: LetterId, detail: &str) -> Result<(), StoreError> {
-        sqlx::query::<B::Db>(
-            "UPDATE letters SET state = $1, detail = $2 WHERE letter_id = $3 AND state IN ($4, $5)",
+        let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
+        // The attempts were counted as they began (`begin_attempts`).
+        let row = sqlx::query::<B::Db>(
+            "UPDATE letters SET state = $1, detail = $2 \
+             WHERE letter_id = $3 AND state IN ($4, $5) RETURNING sender_cvr",
         )
         .bind(LetterState::Failed.code())
         .bind(detail)
         .bind(id.to_string())
         .bind(WAITING[0].code())
         .bind(WAITING[1].code())
-        .execute(self.pool())
+        .fetch_optional(&mut *tx)
         .await?;
+        let mut written = Vec::new();
+        if let Some(row) = row {
+            let sender = rows::cvr_from(row.int("sender_cvr")?, "sender cvr")?;
+            let event = NewEvent::now(sender, id, LetterState::Failed);
+            written = B::write_events(&mut tx, &[event], detail).await?;
+        }
+        tx.commit().await?;
+        signal_all(written);
         Ok(())
     }
 
     async fn reopen(&self, id: LetterId) -> Result<bool, StoreError> {
-        let n = sqlx::query::<B::Db>(
+        let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
+        let row = sqlx::query::<B::Db>(
             "UPDATE letters SET state = $1, detail = '', interrupted = 0, print_batch = NULL \
-             WHERE letter_id = $2 AND state = $3",
+             WHERE letter_id = $2 AND state = $3 RETURNING sender_cvr",
         )
         .bind(LetterState::Accepted.code())
         .bind(id.to_string())
         .bind(LetterState::Failed.code())
-        .execute(self.pool())
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(n.rows_affected() == 1)
+        let mut written = Vec::new();
+        let reopened = row.is_some();
+        if let Some(row) = row {
+            let sender = rows::cvr_from(row.int("sender_cvr")?, "sender cvr")?;
+            let event = NewEvent::now(sender, id, LetterState::Accepted);
+            written = B::write_events(&mut tx, &[event], "reopened by an operator").await?;
+        }
+        tx.commit().await?;
+        signal_all(written);
+        Ok(reopened)
     }
 
     async fn undelivered(&self) -> Result<Vec<PendingDelivery>, StoreError> {
@@ -415,6 +445,7 @@ where
                 LetterState::Delivered => c.delivered = n,
                 LetterState::PrintSpooled => c.print_spooled = n,
                 LetterState::Failed => c.failed = n,
+                LetterState::Cancelled => c.cancelled = n,
             }
         }
         Ok(c)

@@ -22,7 +22,8 @@ use crate::db::sqlite::open_sqlite;
 use crate::domain::{LetterId, LetterState};
 
 use super::blobs::{BlobLog, BlobRef};
-use super::rows::{self, WAITING, corrupt, cvr_code, status_code};
+use super::follow_sql::{NewEvent, signal_all, write_events_sqlite};
+use super::rows::{self, WAITING, corrupt, cvr_code, cvr_from, status_code};
 use super::shared::{self, Backend, Generation, Mark};
 use super::{
     Cause, InsertOutcome, NewLetter, RecipientRow, StoreError, StoredLetter, SubscriptionRow,
@@ -32,6 +33,9 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Letter ciphertext, written once to append-only segments (see `blobs`).
     blobs: Arc<BlobLog>,
+    /// Whether storing letters writes their acceptance events; always true in the gateway.
+    /// Off only through [`SqliteStore::without_intake_events_for_bench`].
+    intake_events: bool,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -50,7 +54,17 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             blobs: Arc::new(blobs),
+            intake_events: true,
         })
+    }
+
+    /// The same store storing letters without their acceptance events: breaks the guarantee
+    /// that every accepted letter has its event, and exists only so `benches/events.rs` can
+    /// put the intake cost of events beside intake without them in the same run.
+    #[doc(hidden)]
+    pub fn without_intake_events_for_bench(mut self) -> Self {
+        self.intake_events = false;
+        self
     }
 }
 
@@ -108,6 +122,7 @@ impl Backend for SqliteStore {
         let refs = tokio::task::spawn_blocking(move || blobs.append(&data, &lens)).await??;
         let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
         let mut out = Vec::with_capacity(letters.len());
+        let mut events = Vec::with_capacity(letters.len());
         for (l, blob) in letters.iter().zip(&refs) {
             let state = if l.not_before_ms.is_some() {
                 LetterState::Scheduled
@@ -117,9 +132,10 @@ impl Backend for SqliteStore {
             let inserted = sqlx::query(
                 "INSERT INTO letters (letter_id, sender_cvr, message_uuid, recipient_tag, \
                  fingerprint, content_sha256, route, priority, state, kek_id, wrapped_key, nonce, \
-                 ciphertext, accepted_at, not_before, blob_segment, blob_offset, blob_len) \
+                 ciphertext, accepted_at, not_before, blob_segment, blob_offset, blob_len, \
+                 batch_id, sender_reference) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, X'', $13, $14, $15, \
-                 $16, $17) ON CONFLICT (sender_cvr, message_uuid) DO NOTHING",
+                 $16, $17, $18, $19) ON CONFLICT (sender_cvr, message_uuid) DO NOTHING",
             )
             .bind(l.letter_id.to_string())
             .bind(cvr_code(l.sender))
@@ -138,10 +154,15 @@ impl Backend for SqliteStore {
             .bind(i64::from(blob.segment))
             .bind(i64::try_from(blob.offset).map_err(|_| corrupt("blob offset"))?)
             .bind(i64::try_from(blob.len).map_err(|_| corrupt("blob length"))?)
+            .bind(l.batch_id.as_ref().map(|b| b.as_str()))
+            .bind(l.sender_reference.as_str())
             .execute(&mut *tx)
             .await?
             .rows_affected();
             if inserted == 1 {
+                if self.intake_events {
+                    events.push(NewEvent::accepted(l));
+                }
                 out.push(InsertOutcome::Inserted);
             } else {
                 // The sender's earlier letter with this uuid, stored before or earlier in
@@ -154,8 +175,19 @@ impl Backend for SqliteStore {
                 out.push(InsertOutcome::Existing(rows::record_from(&row)?));
             }
         }
+        // The acceptance events, in this transaction: a receipt's letter always has its event.
+        let written = write_events_sqlite(&mut tx, &events, "").await?;
         tx.commit().await?;
+        signal_all(written);
         Ok(out)
+    }
+
+    async fn write_events(
+        conn: &mut <Self::Db as sqlx::Database>::Connection,
+        events: &[NewEvent],
+        detail: &str,
+    ) -> Result<Vec<(crate::domain::Cvr, usize)>, StoreError> {
+        write_events_sqlite(conn, events, detail).await
     }
 
     fn pool(&self) -> &SqlitePool {
@@ -180,11 +212,15 @@ impl Backend for SqliteStore {
     async fn deliver_batch(&self, m: Mark<'_>) -> Result<Vec<LetterId>, StoreError> {
         let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
         let mut changed = Vec::with_capacity(m.ids.len());
+        let mut events = Vec::with_capacity(m.ids.len());
         for id in m.ids {
-            let n = sqlx::query(
+            // The waiting condition a recall has too (`follow_sql::CANCEL_ONE`): of a delivery
+            // and a recall racing for one letter exactly one changes it. Attempts were counted
+            // before the work (`begin_attempts`), not here.
+            let sender: Option<i64> = sqlx::query_scalar(
                 "UPDATE letters SET state = $1, delivered_at = $2, print_batch = $3 \
                  WHERE letter_id = $4 AND state IN ($5, $6) \
-                 AND (print_batch IS NULL OR print_batch = $3)",
+                 AND (print_batch IS NULL OR print_batch = $3) RETURNING sender_cvr",
             )
             .bind(m.state.code())
             .bind(m.at_ms)
@@ -192,10 +228,15 @@ impl Backend for SqliteStore {
             .bind(id.to_string())
             .bind(WAITING[0].code())
             .bind(WAITING[1].code())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 1 {
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(sender) = sender {
+                events.push(NewEvent {
+                    sender: cvr_from(sender, "sender cvr")?,
+                    letter_id: *id,
+                    state: m.state,
+                    at_ms: m.at_ms,
+                });
                 if m.state == LetterState::Delivered {
                     sqlx::query(
                         "INSERT INTO mailbox (letter_id, recipient_tag, delivered_at) \
@@ -209,7 +250,9 @@ impl Backend for SqliteStore {
                 changed.push(*id);
             }
         }
+        let written = write_events_sqlite(&mut tx, &events, "").await?;
         tx.commit().await?;
+        signal_all(written);
         Ok(changed)
     }
 
@@ -263,3 +306,13 @@ impl Backend for SqliteStore {
         Ok(())
     }
 }
+
+super::follow_sql::follow_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    SqliteStore::BEGIN_WRITE,
+    None,
+    rows::record_from,
+    rows::record_columns!(),
+    write_events_sqlite
+);

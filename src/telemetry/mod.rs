@@ -34,6 +34,8 @@ pub const ADMISSION_REFUSED: &str = "brevdue_admission_refused_total";
 pub const ADMISSION_WAITING: &str = "brevdue_admission_waiting_letters";
 pub const PIPELINE_LETTERS: &str = "brevdue_pipeline_letters";
 pub const PIPELINE_BYTES: &str = "brevdue_pipeline_bytes";
+pub const WATCH_STREAMS_OPEN: &str = "brevdue_watch_streams_open";
+pub const EVENTS_WRITTEN: &str = "brevdue_events_written_total";
 pub const RECIPIENT_CHECKS: &str = "brevdue_recipient_checks_total";
 pub const CONNECTIONS_REFUSED: &str = "brevdue_grpc_connections_refused_total";
 
@@ -48,6 +50,16 @@ pub enum Kind {
 /// Every metric with its kind and help text: what `describe` registers and what the deploy
 /// files may refer to.
 pub const ALL: &[(&str, Kind, &str)] = &[
+    (
+        WATCH_STREAMS_OPEN,
+        Kind::Gauge,
+        "Open WatchEvents streams (senders following their letters)",
+    ),
+    (
+        EVENTS_WRITTEN,
+        Kind::Counter,
+        "Letter events committed to the store (one per state change); rate() gives events/s",
+    ),
     (
         ADMISSION_REFUSED,
         Kind::Counter,
@@ -306,6 +318,18 @@ pub fn admission_load(load: GateLoad) {
     gauge!(PIPELINE_BYTES).set(load.bytes_inside as f64);
 }
 
+pub fn events_written(n: usize) {
+    counter!(EVENTS_WRITTEN).increment(n as u64);
+}
+
+pub fn watch_stream_opened() {
+    gauge!(WATCH_STREAMS_OPEN).increment(1.0);
+}
+
+pub fn watch_stream_closed() {
+    gauge!(WATCH_STREAMS_OPEN).decrement(1.0);
+}
+
 /// One CheckRecipient answered for `sender` (counted per sender: a sender asking about many
 /// recipients it never writes to is probing the registry).
 pub fn recipient_checked(sender: &SenderInfo) {
@@ -493,6 +517,9 @@ mod tests {
         queue_depth(1, 2, 3);
         stream_opened();
         stream_closed();
+        events_written(2);
+        watch_stream_opened();
+        watch_stream_closed();
         recipient_checked(&sender);
         connection_refused();
         admission_refused("rate");

@@ -85,5 +85,6 @@ fn draft_of(l: Letter) -> Draft {
         priority: l.priority.code() as i32,
         sender_reference: l.sender_reference,
         memo_xml: Vec::new(),
+        batch_id: String::new(),
     }
 }

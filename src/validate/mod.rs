@@ -26,6 +26,8 @@ pub struct Draft {
     pub priority: i32,
     pub sender_reference: String,
     pub memo_xml: Vec<u8>,
+    /// As the sender wrote it; the pipeline parses it (empty: no batch).
+    pub batch_id: String,
 }
 
 /// A per-letter refusal: the reason code and what to do about it.

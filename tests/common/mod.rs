@@ -5,6 +5,7 @@
 
 pub mod backends;
 pub mod delivery;
+pub mod follow;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -324,6 +325,7 @@ pub fn letter(recipient: &str, title: &str, content: &[u8]) -> pb::Letter {
         priority: pb::Priority::Normal as i32,
         sender_reference: String::new(),
         memo_xml: vec![],
+        batch_id: String::new(),
     }
 }
 

@@ -84,6 +84,8 @@ pub fn sealed_letter(
         sealed,
         accepted_at_ms: 1_700_000_000_000,
         not_before_ms: None,
+        batch_id: None,
+        sender_reference: String::new(),
     }
 }
 

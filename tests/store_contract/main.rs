@@ -8,7 +8,8 @@
 //! start it, they never pass silently.
 //!
 //! One module per topic: `idempotency` (a resend is never stored twice), `letters` (reading a
-//! letter's life), `delivery` (mailbox and print, exactly once), `senders`, `registry`,
+//! letter's life), `delivery` (mailbox and print, exactly once), `follow` (events, recall, batches,
+//! listing), `senders`, `registry`,
 //! `postgres_only` and `measure` (ignored by default).
 
 #[path = "../common/mod.rs"]
@@ -40,6 +41,7 @@ mod fixtures;
 mod harness;
 
 mod delivery;
+mod follow;
 mod idempotency;
 mod letters;
 mod measure;

@@ -241,6 +241,8 @@ fn sealed_letter(ring: &KeyRing, sender: Cvr, size: usize) -> Result<NewLetter> 
         sealed,
         accepted_at_ms: crate::clock::now_ms(),
         not_before_ms: None,
+        batch_id: None,
+        sender_reference: String::new(),
     })
 }
 
@@ -415,6 +417,43 @@ impl LetterGateway for NoWork {
         &self,
         _: Request<pb::RecipientQuery>,
     ) -> Result<Response<pb::Reachability>, Status> {
+        Err(Status::unimplemented("no work"))
+    }
+
+    type WatchEventsStream = Pin<Box<dyn Stream<Item = Result<pb::LetterEvent, Status>> + Send>>;
+
+    async fn watch_events(
+        &self,
+        _: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        Err(Status::unimplemented("no work"))
+    }
+
+    async fn get_batch(
+        &self,
+        _: Request<pb::BatchRequest>,
+    ) -> Result<Response<pb::BatchStatus>, Status> {
+        Err(Status::unimplemented("no work"))
+    }
+
+    async fn cancel_letter(
+        &self,
+        _: Request<pb::CancelRequest>,
+    ) -> Result<Response<pb::LetterStatus>, Status> {
+        Err(Status::unimplemented("no work"))
+    }
+
+    async fn cancel_batch(
+        &self,
+        _: Request<pb::BatchRequest>,
+    ) -> Result<Response<pb::BatchStatus>, Status> {
+        Err(Status::unimplemented("no work"))
+    }
+
+    async fn list_letters(
+        &self,
+        _: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
         Err(Status::unimplemented("no work"))
     }
 }
