@@ -1,6 +1,7 @@
-//! Parsing and writing a ~1 MB and a ~10 MB MeMo message, beside the raw ceilings on the same
-//! documents: base64 decoding alone (for parsing) and base64 encoding alone (for writing). All
-//! figures are MB/s of MeMo XML; the printed ratio is what validation and XML cost on top.
+//! Parsing and writing a ~1 MB and a ~10 MB MeMo message, in MeMo 1.1 and 1.2, beside the raw
+//! ceilings on the same documents: base64 decoding alone (for parsing) and base64 encoding alone
+//! (for writing). All figures are MB/s of MeMo XML; the printed ratio is what validation and XML
+//! cost on top.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -8,15 +9,15 @@ use std::time::Instant;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use brevdue::domain::{Cvr, Document, Letter, Priority, SenderInfo, SenderKind};
-use brevdue::memo::{self, MemoMessage};
+use brevdue::memo::{self, MemoMessage, MemoVersion};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 use time::macros::datetime;
 
 /// A letter whose documents total `size` bytes of incompressible content: a main document and
-/// three attachments, as MeMo.
-fn message(size: usize) -> (MemoMessage, Vec<u8>) {
+/// three attachments, as a MeMo message in `version`.
+fn message(size: usize, version: MemoVersion) -> (MemoMessage, Vec<u8>) {
     let mut rng = SmallRng::seed_from_u64(7);
     let mut doc = |name: &str, len: usize| {
         let mut content = vec![0u8; len];
@@ -50,7 +51,12 @@ fn message(size: usize) -> (MemoMessage, Vec<u8>) {
         suspended: false,
         limits: Default::default(),
     };
-    let m = MemoMessage::from_letter(&letter, &sender, datetime!(2025-05-01 12:00:00 UTC));
+    let m = MemoMessage::from_letter(
+        &letter,
+        &sender,
+        datetime!(2025-05-01 12:00:00 UTC),
+        version,
+    );
     let xml = memo::write(&m);
     (m, xml)
 }
@@ -71,15 +77,19 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("memo");
     group.sample_size(10);
-    for size in sizes {
-        let (m, xml) = message(size);
+    for (size, version) in sizes
+        .into_iter()
+        .flat_map(|s| MemoVersion::ALL.map(|v| (s, v)))
+    {
+        let (m, xml) = message(size, version);
         let (raw, encoded) = documents(&m);
+        let id = format!("{version}/{size}");
         group.throughput(Throughput::Bytes(xml.len() as u64));
-        group.bench_with_input(BenchmarkId::new("parse", size), &xml, |b, x| {
+        group.bench_with_input(BenchmarkId::new("parse", &id), &xml, |b, x| {
             b.iter(|| black_box(memo::parse(x).map(|m| m.header.label.len())))
         });
         group.bench_with_input(
-            BenchmarkId::new("raw_base64_decode", size),
+            BenchmarkId::new("raw_base64_decode", &id),
             &encoded,
             |b, e| {
                 b.iter(|| {
@@ -89,10 +99,10 @@ fn main() {
                 })
             },
         );
-        group.bench_with_input(BenchmarkId::new("write", size), &m, |b, m| {
+        group.bench_with_input(BenchmarkId::new("write", &id), &m, |b, m| {
             b.iter(|| black_box(memo::write(m).len()))
         });
-        group.bench_with_input(BenchmarkId::new("raw_base64_encode", size), &raw, |b, r| {
+        group.bench_with_input(BenchmarkId::new("raw_base64_encode", &id), &raw, |b, r| {
             b.iter(|| {
                 for content in r {
                     black_box(STANDARD.encode(content).len());
@@ -103,8 +113,17 @@ fn main() {
     group.finish();
 
     println!("\n== MeMo, one core (MB/s of MeMo XML) ==");
-    for size in sizes {
-        let (m, xml) = message(size);
+    for (size, version) in sizes
+        .into_iter()
+        .flat_map(|s| MemoVersion::ALL.map(|v| (s, v)))
+    {
+        let (m, xml) = message(size, version);
+        // Parsing must see the version it was written in.
+        assert_eq!(
+            memo::parse(&xml).map(|p| p.version).ok(),
+            Some(version),
+            "the bench message parses"
+        );
         let (raw, encoded) = documents(&m);
         let mb_per_s = |f: &dyn Fn()| {
             let rounds = (400_000_000 / xml.len()).max(5);
@@ -136,12 +155,12 @@ fn main() {
             }
         });
         println!(
-            "{:>5.1} MB message: parse {parse:>6.0} MB/s | raw base64 decode {decode:>6.0} MB/s | parse at {:>3.0} % of raw",
+            "MeMo {version} {:>5.1} MB message: parse {parse:>6.0} MB/s | raw base64 decode {decode:>6.0} MB/s | parse at {:>3.0} % of raw",
             xml.len() as f64 / 1e6,
             100.0 * parse / decode
         );
         println!(
-            "{:>5.1} MB message: write {write:>6.0} MB/s | raw base64 encode {encode:>6.0} MB/s | write at {:>3.0} % of raw",
+            "MeMo {version} {:>5.1} MB message: write {write:>6.0} MB/s | raw base64 encode {encode:>6.0} MB/s | write at {:>3.0} % of raw",
             xml.len() as f64 / 1e6,
             100.0 * write / encode
         );

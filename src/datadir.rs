@@ -65,6 +65,11 @@ impl DataDir {
         self.root.join("spool").join("staging")
     }
 
+    /// The mailbox hand-offs' MeMo messages, sealed (see `deliver::mailbox`).
+    pub fn mailbox_outbox(&self) -> PathBuf {
+        self.root.join("spool").join("mailbox")
+    }
+
     /// Takes the serve lock. The lock is the operating system's (flock): it is released when
     /// the process exits however it exits, so a killed gateway never blocks a restart.
     pub fn lock(&self) -> Result<DirLock, DataDirError> {

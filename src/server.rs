@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState, Sampler};
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::deliver::{Deliverer, PrintSpool};
+use crate::deliver::{Deliverer, MailboxOutbox, PrintSpool};
 use crate::directory::Directory;
 use crate::ingest::{GrpcSettings, TlsMaterial, capped, grpc_server};
 use crate::pipeline::Committer;
@@ -118,13 +118,17 @@ async fn run_signalling(
         ca_pem: pki.ca_pem()?,
     };
 
+    let spool = PrintSpool::open(&data.print_spool(), &data.print_staging())
+        .map_err(crate::deliver::DeliverError::from)?;
     let deliverer = Arc::new(Deliverer {
         store: store.clone(),
         queue: queue.clone(),
         directory: directory.clone(),
-        spool: PrintSpool::open(&data.print_spool(), &data.print_staging())
+        mailbox: MailboxOutbox::open(&data.mailbox_outbox(), &spool)
             .map_err(crate::deliver::DeliverError::from)?,
+        spool,
         config: config.delivery.clone(),
+        memo: config.memo.clone(),
     });
     deliverer.recover_spool().await?;
     queue.set_senders(&directory.shares()).await?;

@@ -195,7 +195,12 @@ fn a_letter_becomes_a_valid_message_and_back() {
         suspended: false,
         limits: Default::default(),
     };
-    let m = memo::MemoMessage::from_letter(&letter, &sender, datetime!(2025-05-01 12:00:00 UTC));
+    let m = memo::MemoMessage::from_letter(
+        &letter,
+        &sender,
+        datetime!(2025-05-01 12:00:00 UTC),
+        memo::MemoVersion::V1_1,
+    );
     let xml = memo::write(&m);
     let parsed = memo::parse(&xml).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(parsed, m);

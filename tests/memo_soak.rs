@@ -25,6 +25,12 @@ const TOKENS: &[&str] = &[
     "=",
     "xmlns:memo=\"urn:x\"",
     " memoVersion=\"1.2\"",
+    " memoVersion=\"1.1\" memoSchVersion=\"1.1.0\"",
+    "<memo:Representative><memo:label>R</memo:label></memo:Representative>",
+    "<memo:originalRepresentative>R</memo:originalRepresentative>",
+    "<memo:mandatory>true</memo:mandatory>",
+    "\u{00A0}",
+    "http://x.dk",
     "<?xml version=\"1.1\"?>",
     "<!-- c -->",
     "NEMSMS",
@@ -76,17 +82,26 @@ fn mutate(rng: &mut SmallRng, seed: &[u8]) -> Vec<u8> {
 #[test]
 fn mutated_messages_never_panic_and_accepted_ones_round_trip() {
     let dir = format!("{}/tests/data/memo", env!("CARGO_MANIFEST_DIR"));
-    let seeds: Vec<Vec<u8>> = ["minimal.xml", "full.xml", "nemsms.xml"]
-        .iter()
-        .map(|f| std::fs::read(format!("{dir}/{f}")).unwrap())
-        .collect();
+    // Both MeMo versions: their seeds, and tokens that move a message between them.
+    let seeds: Vec<Vec<u8>> = [
+        "minimal.xml",
+        "full.xml",
+        "nemsms.xml",
+        "minimal-1.2.xml",
+        "full-1.2.xml",
+    ]
+    .iter()
+    .map(|f| std::fs::read(format!("{dir}/{f}")).unwrap())
+    .collect();
     let mut rng = SmallRng::seed_from_u64(0x6d656d6f);
     let (mut accepted, mut refused) = (0, 0);
-    for round in 0..6_000 {
+    let mut versions = std::collections::HashSet::new();
+    for round in 0..8_000 {
         let doc = mutate(&mut rng, &seeds[round % seeds.len()]);
         match memo::parse(&doc) {
             Ok(m) => {
                 accepted += 1;
+                versions.insert(m.version);
                 let again = memo::parse(&memo::write(&m))
                     .unwrap_or_else(|e| panic!("round {round}: written message refused: {e}"));
                 assert_eq!(again, m, "round {round}");
@@ -100,6 +115,7 @@ fn mutated_messages_never_panic_and_accepted_ones_round_trip() {
             }
         }
     }
+    assert_eq!(versions.len(), 2, "messages of both versions were accepted");
     // The mutations are mostly fatal, but not all: both paths were exercised.
     assert!(
         accepted > 50 && refused > 1000,

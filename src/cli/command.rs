@@ -502,7 +502,7 @@ pub async fn run(
             if !summary.all_sent() {
                 eprintln!(
                     "{} lines of {} could not be sent (see above)",
-                    summary.unreadable.len(),
+                    summary.not_sent(),
                     input.display()
                 );
                 return Ok(ExitCode::from(1));

@@ -10,5 +10,6 @@ pub mod follow;
 pub mod health;
 pub mod id_check;
 pub mod loadgen;
+pub mod memo_zip;
 pub mod send;
 pub mod status;

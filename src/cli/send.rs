@@ -1,7 +1,9 @@
 //! `brevdue send`: submit a batch file (or a directory of them) as one stream, with a progress
 //! bar, a receipt report (CSV) and a summary by outcome and reason. Every letter goes under a
 //! batch id (the caller's, or a generated one) so the run can be followed, counted and recalled
-//! as a whole afterwards (`brevdue batch status|cancel`).
+//! as a whole afterwards (`brevdue batch status|cancel`). A batch is JSON lines, a MeMo message
+//! (`.xml`) or a zip of MeMo messages (`.zip`, see `memo_zip`); zip entries that are refused
+//! before sending get a `NOT_SENT` line of their own in the report.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -15,8 +17,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::batchfile::parse_line;
 use super::client::{self, Client, outcome_name, reason_name};
+use super::memo_zip::{MemoZip, ZipItem, ZipLimits};
 use crate::domain::BatchId;
 use crate::ingest::pb;
+
+/// A zip entry not sent: where it is, the report's reason code, and why.
+#[derive(Debug, Clone)]
+pub struct RefusedEntry {
+    pub source: String,
+    pub reason: &'static str,
+    pub why: String,
+}
 
 /// Counts of what came back.
 #[derive(Debug, Default, Clone)]
@@ -29,6 +40,8 @@ pub struct Summary {
     pub duplicates: u64,
     /// Lines that were not letters, with why (never sent).
     pub unreadable: Vec<(String, String)>,
+    /// Zip entries refused before sending (each also a line of the report).
+    pub refused_entries: Vec<RefusedEntry>,
     pub elapsed: Duration,
 }
 
@@ -54,7 +67,12 @@ impl Summary {
     /// Whether every letter of the input was sent and answered: a line that could not be read
     /// as a letter was never sent, which a script must learn from the exit code.
     pub fn all_sent(&self) -> bool {
-        self.unreadable.is_empty()
+        self.unreadable.is_empty() && self.refused_entries.is_empty()
+    }
+
+    /// Lines and zip entries that were never sent.
+    pub fn not_sent(&self) -> usize {
+        self.unreadable.len() + self.refused_entries.len()
     }
 
     pub fn print(&self) {
@@ -80,6 +98,15 @@ impl Summary {
                 self.duplicates
             );
         }
+        if !self.refused_entries.is_empty() {
+            println!(
+                "  {} zip entries were refused and not sent (see the report):",
+                self.refused_entries.len()
+            );
+            for r in self.refused_entries.iter().take(10) {
+                println!("    {}: {}: {}", r.source, r.reason, r.why);
+            }
+        }
         if !self.unreadable.is_empty() {
             println!(
                 "  {} lines were not letters and were not sent:",
@@ -100,13 +127,13 @@ fn batch_files(input: &Path) -> Result<Vec<PathBuf>> {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.extension()
-                    .is_some_and(|x| x == "jsonl" || x == "json" || is_memo(p))
+                    .is_some_and(|x| x == "jsonl" || x == "json" || is_memo(p) || is_zip(p))
             })
             .collect();
         files.sort();
         if files.is_empty() {
             bail!(
-                "{} holds no .jsonl batch files or MeMo (.xml) messages",
+                "{} holds no .jsonl batch files, MeMo (.xml) messages or zips of them",
                 input.display()
             );
         }
@@ -123,11 +150,20 @@ fn is_memo(p: &Path) -> bool {
     p.extension().is_some_and(|x| x.eq_ignore_ascii_case("xml"))
 }
 
+/// A zip of MeMo messages.
+fn is_zip(p: &Path) -> bool {
+    p.extension().is_some_and(|x| x.eq_ignore_ascii_case("zip"))
+}
+
 fn letter_lines(files: &[PathBuf]) -> Result<usize> {
     let mut n = 0;
     for f in files {
         if is_memo(f) {
             n += 1;
+            continue;
+        }
+        if is_zip(f) {
+            n += MemoZip::open(f, ZipLimits::default())?.entries();
             continue;
         }
         let r = BufReader::new(
@@ -152,6 +188,7 @@ pub async fn send(
     let files = batch_files(input)?;
     let total = letter_lines(&files)?;
     let unreadable: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let refused: Arc<Mutex<Vec<RefusedEntry>>> = Arc::default();
     let mut letters: Vec<Box<dyn Iterator<Item = (String, pb::Letter)> + Send>> = Vec::new();
     for f in &files {
         let name = f
@@ -165,6 +202,36 @@ pub async fn send(
                 ..Default::default()
             };
             letters.push(Box::new(std::iter::once((name, letter))));
+            continue;
+        }
+        if is_zip(f) {
+            let zip = MemoZip::open(f, ZipLimits::default())?;
+            let refused = refused.clone();
+            letters.push(Box::new(zip.into_items().filter_map(
+                move |item| match item {
+                    ZipItem::Message { source, xml } => Some((
+                        source,
+                        pb::Letter {
+                            memo_xml: xml,
+                            ..Default::default()
+                        },
+                    )),
+                    ZipItem::Refused {
+                        source,
+                        refusal,
+                        why,
+                    } => {
+                        if let Ok(mut r) = refused.lock() {
+                            r.push(RefusedEntry {
+                                source,
+                                reason: refusal.as_str(),
+                                why,
+                            });
+                        }
+                        None
+                    }
+                },
+            )));
             continue;
         }
         let reader = BufReader::new(
@@ -207,7 +274,38 @@ pub async fn send(
     )
     .await?;
     summary.unreadable = unreadable.lock().map(|v| v.clone()).unwrap_or_default();
+    summary.refused_entries = refused.lock().map(|v| v.clone()).unwrap_or_default();
+    append_refused(report, &summary.refused_entries, batch)?;
     Ok(summary)
+}
+
+/// One report line per refused zip entry, after the receipts: outcome `NOT_SENT`, the reason
+/// code and why, so the report accounts for every entry of the archive.
+fn append_refused(report: &Path, refused: &[RefusedEntry], batch: &BatchId) -> Result<()> {
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let file = fs::OpenOptions::new()
+        .append(true)
+        .open(report)
+        .with_context(|| format!("cannot append to {}", report.display()))?;
+    let mut out = csv::Writer::from_writer(file);
+    for r in refused {
+        out.write_record([
+            &r.source,
+            "",
+            "",
+            "NOT_SENT",
+            r.reason,
+            &r.why,
+            "",
+            "",
+            "",
+            batch.as_str(),
+        ])?;
+    }
+    out.flush()
+        .with_context(|| format!("writing {}", report.display()))
 }
 
 pub fn progress_bar(total: u64) -> ProgressBar {

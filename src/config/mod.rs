@@ -15,6 +15,7 @@ pub use transport::TransportConfig;
 use crate::admission::AdmissionConfig;
 use crate::deliver::DeliveryConfig;
 use crate::follow::FollowConfig;
+use crate::memo::MemoConfig;
 use crate::pipeline::CommitterConfig;
 use crate::validate::Limits;
 
@@ -60,6 +61,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// `[events]`: retention and limits of the event streams senders follow.
     pub events: FollowConfig,
+    /// `[memo]`: the MeMo version produced for letters sent as fields.
+    pub memo: MemoConfig,
 }
 
 impl Default for Config {
@@ -83,6 +86,7 @@ impl Default for Config {
             commit: CommitterConfig::default(),
             delivery: DeliveryConfig::default(),
             events: FollowConfig::default(),
+            memo: MemoConfig::default(),
         }
     }
 }

@@ -16,7 +16,15 @@
 //! with exponential back-off until the letter has been due for its maximum age, then to the
 //! dead letters, where operators can see, retry or purge them (`failure.rs`).
 
+//!
+//! Both routes hand over MeMo: the print spool keeps each letter's MeMo message beside its
+//! documents, and the mailbox outbox keeps the MeMo message of every letter handed to a
+//! mailbox, sealed, in batches bounded by `batch_bytes` like print. A letter that came as MeMo
+//! goes on byte for byte as it came; one sent as fields gets a message in
+//! `memo.produce_version`.
+
 mod failure;
+pub mod mailbox;
 pub mod print;
 mod print_batch;
 
@@ -39,6 +47,7 @@ use crate::store::{Store, StoredLetter};
 use crate::telemetry;
 
 use failure::{Failure, due_at, report};
+pub use mailbox::{MailboxOutbox, OutboxEntry, OutboxError};
 pub use print::{PrintLetter, PrintSpool};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -53,6 +62,9 @@ pub struct DeliveryConfig {
     pub batch: usize,
     /// The most document bytes in one print batch; a round cuts a new batch past it.
     pub batch_bytes: ByteSize,
+    /// The most sealed MeMo bytes a round holds for the mailbox outbox before writing them
+    /// out: bounds what a worker keeps of mailbox letters, which are handled one at a time.
+    pub outbox_batch_bytes: ByteSize,
     /// How long a taken letter stays with its worker before it is handed out again.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
@@ -80,6 +92,7 @@ impl Default for DeliveryConfig {
             enabled: true,
             batch: 256,
             batch_bytes: ByteSize::mib(64),
+            outbox_batch_bytes: ByteSize::mib(16),
             lease: Duration::from_secs(120),
             retry_initial: Duration::from_secs(2),
             retry_max: Duration::from_secs(600),
@@ -96,7 +109,11 @@ pub struct Deliverer {
     pub queue: Arc<dyn Queue>,
     pub directory: Arc<Directory>,
     pub spool: PrintSpool,
+    /// Where mailbox hand-offs keep their MeMo messages.
+    pub mailbox: MailboxOutbox,
     pub config: DeliveryConfig,
+    /// The MeMo version written for letters sent as fields.
+    pub memo: crate::memo::MemoConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +124,8 @@ pub enum DeliverError {
     Queue(#[from] crate::queue::QueueError),
     #[error("print spool")]
     Spool(#[from] print::SpoolError),
+    #[error("{0}")]
+    Outbox(#[from] OutboxError),
 }
 
 /// One leased letter in a round, with what counting its attempt found.
@@ -122,13 +141,27 @@ struct Turn {
 struct RoundEnd {
     /// Opened mailbox letters with when each was accepted and became due.
     mailbox: Vec<(Leased, i64, i64)>,
+    /// Their MeMo messages, sealed, for the mailbox outbox; written out once they pass
+    /// `batch_bytes`, so a round never holds more of them than that.
+    outbox: Vec<OutboxEntry>,
+    outbox_bytes: usize,
     ack: Vec<LetterId>,
 }
 
 impl Deliverer {
     /// Finishes what a crash left half-done in the print spool. Run before the workers start.
     pub async fn recover_spool(&self) -> Result<(), DeliverError> {
-        print_batch::recover(self).await
+        print_batch::recover(self).await?;
+        for u in self.mailbox.unfinished()? {
+            let recorded = self.store.print_batch_letters(&u.batch).await?;
+            let keep = recorded.into_iter().collect();
+            self.mailbox.finish_unfinished(&u, &keep)?;
+            tracing::info!(
+                batch = u.batch,
+                "finished a mailbox batch a crash left unpublished"
+            );
+        }
+        Ok(())
     }
 
     /// Starts one worker per route.
@@ -266,11 +299,105 @@ impl Deliverer {
             }
         };
         match route {
-            Route::Mailbox => end.mailbox.push((l.clone(), s.record.accepted_at_ms, due)),
+            Route::Mailbox => {
+                // The MeMo message is written and sealed off the runtime: for a large letter
+                // it is real work.
+                let directory = self.directory.clone();
+                let memo_config = self.memo.clone();
+                let accepted_at = s.record.accepted_at_ms;
+                let sealed = tokio::task::spawn_blocking(move || {
+                    mailbox_entry(&directory, &memo_config, s, letter, memo)
+                })
+                .await
+                .map_err(|e| OutboxError::Task(e.to_string()))
+                .and_then(|r| r);
+                match sealed {
+                    Ok(entry) => {
+                        end.outbox_bytes += entry.ciphertext.len();
+                        end.outbox.push(entry);
+                        end.mailbox.push((l.clone(), accepted_at, due));
+                        if end.outbox_bytes >= self.config.outbox_batch_bytes.as_u64() as usize {
+                            self.flush_mailbox(route, end).await;
+                        }
+                    }
+                    Err(e) => {
+                        let eid = report(&e, route, "a mailbox MeMo message could not be made", 1);
+                        self.fail_one(l, Failure::Unreadable, eid, Some(due)).await;
+                    }
+                }
+            }
             Route::Print => {
                 let accepted_at = s.record.accepted_at_ms;
-                let p = print_letter(&self.directory, s, letter, memo);
+                let p = print_letter(&self.directory, s, letter, memo, &self.memo);
                 batch.add(self, l.clone(), p, accepted_at, due, end).await;
+            }
+        }
+    }
+
+    /// Hands the round's mailbox letters over: their MeMo messages written to the outbox under
+    /// a temporary name (synced), the letters recorded delivered with that batch id (so
+    /// recovery can finish the outbox after a crash), then the outbox batch published with the
+    /// letters the store recorded.
+    async fn flush_mailbox(&self, route: Route, end: &mut RoundEnd) {
+        if end.mailbox.is_empty() {
+            return;
+        }
+        let handed = std::mem::take(&mut end.mailbox);
+        let entries = std::mem::take(&mut end.outbox);
+        end.outbox_bytes = 0;
+        let ids: Vec<LetterId> = handed
+            .iter()
+            .map(|(l, _, _)| l.delivery.letter_id)
+            .collect();
+        let accepted_at: HashMap<LetterId, i64> = handed
+            .iter()
+            .map(|(l, at, _)| (l.delivery.letter_id, *at))
+            .collect();
+        let batch = LetterId::new().to_string();
+        let written = entries.len();
+        let outbox = self.mailbox.clone();
+        let b = batch.clone();
+        let wrote = tokio::task::spawn_blocking(move || outbox.write_batch(&b, &entries))
+            .await
+            .map_err(|e| OutboxError::Task(e.to_string()))
+            .and_then(|r| r);
+        if let Err(e) = wrote {
+            let eid = report(&e, route, "could not write the mailbox outbox", ids.len());
+            for (l, _, due) in &handed {
+                self.fail_one(l, Failure::Store, eid, Some(*due)).await;
+            }
+            return;
+        }
+        let now = now_ms();
+        match self
+            .store
+            .mark_delivered(&ids, LetterState::Delivered, now, Some(&batch))
+            .await
+        {
+            Ok(changed) => {
+                if let Err(e) =
+                    self.mailbox
+                        .publish(&batch, &changed.iter().copied().collect(), written)
+                {
+                    // Delivered in the store; the outbox batch is finished at the next start.
+                    report(
+                        &e,
+                        route,
+                        "could not publish a mailbox outbox batch",
+                        written,
+                    );
+                }
+                record_delivered(route, &changed, &accepted_at, now);
+                end.ack.extend(ids);
+            }
+            Err(e) => {
+                // Not acknowledged: the letters are retried (their attempt is counted); the
+                // unpublished outbox batch is discarded at the next start, as the store does
+                // not know it.
+                let eid = report(&e, route, "could not record mailbox deliveries", ids.len());
+                for (l, _, due) in &handed {
+                    self.fail_one(l, Failure::Store, eid, Some(*due)).await;
+                }
             }
         }
     }
@@ -279,35 +406,7 @@ impl Deliverer {
     /// letters delivered, everything settled acknowledged.
     async fn finish(&self, route: Route, batch: &mut print_batch::PrintRound, end: &mut RoundEnd) {
         batch.finish(self, end).await;
-        if !end.mailbox.is_empty() {
-            let handed = std::mem::take(&mut end.mailbox);
-            let ids: Vec<LetterId> = handed
-                .iter()
-                .map(|(l, _, _)| l.delivery.letter_id)
-                .collect();
-            let accepted_at: HashMap<LetterId, i64> = handed
-                .iter()
-                .map(|(l, at, _)| (l.delivery.letter_id, *at))
-                .collect();
-            let now = now_ms();
-            match self
-                .store
-                .mark_delivered(&ids, LetterState::Delivered, now, None)
-                .await
-            {
-                Ok(changed) => {
-                    record_delivered(route, &changed, &accepted_at, now);
-                    end.ack.extend(ids);
-                }
-                Err(e) => {
-                    // Not acknowledged: the letters are retried (their attempt is counted).
-                    let eid = report(&e, route, "could not record mailbox deliveries", ids.len());
-                    for (l, _, due) in &handed {
-                        self.fail_one(l, Failure::Store, eid, Some(*due)).await;
-                    }
-                }
-            }
-        }
+        self.flush_mailbox(route, end).await;
         if !end.ack.is_empty() {
             let ack = std::mem::take(&mut end.ack);
             if let Err(e) = self.queue.ack(&ack).await {
@@ -353,6 +452,55 @@ pub fn backoff(config: &DeliveryConfig, attempts: u32) -> Duration {
         .min(config.retry_max)
 }
 
+/// The sealed MeMo message of one letter for its mailbox.
+fn mailbox_entry(
+    directory: &Directory,
+    memo_config: &crate::memo::MemoConfig,
+    s: StoredLetter,
+    letter: crate::domain::Letter,
+    memo: Option<Vec<u8>>,
+) -> Result<OutboxEntry, OutboxError> {
+    let memo = memo.unwrap_or_else(|| produce_memo(directory, &s, &letter, memo_config));
+    OutboxEntry::seal(
+        &directory.keyring(),
+        s.record.letter_id,
+        s.record.sender,
+        &s.recipient_tag,
+        memo,
+    )
+}
+
+fn sender_of(directory: &Directory, cvr: crate::domain::Cvr) -> crate::domain::SenderInfo {
+    directory.sender(cvr).unwrap_or(crate::domain::SenderInfo {
+        cvr,
+        name: String::new(),
+        kind: crate::domain::SenderKind::Public,
+        suspended: false,
+        limits: Default::default(),
+    })
+}
+
+/// The MeMo message for a letter sent as fields, in the configured version. `createdDateTime`
+/// is the acceptance time, so the same letter always gives the same message.
+fn produce_memo(
+    directory: &Directory,
+    s: &StoredLetter,
+    letter: &crate::domain::Letter,
+    memo_config: &crate::memo::MemoConfig,
+) -> Vec<u8> {
+    let sender = sender_of(directory, s.record.sender);
+    let created = time::OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(s.record.accepted_at_ms) * 1_000_000,
+    )
+    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    crate::memo::write(&crate::memo::MemoMessage::from_letter(
+        letter,
+        &sender,
+        created,
+        memo_config.produce_version,
+    ))
+}
+
 /// A letter for the print spool, with its MeMo form: the message as the sender submitted it,
 /// or one made from the letter.
 fn print_letter(
@@ -360,29 +508,13 @@ fn print_letter(
     s: StoredLetter,
     letter: crate::domain::Letter,
     memo: Option<Vec<u8>>,
+    memo_config: &crate::memo::MemoConfig,
 ) -> PrintLetter {
-    let sender = directory
-        .sender(s.record.sender)
-        .unwrap_or(crate::domain::SenderInfo {
-            cvr: s.record.sender,
-            name: String::new(),
-            kind: crate::domain::SenderKind::Public,
-            suspended: false,
-            limits: Default::default(),
-        });
-    let memo = memo.unwrap_or_else(|| {
-        let created = time::OffsetDateTime::from_unix_timestamp_nanos(
-            i128::from(s.record.accepted_at_ms) * 1_000_000,
-        )
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        crate::memo::write(&crate::memo::MemoMessage::from_letter(
-            &letter, &sender, created,
-        ))
-    });
+    let memo = memo.unwrap_or_else(|| produce_memo(directory, &s, &letter, memo_config));
     PrintLetter {
         letter_id: s.record.letter_id,
         sender: s.record.sender,
-        sender_name: sender.name,
+        sender_name: sender_of(directory, s.record.sender).name,
         letter,
         memo,
     }

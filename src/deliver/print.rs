@@ -230,7 +230,13 @@ impl PrintSpool {
         Ok(out)
     }
 
-    fn instance_alive(&self, instance: &str) -> bool {
+    /// This gateway's instance name, which its temporary batches carry.
+    pub(crate) fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Whether the gateway that named itself `instance` still runs.
+    pub(crate) fn instance_alive(&self, instance: &str) -> bool {
         let path = self
             .staging
             .join(".instances")

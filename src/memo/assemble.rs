@@ -1,26 +1,18 @@
 //! From validated elements to the typed [`MemoMessage`], moving (never copying) the decoded
 //! documents, and the MeMo rules that span several elements: the message type decides whether
-//! there is a body, MeMo 1.1 needs memoSchVersion, CPR and CVR identifiers must be real ones.
+//! there is a body, CPR and CVR identifiers must be real ones.
 
 use std::iter::Peekable;
 use std::vec::IntoIter;
 
 use super::error::{MemoError, MemoErrorKind, line_column};
 use super::model::{
-    Element, ElementContent, MemoDocument, MemoFile, MemoMessage, MemoVersion, MessageBody,
-    MessageHeader, MessageType, Recipient, Sender, TechnicalDocument,
+    Element, ElementContent, MemoDocument, MemoFile, MemoMessage, MessageBody, MessageHeader,
+    MessageType, Recipient, Sender, TechnicalDocument,
 };
-use super::parse::{Node, NodeValue};
+use super::node::{Node, NodeValue, RootAttrs};
 use super::values;
 use crate::domain::{IdType, RecipientId};
-
-/// The attributes of `memo:Message`, checked while its start tag was read.
-pub(super) struct RootAttrs {
-    pub version: MemoVersion,
-    pub schema_version: Option<String>,
-    /// Offset of the start tag.
-    pub at: usize,
-}
 
 const MESSAGE: &str = "/memo:Message";
 const HEADER: &str = "/memo:Message/memo:MessageHeader";
@@ -93,13 +85,6 @@ pub(super) fn element(node: Node) -> Element {
 
 pub(super) fn assemble(root: Node, attrs: RootAttrs, src: &str) -> Result<MemoMessage, MemoError> {
     let cx = Ctx { src };
-    if attrs.version == MemoVersion::V1_1 && attrs.schema_version.is_none() {
-        return Err(cx.err(
-            MESSAGE,
-            attrs.at,
-            "attribute memoSchVersion is missing: MeMo 1.1 requires it (memoSchVersion=\"1.1.0\")",
-        ));
-    }
     let root_end = root.end;
     let mut kids = Kids::of(root);
     let header_node = kids
@@ -158,8 +143,9 @@ fn header(cx: &Ctx, node: Node) -> Result<MessageHeader, MemoError> {
         Some(v) => Some(values::parse_date(&v).map_err(|p| cx.err(HEADER, 0, p))?),
         None => None,
     };
-    let mandatory = req(k.text("mandatory"), "mandatory")? == "true";
-    let legal_notification = req(k.text("legalNotification"), "legalNotification")? == "true";
+    // Required in 1.1 (the tables enforce it); optional in 1.2, where leaving one out means false.
+    let mandatory = k.text("mandatory").is_some_and(|v| v == "true");
+    let legal_notification = k.text("legalNotification").is_some_and(|v| v == "true");
     let post_type = k.text("postType");
     let sender = sender(
         cx,
@@ -237,6 +223,7 @@ fn sender(cx: &Ctx, node: Node) -> Result<Sender, MemoError> {
         label: k.text("label").ok_or_else(|| cx.internal(P, "label"))?,
         attention_data: k.take("AttentionData").map(element),
         contact_point: k.take("ContactPoint").map(element),
+        representative: k.take("Representative").map(element),
     })
 }
 

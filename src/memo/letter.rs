@@ -87,7 +87,7 @@ impl MemoMessage {
         })
     }
 
-    /// A MeMo 1.1 DIGITALPOST message carrying `letter` from `sender`: the main document as the
+    /// A DIGITALPOST message in `version` carrying `letter` from `sender`: the main document as the
     /// MainDocument, each attachment as an AdditionalDocument with one File, language
     /// [`DEFAULT_LANGUAGE`], `sender_reference` as `messageID`, not mandatory, no legal
     /// notification. `created` is `createdDateTime` (pass the acceptance time, so the same letter
@@ -99,6 +99,7 @@ impl MemoMessage {
         letter: &Letter,
         sender: &SenderInfo,
         created: OffsetDateTime,
+        version: MemoVersion,
     ) -> MemoMessage {
         let file = |d: &Document| MemoFile {
             encoding_format: d.media_type.clone(),
@@ -117,8 +118,9 @@ impl MemoMessage {
             RecipientId::Cvr(c) => ("CVR", c.to_string()),
         };
         MemoMessage {
-            version: MemoVersion::V1_1,
-            schema_version: Some("1.1.0".to_string()),
+            version,
+            // Required by 1.1, removed by 1.2.
+            schema_version: (version == MemoVersion::V1_1).then(|| "1.1.0".to_string()),
             header: MessageHeader {
                 message_type: MessageType::DigitalPost,
                 message_uuid: letter.message_uuid,
@@ -141,6 +143,7 @@ impl MemoMessage {
                     label: sender.name.chars().take(TEXT_MAX).collect(),
                     attention_data: None,
                     contact_point: None,
+                    representative: None,
                 },
                 recipient: Recipient {
                     id,

@@ -6,24 +6,9 @@ use std::fmt;
 
 use time::{Date, OffsetDateTime};
 
+pub use super::schema::MemoVersion;
 use super::schema::Ns;
 use crate::domain::MessageUuid;
-
-/// The MeMo versions in use. The XSD followed is 1.1's; see `schemas/MeMo_core.xsd`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MemoVersion {
-    V1_1,
-    V1_2,
-}
-
-impl MemoVersion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MemoVersion::V1_1 => "1.1",
-            MemoVersion::V1_2 => "1.2",
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MessageType {
@@ -47,7 +32,7 @@ impl MessageType {
 pub struct MemoMessage {
     /// `memoVersion`.
     pub version: MemoVersion,
-    /// `memoSchVersion` ("1.1.0"): required with MeMo 1.1, dropped by 1.2.
+    /// `memoSchVersion` ("1.1.0"): required with MeMo 1.1, not allowed in 1.2.
     pub schema_version: Option<String>,
     pub header: MessageHeader,
     /// Present for DIGITALPOST, absent for NEMSMS.
@@ -72,7 +57,9 @@ pub struct MessageHeader {
     pub reply_by: Option<OffsetDateTime>,
     /// `doNotDeliverUntilDate`: hold the message until this day.
     pub do_not_deliver_until: Option<Date>,
+    /// `mandatory`: required in 1.1; in 1.2 optional, false when left out.
     pub mandatory: bool,
+    /// `legalNotification`: like `mandatory`.
     pub legal_notification: bool,
     pub post_type: Option<String>,
     pub sender: Sender,
@@ -93,6 +80,8 @@ pub struct Sender {
     pub label: String,
     pub attention_data: Option<Element>,
     pub contact_point: Option<Element>,
+    /// `memo:Representative` (MeMo 1.2 only): who sends on the sender's behalf.
+    pub representative: Option<Element>,
 }
 
 /// `memo:Recipient`.
@@ -150,7 +139,7 @@ pub struct MemoFile {
 }
 
 /// A validated element of the metadata brevdue does not interpret (AttentionData, ContactPoint,
-/// ContentData, ForwardData, ReplyData, Action). Names are those of `schemas/MeMo_core.xsd`;
+/// ContentData, ForwardData, ReplyData, Action, Representative). Names are those of the XSD;
 /// text is kept as parsed, whitespace collapsed where the XSD type collapses it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Element {
@@ -204,6 +193,10 @@ impl fmt::Debug for Sender {
                 &self.attention_data.as_ref().map(|_| ".."),
             )
             .field("contact_point", &self.contact_point.as_ref().map(|_| ".."))
+            .field(
+                "representative",
+                &self.representative.as_ref().map(|_| ".."),
+            )
             .finish()
     }
 }

@@ -12,19 +12,21 @@
 //! input size and nesting depth are bounded, and invalid UTF-8 or XML characters are refused.
 
 use quick_xml::NsReader;
-use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 
-use super::assemble::{RootAttrs, assemble};
+use super::assemble::assemble;
 use super::content::Base64Stream;
 use super::error::{MemoError, MemoErrorKind, line_column, quote};
-use super::model::{MemoMessage, MemoVersion};
+use super::model::MemoMessage;
+use super::node::{Node, NodeValue, RootAttrs};
 use super::schema::{Child, MESSAGE, Ns, Simple, Ty, describe, name_of};
 use super::sequence::Cursor;
 use super::values::{self, is_xml_char, is_xml_space};
 
-const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
+mod root;
+
+use root::version_hint;
 
 /// Bounds on what a parse may cost. Defaults fit Digital Post's 99.5 MB per message.
 #[derive(Clone, Debug)]
@@ -82,21 +84,6 @@ pub fn parse_with_limits(xml: &[u8], limits: &ParseLimits) -> Result<MemoMessage
         }
     };
     Parser::new(src, limits).run()
-}
-
-/// A validated element, before assembly into the typed model.
-pub(super) struct Node {
-    pub decl: &'static Child,
-    /// Byte offsets of the start tag and of the end tag (the same for `<x/>`).
-    pub start: usize,
-    pub end: usize,
-    pub value: NodeValue,
-}
-
-pub(super) enum NodeValue {
-    Text(String),
-    Bytes(Vec<u8>),
-    Children(Vec<Node>),
 }
 
 struct Frame {
@@ -337,15 +324,21 @@ impl<'i> Parser<'i> {
                 "elements nest deeper than {} levels",
                 self.limits.max_depth
             )),
-            Some(parent) => match parent.decl.ty {
-                Ty::Simple(_) => Err(format!(
+            Some(parent) => match (parent.decl.ty, self.attrs.as_ref()) {
+                (Ty::Simple(_), _) => Err(format!(
                     "<{qname}> is not allowed inside {}, which holds text only",
                     name_of(parent.decl)
                 )),
-                Ty::Complex(complex) => parent
+                // The root's attributes are checked before any child is read.
+                (Ty::Complex(_), None) => Err("internal error: memoVersion not read".to_string()),
+                (Ty::Complex(complex), Some(attrs)) => parent
                     .seq
-                    .step(complex, known, local)
-                    .map_err(|misfit| misfit.render(qname, ns.as_deref(), parent.decl.name)),
+                    .step(complex.particles(attrs.version), known, local)
+                    .map_err(|misfit| {
+                        version_hint(complex, attrs.version, known, local, &misfit).unwrap_or_else(
+                            || misfit.render(qname, ns.as_deref(), parent.decl.name),
+                        )
+                    }),
             },
         };
         let (decl, index) = found.map_err(|problem| self.err(at, problem))?;
@@ -363,109 +356,6 @@ impl<'i> Parser<'i> {
         });
         // With the element on the stack, attribute errors name it in their path.
         self.check_attributes(e, decl, at)
-    }
-
-    fn check_attributes(
-        &mut self,
-        e: &BytesStart,
-        decl: &'static Child,
-        at: usize,
-    ) -> Result<(), MemoError> {
-        let is_root = std::ptr::eq(decl, &MESSAGE);
-        let mut version = None;
-        let mut schema_version = None;
-        for attr in e.attributes() {
-            let attr =
-                attr.map_err(|err| self.err(at, format!("not well-formed attribute: {err}")))?;
-            if attr.key.as_namespace_binding().is_some() {
-                continue;
-            }
-            let (res, local) = self.reader.resolver().resolve_attribute(attr.key);
-            let local = local.into_inner();
-            let place = format!("attribute {} on {}", attr.key.into_inner(), name_of(decl));
-            match res {
-                ResolveResult::Unbound
-                    if is_root && (local == "memoVersion" || local == "memoSchVersion") =>
-                {
-                    let value = attr
-                        .normalized_value(XmlVersion::Implicit1_0)
-                        .map_err(|err| self.err(at, format!("{place}: {err}")))?
-                        .into_owned();
-                    if let Some(c) = value.chars().find(|c| !is_xml_char(*c)) {
-                        return Err(self.err(
-                            at,
-                            format!(
-                                "{place}: character U+{:04X} is not allowed in XML",
-                                c as u32
-                            ),
-                        ));
-                    }
-                    if local == "memoVersion" {
-                        version = Some(value);
-                    } else {
-                        schema_version = Some(value);
-                    }
-                }
-                ResolveResult::Bound(ns) if ns.into_inner() == XSI => {
-                    if !matches!(local, "schemaLocation" | "noNamespaceSchemaLocation") {
-                        return Err(self.err(at, format!("{place} is not accepted (xsi:type and xsi:nil are not used by MeMo)")));
-                    }
-                }
-                ResolveResult::Unknown(prefix) => {
-                    return Err(self.err(
-                        at,
-                        format!("{place}: namespace prefix {prefix:?} is not declared"),
-                    ));
-                }
-                _ => return Err(self.err(at, format!("{place} is not allowed by the schema"))),
-            }
-        }
-        if is_root {
-            self.attrs = Some(self.root_attrs(version, schema_version, at)?);
-        }
-        Ok(())
-    }
-
-    fn root_attrs(
-        &self,
-        version: Option<String>,
-        schema_version: Option<String>,
-        at: usize,
-    ) -> Result<RootAttrs, MemoError> {
-        let Some(v) = version else {
-            return Err(self.err(
-                at,
-                "attribute memoVersion is missing: say memoVersion=\"1.1\" or \"1.2\"",
-            ));
-        };
-        let version = match values::decimal(&v).as_deref() {
-            Some("1.1") => MemoVersion::V1_1,
-            Some("1.2") => MemoVersion::V1_2,
-            Some(_) => {
-                return Err(self.err(
-                    at,
-                    format!(
-                        "memoVersion {} is not supported: use 1.1 or 1.2",
-                        quote(&v, 20)
-                    ),
-                ));
-            }
-            None => {
-                return Err(self.err(
-                    at,
-                    format!("memoVersion {} is not a decimal number", quote(&v, 20)),
-                ));
-            }
-        };
-        if let Some(s) = &schema_version {
-            values::check(Simple::Text, s.clone())
-                .map_err(|p| self.err(at, format!("memoSchVersion: {p}")))?;
-        }
-        Ok(RootAttrs {
-            version,
-            schema_version,
-            at,
-        })
     }
 
     fn text(&mut self, s: &str, at: usize) -> Result<(), MemoError> {
@@ -523,8 +413,9 @@ impl<'i> Parser<'i> {
         let Some(frame) = self.stack.last() else {
             return Err(self.err(at, "end tag without a start tag"));
         };
-        if let (FrameValue::Children(_), Ty::Complex(complex)) = (&frame.value, frame.decl.ty)
-            && let Some(missing) = frame.seq.missing(complex)
+        if let (FrameValue::Children(_), Ty::Complex(complex), Some(attrs)) =
+            (&frame.value, frame.decl.ty, self.attrs.as_ref())
+            && let Some(missing) = frame.seq.missing(complex.particles(attrs.version))
         {
             return Err(self.err(
                 at,

@@ -2,7 +2,7 @@
 //! greedily (MeMo's content models are deterministic, as XSD requires), and the reasons a child
 //! does not fit, in words.
 
-use super::schema::{Child, Complex, Ns, Particle, describe, name_of};
+use super::schema::{Child, Ns, Particle, describe, name_of};
 
 /// Where an element is in its sequence: the particle and how often it matched so far.
 #[derive(Debug, Default)]
@@ -67,15 +67,14 @@ impl Misfit {
 }
 
 impl Cursor {
-    /// Moves the cursor over `complex`'s sequence to the child named (`ns`, `local`), returning its
-    /// declaration and 1-based occurrence (for repeatable elements).
+    /// Moves the cursor over the sequence `parts` to the child named (`ns`, `local`), returning
+    /// its declaration and 1-based occurrence (for repeatable elements).
     pub fn step(
         &mut self,
-        complex: Complex,
+        parts: &'static [Particle],
         ns: Option<Ns>,
         local: &str,
     ) -> Result<(&'static Child, Option<u32>), Misfit> {
-        let parts = complex.particles();
         let matches =
             |p: &'static Particle| p.alts.iter().find(|c| Some(c.ns) == ns && c.name == local);
         let (mut i, mut count) = (self.particle, self.count);
@@ -120,8 +119,8 @@ impl Cursor {
     }
 
     /// The first required child not yet seen, when the element ends here.
-    pub fn missing(&self, complex: Complex) -> Option<Vec<&'static Child>> {
-        first_missing(complex.particles(), self.particle, self.count)
+    pub fn missing(&self, parts: &'static [Particle]) -> Option<Vec<&'static Child>> {
+        first_missing(parts, self.particle, self.count)
     }
 }
 

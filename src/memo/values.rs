@@ -6,9 +6,10 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime};
 
 use super::error::quote;
+use super::rules;
 use super::schema::{
-    COMMENT_MAX, GLN_MAX, LANGUAGE_MAX, LICENSE_NUMBER_MAX, NOTIFICATION_MAX, PNUMBER_MAX, Simple,
-    TEXT_MAX, URI_MAX,
+    COMMENT_MAX, GLN_MAX, LANGUAGE_MAX, LICENSE_NUMBER_MAX, NOTIFICATION_MAX, NOTIFICATION_MAX_1_2,
+    PNUMBER_MAX, Simple, TEXT_MAX, URI_MAX,
 };
 
 /// Characters XML 1.0 allows in a document.
@@ -38,10 +39,11 @@ fn collapse(s: &str) -> String {
 /// Most bytes a value of this type can have, to stop reading early: `None` when unbounded.
 pub fn max_bytes(ty: Simple) -> Option<usize> {
     let chars = match ty {
-        Simple::Text | Simple::MimeType => TEXT_MAX,
+        Simple::Text | Simple::MimeType | Simple::Filename => TEXT_MAX,
         Simple::Comment => COMMENT_MAX,
         Simple::Notification => NOTIFICATION_MAX,
-        Simple::Uri => URI_MAX,
+        Simple::NotificationV1_2 => NOTIFICATION_MAX_1_2,
+        Simple::Uri | Simple::ActionUrl => URI_MAX,
         Simple::LicenseNumber => LICENSE_NUMBER_MAX,
         Simple::Base64 => return None,
         // Short lexical forms; room for surrounding whitespace.
@@ -69,6 +71,14 @@ pub fn check(ty: Simple, raw: String) -> Result<String, String> {
         Simple::Text => max_chars(&raw, TEXT_MAX, "the text").map(|()| raw),
         Simple::Comment => max_chars(&raw, COMMENT_MAX, "the comment").map(|()| raw),
         Simple::Notification => max_chars(&raw, NOTIFICATION_MAX, "the notification").map(|()| raw),
+        Simple::NotificationV1_2 => {
+            max_chars(&raw, NOTIFICATION_MAX_1_2, "the notification").map(|()| raw)
+        }
+        Simple::Filename => {
+            max_chars(&raw, TEXT_MAX, "the filename")?;
+            rules::check_filename(&raw)?;
+            Ok(raw)
+        }
         Simple::LicenseNumber => {
             max_chars(&raw, LICENSE_NUMBER_MAX, "the licence number").map(|()| raw)
         }
@@ -129,6 +139,12 @@ pub fn check(ty: Simple, raw: String) -> Result<String, String> {
         Simple::Uri => {
             let v = collapse(&raw);
             max_chars(&v, URI_MAX, "the URI")?;
+            Ok(v)
+        }
+        Simple::ActionUrl => {
+            let v = collapse(&raw);
+            max_chars(&v, URI_MAX, "the URI")?;
+            rules::check_action_url(&v)?;
             Ok(v)
         }
         Simple::Gln => check_long(&raw, GLN_MAX, "a global location number"),

@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::model::{
-    Element, ElementContent, MemoDocument, MemoFile, MemoMessage, TechnicalDocument,
+    Element, ElementContent, MemoDocument, MemoFile, MemoMessage, MemoVersion, TechnicalDocument,
 };
 use super::schema::Ns;
 use super::values::{format_date, format_datetime};
@@ -29,7 +29,8 @@ pub fn write(m: &MemoMessage) -> Vec<u8> {
     w.raw(" memoVersion=\"");
     w.raw(m.version.as_str());
     w.raw("\"");
-    if let Some(v) = &m.schema_version {
+    // MeMo 1.2 removed the attribute: a 1.2 message with it is invalid.
+    if let (MemoVersion::V1_1, Some(v)) = (m.version, &m.schema_version) {
         w.raw(" memoSchVersion=\"");
         w.escaped(v, true);
         w.raw("\"");
@@ -65,7 +66,12 @@ pub fn write(m: &MemoMessage) -> Vec<u8> {
     w.text("idType", &s.id_type);
     w.opt("idTypeLabel", &s.id_type_label);
     w.text("label", &s.label);
-    w.elements(s.attention_data.iter().chain(&s.contact_point));
+    w.elements(
+        s.attention_data
+            .iter()
+            .chain(&s.contact_point)
+            .chain(&s.representative),
+    );
     w.close("Sender");
 
     let r = &h.recipient;
@@ -121,6 +127,7 @@ fn namespaces_used(m: &MemoMessage) -> Vec<Ns> {
         .attention_data
         .iter()
         .chain(&h.sender.contact_point)
+        .chain(&h.sender.representative)
         .chain(&h.recipient.attention_data)
         .chain(&h.recipient.contact_point)
         .chain(&h.content_data)

@@ -1,25 +1,21 @@
-//! The schema files in `schemas/` and the parser's tables in [`super::schema`] must say the same
-//! thing. This test reads the XSD files (checking they are well-formed XML), walks the content
-//! models from `memo:Message` down, and compares every sequence with the tables: element
-//! namespaces and names, order, minOccurs/maxOccurs, choices, simple types, defaults, and the
-//! facets of the data types.
+//! The schema files in `schemas/` and the parser's tables (`tables`) must say the same thing,
+//! for each MeMo version. This test reads a version's XSD set (checking it is well-formed XML),
+//! walks the content models from `memo:Message` down, and compares every sequence with that
+//! version's tables: element namespaces and names, order, minOccurs/maxOccurs, choices, simple
+//! types, defaults, and the facets of the data types.
 
 use std::collections::{HashMap, HashSet};
 
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
-use super::schema::{self, Complex, MESSAGE, Ns, Simple, Ty, UNBOUNDED};
+use super::schema::{self, Complex, MESSAGE, MemoVersion, Ns, Simple, Ty, UNBOUNDED};
 
 const XS: &str = "http://www.w3.org/2001/XMLSchema";
 const DT: &str = "https://data.gov.dk/model/dataTypes/";
 
-const FILES: &[(&str, &str)] = &[
-    ("MeMo_core.xsd", include_str!("../../schemas/MeMo_core.xsd")),
-    (
-        "MeMo_dataTypes.xsd",
-        include_str!("../../schemas/MeMo_dataTypes.xsd"),
-    ),
+/// The namespace schemas both versions import.
+const SHARED: &[(&str, &str)] = &[
     ("MeMo_grd.xsd", include_str!("../../schemas/MeMo_grd.xsd")),
     ("MeMo_dmv.xsd", include_str!("../../schemas/MeMo_dmv.xsd")),
     ("MeMo_form.xsd", include_str!("../../schemas/MeMo_form.xsd")),
@@ -28,6 +24,29 @@ const FILES: &[(&str, &str)] = &[
     ("MeMo_sor.xsd", include_str!("../../schemas/MeMo_sor.xsd")),
     ("MeMo_udd.xsd", include_str!("../../schemas/MeMo_udd.xsd")),
 ];
+
+/// A version's own files: its core and its data types.
+fn own_files(version: MemoVersion) -> [(&'static str, &'static str); 2] {
+    match version {
+        MemoVersion::V1_1 => [
+            ("MeMo_core.xsd", include_str!("../../schemas/MeMo_core.xsd")),
+            (
+                "MeMo_dataTypes.xsd",
+                include_str!("../../schemas/MeMo_dataTypes.xsd"),
+            ),
+        ],
+        MemoVersion::V1_2 => [
+            (
+                "v1.2/MeMo_core.xsd",
+                include_str!("../../schemas/v1.2/MeMo_core.xsd"),
+            ),
+            (
+                "v1.2/MeMo_dataTypes.xsd",
+                include_str!("../../schemas/v1.2/MeMo_dataTypes.xsd"),
+            ),
+        ],
+    }
+}
 
 type QName = (String, String);
 
@@ -203,9 +222,9 @@ fn read(file: &str, text: &str, xsd: &mut Xsd) {
     }
 }
 
-fn load() -> Xsd {
+fn load(version: MemoVersion) -> Xsd {
     let mut xsd = Xsd::default();
-    for (file, text) in FILES {
+    for (file, text) in own_files(version).iter().chain(SHARED) {
         read(file, text, &mut xsd);
     }
     xsd
@@ -213,16 +232,16 @@ fn load() -> Xsd {
 
 fn expected_simple(s: Simple) -> QName {
     let (uri, local) = match s {
-        Simple::Text | Simple::MimeType => (DT, "memoTextType"),
+        Simple::Text | Simple::MimeType | Simple::Filename => (DT, "memoTextType"),
         Simple::Comment => (DT, "memoCommentType"),
-        Simple::Notification => (DT, "memoNotificationType"),
+        Simple::Notification | Simple::NotificationV1_2 => (DT, "memoNotificationType"),
         Simple::MessageType => (DT, "memoMessageType"),
         Simple::Uuid => (DT, "memoUuidType"),
         Simple::DateTime => (DT, "memoDateTimeType"),
         Simple::Date => (XS, "date"),
         Simple::Boolean | Simple::BooleanDefaultFalse => (XS, "boolean"),
         Simple::Language => (DT, "memoLanguageType"),
-        Simple::Uri => (DT, "memoUriType"),
+        Simple::Uri | Simple::ActionUrl => (DT, "memoUriType"),
         Simple::Base64 => (XS, "base64Binary"),
         Simple::LicenseNumber => (DT, "memoLicenseNumberType"),
         Simple::Gln => (DT, "memoGLNType"),
@@ -231,7 +250,13 @@ fn expected_simple(s: Simple) -> QName {
     (uri.to_string(), local.to_string())
 }
 
-fn compare(xsd: &Xsd, ours: Complex, theirs: &QName, seen: &mut HashSet<QName>) {
+fn compare(
+    xsd: &Xsd,
+    version: MemoVersion,
+    ours: Complex,
+    theirs: &QName,
+    seen: &mut HashSet<QName>,
+) {
     if !seen.insert(theirs.clone()) {
         return;
     }
@@ -239,7 +264,7 @@ fn compare(xsd: &Xsd, ours: Complex, theirs: &QName, seen: &mut HashSet<QName>) 
         .complex
         .get(theirs)
         .unwrap_or_else(|| panic!("no complexType {theirs:?}"));
-    let our = ours.particles();
+    let our = ours.particles(version);
     let names = |ps: &[XParticle]| -> Vec<String> {
         ps.iter()
             .map(|p| {
@@ -279,15 +304,14 @@ fn compare(xsd: &Xsd, ours: Complex, theirs: &QName, seen: &mut HashSet<QName>) 
                     let default = (s == Simple::BooleanDefaultFalse).then(|| "false".to_string());
                     assert_eq!(default, ta.default, "{what}: default");
                 }
-                Ty::Complex(c) => compare(xsd, c, &their_type, seen),
+                Ty::Complex(c) => compare(xsd, version, c, &their_type, seen),
             }
         }
     }
 }
 
-#[test]
-fn the_schema_files_and_the_parser_tables_agree() {
-    let xsd = load();
+fn tables_agree_with_the_files(version: MemoVersion, complex_types: usize) {
+    let xsd = load(version);
     let memo_globals: Vec<_> = xsd
         .globals
         .keys()
@@ -300,33 +324,49 @@ fn the_schema_files_and_the_parser_tables_agree() {
     let message_type = &xsd.globals[&(Ns::Memo.uri().to_string(), "Message".to_string())];
     assert_eq!(MESSAGE.ty, Ty::Complex(Complex::Message));
     let mut seen = HashSet::new();
-    compare(&xsd, Complex::Message, message_type, &mut seen);
+    compare(&xsd, version, Complex::Message, message_type, &mut seen);
     // Every complex type of the files is reached from memo:Message, so every one was compared.
     let all: HashSet<QName> = xsd.complex.keys().cloned().collect();
     assert_eq!(seen, all);
-    assert_eq!(seen.len(), 41);
+    assert_eq!(seen.len(), complex_types);
 
     let q = |uri: &str, local: &str| (uri.to_string(), local.to_string());
-    assert_eq!(
-        xsd.attributes[message_type],
-        vec![
-            (
-                "memoVersion".to_string(),
-                q(XS, "decimal"),
-                "required".to_string()
-            ),
-            (
-                "memoSchVersion".to_string(),
-                q(DT, "memoTextType"),
-                "required".to_string()
-            ),
-        ]
-    );
+    let mut attributes = vec![(
+        "memoVersion".to_string(),
+        q(XS, "decimal"),
+        "required".to_string(),
+    )];
+    // The one difference the tables cannot show: the parser checks it on the root's start tag.
+    if version == MemoVersion::V1_1 {
+        attributes.push((
+            "memoSchVersion".to_string(),
+            q(DT, "memoTextType"),
+            "required".to_string(),
+        ));
+    }
+    assert_eq!(xsd.attributes[message_type], attributes);
+}
+
+#[test]
+fn the_1_1_schema_files_and_the_parser_tables_agree() {
+    tables_agree_with_the_files(MemoVersion::V1_1, 41);
+}
+
+#[test]
+fn the_1_2_schema_files_and_the_parser_tables_agree() {
+    // 1.2 adds one complex type, memo:Representative.
+    tables_agree_with_the_files(MemoVersion::V1_2, 42);
 }
 
 #[test]
 fn the_data_types_agree() {
-    let xsd = load();
+    for version in MemoVersion::ALL {
+        data_types_agree(version);
+    }
+}
+
+fn data_types_agree(version: MemoVersion) {
+    let xsd = load(version);
     let facet = |ty: &str, name: &str| -> Vec<String> {
         xsd.facets[&(DT.to_string(), ty.to_string())]
             .iter()
@@ -343,9 +383,14 @@ fn the_data_types_agree() {
         one("memoCommentType", "maxLength"),
         schema::COMMENT_MAX.to_string()
     );
+    let notification_max = match version {
+        MemoVersion::V1_1 => schema::NOTIFICATION_MAX,
+        MemoVersion::V1_2 => schema::NOTIFICATION_MAX_1_2,
+    };
     assert_eq!(
         one("memoNotificationType", "maxLength"),
-        schema::NOTIFICATION_MAX.to_string()
+        notification_max.to_string(),
+        "MeMo {version}"
     );
     assert_eq!(one("memoUriType", "maxLength"), schema::URI_MAX.to_string());
     assert_eq!(

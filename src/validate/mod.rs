@@ -67,19 +67,11 @@ impl Default for Limits {
         Limits {
             max_letter_size: ByteSize::b(99_500_000),
             max_attachments: 10,
-            allowed_media_types: [
-                "application/pdf",
-                "text/plain",
-                "text/html",
-                "application/xml",
-                "text/xml",
-                "image/png",
-                "image/jpeg",
-                "image/tiff",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+            // What Digital Post itself accepts; see `memo::rules`.
+            allowed_media_types: crate::memo::rules::DIGITAL_POST_MEDIA_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }
@@ -218,6 +210,10 @@ fn check_document(which: &str, d: &Document, limits: &Limits) -> Result<(), Reje
             d.filename
         )));
     }
+    // The letter is handed over as MeMo, where Digital Post refuses more characters still.
+    if let Err(problem) = crate::memo::rules::check_filename(&d.filename) {
+        return Err(Rejection::invalid(format!("{which}: {problem}")));
+    }
     // Parameters such as `; charset=utf-8` do not change what the document is.
     let media = d
         .media_type
@@ -331,6 +327,24 @@ mod tests {
         assert!(validate(with_charset, &Limits::default()).is_ok());
         let r = reject(|d| d.main_document.as_mut().unwrap().filename = "../etc/passwd".into());
         assert!(r.detail.contains("plain file name"), "{}", r.detail);
+        let r = reject(|d| d.main_document.as_mut().unwrap().filename = "brev:1.pdf".into());
+        assert!(
+            r.detail.contains("main_document: filename has a colon"),
+            "{}",
+            r.detail
+        );
+        let r = reject(|d| d.main_document.as_mut().unwrap().filename = "brev\u{00A0}1.pdf".into());
+        assert!(r.detail.contains("no-break space (U+00A0)"), "{}", r.detail);
+        for word in [
+            "application/msword",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/vnd.oasis.opendocument.text",
+            "image/gif",
+        ] {
+            let mut d = draft();
+            d.main_document.as_mut().unwrap().media_type = word.into();
+            assert!(validate(d, &Limits::default()).is_ok(), "{word}");
+        }
         let r = reject(|d| d.recipient_type = Some(IdType::Cvr));
         assert_eq!(r.reason, RejectReason::InvalidRecipientId);
     }
