@@ -77,14 +77,10 @@ async fn a_zip_batch_sends_good_entries_and_reports_every_bad_one() {
     );
     let mut c = h.client(AUTHORITY).await;
     let report = h.outside.path().join("batch.csv");
-    let summary = brevdue::cli::send::send(
-        &mut c,
-        &zip_path,
-        &report,
-        &brevdue::domain::BatchId::generate(),
-    )
-    .await
-    .expect("send");
+    let batch = brevdue::domain::BatchId::generate();
+    let summary = brevdue::cli::send::send(&mut c, &zip_path, &report, &batch)
+        .await
+        .expect("send");
     assert_eq!(summary.letters, 3, "{summary:?}");
     assert_eq!(summary.count("ACCEPTED_MAILBOX"), 2, "{summary:?}");
     assert_eq!(summary.refused_entries.len(), 3, "{summary:?}");

@@ -501,8 +501,8 @@ pub async fn run(
             );
             if !summary.all_sent() {
                 eprintln!(
-                    "{} lines or entries of {} could not be sent (see above and the report)",
-                    summary.unreadable.len() + summary.refused_entries.len(),
+                    "{} lines of {} could not be sent (see above)",
+                    summary.not_sent(),
                     input.display()
                 );
                 return Ok(ExitCode::from(1));

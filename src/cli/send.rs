@@ -1,9 +1,9 @@
 //! `brevdue send`: submit a batch file (or a directory of them) as one stream, with a progress
-//! bar, a receipt report (CSV) and a summary by outcome and reason. A batch is JSON lines, a
-//! MeMo message (`.xml`) or a zip of MeMo messages (`.zip`, see `memo_zip`); zip entries that
-//! are refused before sending get a `NOT_SENT` line of their own in the report. Every letter
-//! goes under a batch id (the caller's, or a generated one) so the run can be followed, counted
-//! and recalled as a whole afterwards (`brevdue batch status|cancel`).
+//! bar, a receipt report (CSV) and a summary by outcome and reason. Every letter goes under a
+//! batch id (the caller's, or a generated one) so the run can be followed, counted and recalled
+//! as a whole afterwards (`brevdue batch status|cancel`). A batch is JSON lines, a MeMo message
+//! (`.xml`) or a zip of MeMo messages (`.zip`, see `memo_zip`); zip entries that are refused
+//! before sending get a `NOT_SENT` line of their own in the report.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -69,6 +69,11 @@ impl Summary {
     /// learn from the exit code.
     pub fn all_sent(&self) -> bool {
         self.unreadable.is_empty() && self.refused_entries.is_empty()
+    }
+
+    /// Lines and zip entries that were never sent.
+    pub fn not_sent(&self) -> usize {
+        self.unreadable.len() + self.refused_entries.len()
     }
 
     pub fn print(&self) {
@@ -271,13 +276,13 @@ pub async fn send(
     .await?;
     summary.unreadable = unreadable.lock().map(|v| v.clone()).unwrap_or_default();
     summary.refused_entries = refused.lock().map(|v| v.clone()).unwrap_or_default();
-    append_refused(report, &summary.refused_entries)?;
+    append_refused(report, &summary.refused_entries, batch)?;
     Ok(summary)
 }
 
 /// One report line per refused zip entry, after the receipts: outcome `NOT_SENT`, the reason
 /// code and why, so the report accounts for every entry of the archive.
-fn append_refused(report: &Path, refused: &[RefusedEntry]) -> Result<()> {
+fn append_refused(report: &Path, refused: &[RefusedEntry], batch: &BatchId) -> Result<()> {
     if refused.is_empty() {
         return Ok(());
     }
@@ -287,7 +292,18 @@ fn append_refused(report: &Path, refused: &[RefusedEntry]) -> Result<()> {
         .with_context(|| format!("cannot append to {}", report.display()))?;
     let mut out = csv::Writer::from_writer(file);
     for r in refused {
-        out.write_record([&r.source, "", "", "NOT_SENT", r.reason, &r.why, "", "", ""])?;
+        out.write_record([
+            &r.source,
+            "",
+            "",
+            "NOT_SENT",
+            r.reason,
+            &r.why,
+            "",
+            "",
+            "",
+            batch.as_str(),
+        ])?;
     }
     out.flush()
         .with_context(|| format!("writing {}", report.display()))

@@ -59,10 +59,10 @@ pub struct Config {
     pub admission: AdmissionConfig,
     pub commit: CommitterConfig,
     pub delivery: DeliveryConfig,
-    /// `[memo]`: the MeMo version produced for letters sent as fields.
-    pub memo: MemoConfig,
     /// `[events]`: retention and limits of the event streams senders follow.
     pub events: FollowConfig,
+    /// `[memo]`: the MeMo version produced for letters sent as fields.
+    pub memo: MemoConfig,
 }
 
 impl Default for Config {
@@ -85,8 +85,8 @@ impl Default for Config {
             admission: AdmissionConfig::default(),
             commit: CommitterConfig::default(),
             delivery: DeliveryConfig::default(),
-            memo: MemoConfig::default(),
             events: FollowConfig::default(),
+            memo: MemoConfig::default(),
         }
     }
 }

@@ -52,11 +52,6 @@ pub(crate) fn signal_all(written: Vec<(Cvr, usize)>) {
     }
 }
 
-pub(crate) fn batch_from(v: Option<String>) -> Result<Option<crate::domain::BatchId>, StoreError> {
-    v.map(|b| b.parse().map_err(|_| super::rows::corrupt("batch id")))
-        .transpose()
-}
-
 /// Events per sender, senders in CVR order: locks on `event_seq` rows are always taken in
 /// that order, so two transactions writing events of the same senders cannot deadlock on them.
 pub(crate) fn by_sender(events: &[NewEvent]) -> BTreeMap<Cvr, Vec<&NewEvent>> {

@@ -135,7 +135,7 @@ pub(crate) fn record_from(row: &impl StoreRow) -> Result<LetterRecord, StoreErro
         // A counter past four billion attempts says "many" as well as the exact number would.
         attempts: u32::try_from(row.int("attempts")?).unwrap_or(u32::MAX),
         detail: row.text("detail")?,
-        batch_id: super::follow_sql::batch_from(row.opt_text("batch_id")?)?,
+        batch_id: batch_from(row.opt_text("batch_id")?)?,
         sender_reference: row.text("sender_reference")?,
     })
 }
@@ -286,6 +286,12 @@ impl LimitColumns {
         }
         .into_limits()
     }
+}
+
+/// A stored batch id, checked as it is read.
+pub(crate) fn batch_from(v: Option<String>) -> Result<Option<crate::domain::BatchId>, StoreError> {
+    v.map(|b| b.parse().map_err(|_| corrupt("batch id")))
+        .transpose()
 }
 
 #[cfg(test)]
