@@ -112,9 +112,9 @@ pub(crate) const CANCEL_BATCH: &str = "UPDATE letters SET state = 6, wrapped_key
 pub(crate) const CANCEL_DETAIL: &str = "recalled by the sender";
 
 /// PostgreSQL: the waiting letters of a batch locked in `letter_id` order before they are
-/// cancelled. Delivery locks its letters in that order too (it updates a sorted id array
-/// through the primary key), so a batch recall and a delivery of overlapping letters queue
-/// behind each other instead of each holding a row the other wants. SQLite has one writer at
+/// cancelled. Delivery locks its letters in that order too (an explicit `FOR UPDATE` in
+/// `letter_id` order before its update), so a batch recall and a delivery of overlapping
+/// letters queue behind each other instead of each holding a row the other wants. SQLite has one writer at
 /// a time and needs no such lock.
 pub(crate) const LOCK_BATCH_PG: &str = "SELECT letter_id FROM letters \
      WHERE sender_cvr = $1 AND batch_id = $2 AND state IN (1, 2) AND print_batch IS NULL \

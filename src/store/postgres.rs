@@ -360,6 +360,13 @@ impl Backend for PostgresStore {
         keys.sort();
         keys.dedup();
         let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
+        // Rows locked in letter_id order first: an UPDATE over `= ANY(array)` locks rows in
+        // whatever order its plan visits them, so without this a delivery and a batch recall
+        // (which locks in the same order, `follow_sql::LOCK_BATCH_PG`) can deadlock.
+        sqlx::query("SELECT letter_id FROM letters WHERE letter_id = ANY($1::text[]) ORDER BY letter_id FOR UPDATE")
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await?;
         // The waiting states are re-checked after waiting for a concurrent update of the same
         // row, so of two workers delivering one letter only the first changes it.
         // The waiting condition a recall has too (`follow_sql::CANCEL_ONE`): of a delivery and
