@@ -9,8 +9,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use brevdue::cli::client::Client;
 use brevdue::ingest::pb;
+use common::follow::events_now;
 use common::*;
 use futures::StreamExt;
 use tonic::Code;
@@ -19,23 +19,6 @@ fn in_batch(mut l: pb::Letter, batch: &str, reference: &str) -> pb::Letter {
     l.batch_id = batch.to_string();
     l.sender_reference = reference.to_string();
     l
-}
-
-async fn events(c: &mut Client, after: &str, terminal_only: bool) -> Vec<pb::LetterEvent> {
-    let mut s = c
-        .watch_events(pb::WatchRequest {
-            after_cursor: after.to_string(),
-            terminal_only,
-            follow: false,
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(e) = s.next().await {
-        out.push(e.expect("event"));
-    }
-    out
 }
 
 fn state(e: &pb::LetterEvent) -> pb::LetterState {
@@ -93,7 +76,7 @@ async fn follow_batches_recall_and_list(backend: Backend) {
         .expect("submit");
 
     // Each acceptance once, in order, with increasing cursors and the sender's fields.
-    let accepted = events(&mut bank, "", false).await;
+    let accepted = events_now(&mut bank, "", false).await;
     assert_eq!(accepted.len(), 3, "{accepted:?}");
     for (i, e) in accepted.iter().enumerate() {
         assert_eq!(state(e), pb::LetterState::Accepted);
@@ -102,11 +85,11 @@ async fn follow_batches_recall_and_list(backend: Backend) {
         assert_eq!(e.sender_reference, format!("ref-{i}"));
     }
     assert_eq!(
-        events(&mut bank, &accepted[0].cursor, false).await[..],
+        events_now(&mut bank, &accepted[0].cursor, false).await[..],
         accepted[1..]
     );
     // The other sender sees only its own.
-    let theirs = events(&mut authority, "", false).await;
+    let theirs = events_now(&mut authority, "", false).await;
     assert_eq!(theirs.len(), 1);
     assert!(!ids.contains(&theirs[0].letter_id));
 
@@ -221,7 +204,7 @@ async fn follow_batches_recall_and_list(backend: Backend) {
 
     // Restart with delivery on; a follow stream resumed from the last cursor gets exactly the
     // two deliveries (terminal only) and nothing of the cancelled letter.
-    let last = events(&mut bank, "", false).await;
+    let last = events_now(&mut bank, "", false).await;
     let last_cursor = last.last().expect("events").cursor.clone();
     h.stop().await;
     h.config.delivery.enabled = true;
@@ -259,7 +242,7 @@ async fn follow_batches_recall_and_list(backend: Backend) {
         3,
         "two of the bank's and the authority's"
     );
-    let all = events(&mut bank, "", false).await;
+    let all = events_now(&mut bank, "", false).await;
     let kinds: Vec<(String, pb::LetterState)> = all
         .iter()
         .map(|e| (e.letter_id.clone(), state(e)))
