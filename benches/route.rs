@@ -7,6 +7,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use brevdue::domain::{RecipientId, SenderKind};
+use brevdue::registry::LiveRegistry;
 use brevdue::registry::synth::{SynthSpec, generate_index, random_child_cpr};
 use brevdue::route::{Decision, RouteQuery, SenderRef, route, route_batch};
 use criterion::{Criterion, Throughput};
@@ -33,6 +34,8 @@ fn main() {
     // Random order over the whole registry, with one letter in ten to an unregistered child.
     let mut rng = SmallRng::seed_from_u64(5);
     let mut keys: Vec<u64> = index.iter().map(|(k, _, _)| k).collect();
+    let index = LiveRegistry::from(index);
+    let today = spec.reference_date;
     keys.shuffle(&mut rng);
     let mut queries: Vec<RecipientId> = keys
         .iter()
@@ -61,7 +64,7 @@ fn main() {
         let mut mailbox = 0usize;
         for (i, id) in queries.iter().enumerate() {
             let s = senders[i % senders.len()];
-            if let Decision::Deliver(_) = route(&index, s, id, fallbacks[i]) {
+            if let Decision::Deliver(_) = route(&index, today, s, id, fallbacks[i]) {
                 mailbox += 1;
             }
         }
@@ -79,7 +82,7 @@ fn main() {
     let mut decisions_out = Vec::with_capacity(batch.len());
     let mut decide_batch = || {
         decisions_out.clear();
-        route_batch(&index, &batch, &mut decisions_out);
+        route_batch(&index, today, &batch, &mut decisions_out);
         decisions_out
             .iter()
             .filter(|d| matches!(d, Decision::Deliver(_)))

@@ -19,7 +19,9 @@
 //! recipient's letter with `print_fallback` goes to print, where the print house handles estates.
 
 use crate::domain::{Cvr, RecipientId, RecipientStatus, RejectReason, Route, SenderKind};
-use crate::registry::{RecipientEntry, RegistryIndex};
+use time::Date;
+
+use crate::registry::{LiveRegistry, RecipientEntry};
 
 /// Age from which Digital Post is mandatory.
 pub const DIGITAL_POST_AGE: u32 = 15;
@@ -40,8 +42,8 @@ pub struct SenderRef {
 
 /// Decides one letter. `entry` is the registry's record of the recipient, if any.
 ///
-/// A recipient missing from the registry is UNKNOWN. That includes every citizen under 15:
-/// Digital Post becomes mandatory at 15 and children are never registered, so for a public
+/// A recipient missing from the registry is UNKNOWN. That includes every citizen under 15,
+/// registered or not (see [`entry_on`]): Digital Post becomes mandatory at 15, so for a public
 /// sender their letters go to print and for a private sender they are not reachable.
 pub fn decide(
     sender: SenderRef,
@@ -81,15 +83,46 @@ pub struct RouteQuery {
 /// Letters looked up together: enough to keep the memory system busy, few enough to stay in L1.
 const CHUNK: usize = 64;
 
+/// Whether a registered recipient counts as registered on `today` (the Danish calendar day):
+/// a citizen under 15 does not, whatever the registry holds. Digital Post becomes mandatory on
+/// the 15th birthday, so a registered child's letters start routing as an adult's that day
+/// with no change in the registry.
+#[inline]
+fn counts_on(recipient: &RecipientId, today: Date) -> bool {
+    match recipient {
+        RecipientId::Cpr(c) => c.age_on(today) >= DIGITAL_POST_AGE,
+        RecipientId::Cvr(_) => true,
+    }
+}
+
+/// The registry's record of a recipient as routing sees it on `today`.
+pub fn entry_on<'a>(
+    registry: &'a LiveRegistry,
+    recipient: &RecipientId,
+    today: Date,
+) -> Option<RecipientEntry<'a>> {
+    registry
+        .lookup(recipient)
+        .filter(|_| counts_on(recipient, today))
+}
+
 /// Routes many letters at once, appending one decision per query to `out`, in order.
 ///
 /// Equivalent to calling [`route`] per letter, and several times faster on a large registry: a
 /// lookup is one or two cache misses, and deciding right after each lookup makes the decision's
 /// data-dependent branches stall the misses of the next letters behind them. Here each chunk is
 /// looked up first (independent loads the CPU overlaps), its subscription lists are touched next
-/// (again independent), and only then decided, from cache.
-pub fn route_batch(index: &RegistryIndex, queries: &[RouteQuery], out: &mut Vec<Decision>) {
+/// (again independent), and only then decided, from cache. Recipients changed since the packed
+/// index was built are answered by the registry's overlay.
+pub fn route_batch(
+    registry: &LiveRegistry,
+    today: Date,
+    queries: &[RouteQuery],
+    out: &mut Vec<Decision>,
+) {
     const ABSENT: u32 = u32::MAX;
+    let index = registry.base();
+    let changes = registry.has_changes();
     let mut packed = [ABSENT; CHUNK];
     out.reserve(queries.len());
     for chunk in queries.chunks(CHUNK) {
@@ -102,7 +135,16 @@ pub fn route_batch(index: &RegistryIndex, queries: &[RouteQuery], out: &mut Vec<
         }
         std::hint::black_box(touched);
         for (q, &p) in chunk.iter().zip(&packed) {
-            let entry = (p != ABSENT).then(|| index.entry(p));
+            let changed = if changes {
+                registry.changed(q.recipient.index_key())
+            } else {
+                None
+            };
+            let entry = match changed {
+                Some(entry) => entry,
+                None => (p != ABSENT).then(|| index.entry(p)),
+            }
+            .filter(|_| counts_on(&q.recipient, today));
             out.push(decide(q.sender, entry, q.print_fallback));
         }
     }
@@ -110,12 +152,13 @@ pub fn route_batch(index: &RegistryIndex, queries: &[RouteQuery], out: &mut Vec<
 
 /// Looks the recipient up and decides: the whole routing stage for one letter.
 pub fn route(
-    index: &RegistryIndex,
+    registry: &LiveRegistry,
+    today: Date,
     sender: SenderRef,
     recipient: &RecipientId,
     print_fallback: bool,
 ) -> Decision {
-    decide(sender, index.lookup(recipient), print_fallback)
+    decide(sender, entry_on(registry, recipient, today), print_fallback)
 }
 
 #[cfg(test)]
@@ -136,7 +179,10 @@ mod tests {
     }
 
     /// A registry with one recipient per interesting standing.
-    fn registry() -> RegistryIndex {
+    /// The day the tests route on.
+    const TODAY: Date = time::macros::date!(2026 - 12 - 02);
+
+    fn registry() -> LiveRegistry {
         let mut b = RegistryBuilder::default();
         let add = |b: &mut RegistryBuilder, id: &str, st, subs: &[&str]| {
             let id: RecipientId = id.parse().unwrap();
@@ -152,12 +198,16 @@ mod tests {
         add(&mut b, "0101905555", RecipientStatus::Closed, &[BANK]);
         add(&mut b, "61126228", RecipientStatus::Active, &[BANK]);
         add(&mut b, "10150817", RecipientStatus::Closed, &[]);
-        b.build().unwrap()
+        // Registered children: turning 15 on 3 December 2026, and on 2 December 2026.
+        add(&mut b, "0312114321", RecipientStatus::Active, &[BANK]);
+        add(&mut b, "0212114321", RecipientStatus::Active, &[BANK]);
+        LiveRegistry::from(b.build().unwrap())
     }
 
     fn go(kind: SenderKind, cvr: &str, to: &str, fallback: bool) -> Decision {
         route(
             &registry(),
+            TODAY,
             sender(kind, cvr),
             &to.parse().unwrap(),
             fallback,
@@ -188,7 +238,8 @@ mod tests {
             assert_eq!(go(Private, BANK, to, true), PRINT, "{to}");
             for fallback in [false, true] {
                 let unknown = route(
-                    &RegistryIndex::default(),
+                    &LiveRegistry::default(),
+                    TODAY,
                     sender(Private, BANK),
                     &to.parse().unwrap(),
                     fallback,
@@ -214,6 +265,33 @@ mod tests {
         assert_eq!(go(Public, AUTHORITY, "0106154321", false), PRINT);
         assert_eq!(go(Private, BANK, "0106154321", false), UNREACHABLE);
         assert_eq!(go(Private, BANK, "0106154321", true), PRINT);
+    }
+
+    #[test]
+    fn registered_children_route_as_adults_from_their_15th_birthday() {
+        // 14 today, 15 tomorrow: unknown until then, whatever the registry holds.
+        assert_eq!(go(Public, AUTHORITY, "0312114321", false), PRINT);
+        assert_eq!(go(Private, BANK, "0312114321", false), UNREACHABLE);
+        let tomorrow = TODAY.next_day().unwrap();
+        let who = sender(Private, BANK);
+        let child: RecipientId = "0312114321".parse().unwrap();
+        assert_eq!(route(&registry(), tomorrow, who, &child, false), MAILBOX);
+        // 15 today: an adult.
+        assert_eq!(go(Public, AUTHORITY, "0212114321", false), MAILBOX);
+        assert_eq!(go(Private, BANK, "0212114321", false), MAILBOX);
+        let mut out = Vec::new();
+        let q = |to: &str| RouteQuery {
+            sender: who,
+            recipient: to.parse().unwrap(),
+            print_fallback: false,
+        };
+        route_batch(
+            &registry(),
+            TODAY,
+            &[q("0312114321"), q("0212114321")],
+            &mut out,
+        );
+        assert_eq!(out, vec![UNREACHABLE, MAILBOX]);
     }
 
     #[test]
@@ -253,7 +331,7 @@ mod tests {
         status: Option<RecipientStatus>,
         subscribed: bool,
         id: RecipientId,
-    ) -> RegistryIndex {
+    ) -> LiveRegistry {
         let mut b = RegistryBuilder::default();
         if let Some(st) = status {
             // A company cannot be exempt; treat that draw as an active company.
@@ -267,7 +345,7 @@ mod tests {
                 b.subscribe(id, BANK.parse().unwrap()).unwrap();
             }
         }
-        b.build().unwrap()
+        LiveRegistry::from(b.build().unwrap())
     }
 
     #[test]
@@ -283,6 +361,8 @@ mod tests {
             "10150817",
             "0101909999",
             "0106154321",
+            "0312114321",
+            "0212114321",
         ];
         let mut queries = Vec::new();
         for (i, id) in ids.iter().cycle().take(200).enumerate() {
@@ -298,11 +378,42 @@ mod tests {
             });
         }
         let mut out = Vec::new();
-        route_batch(&index, &queries, &mut out);
+        route_batch(&index, TODAY, &queries, &mut out);
         assert_eq!(out.len(), queries.len());
         for (q, d) in queries.iter().zip(&out) {
-            assert_eq!(*d, route(&index, q.sender, &q.recipient, q.print_fallback));
+            assert_eq!(
+                *d,
+                route(&index, TODAY, q.sender, &q.recipient, q.print_fallback)
+            );
         }
+        // And with changes in the overlay.
+        let changed = index
+            .with_changes([(
+                "0101902222".parse::<RecipientId>().unwrap().index_key(),
+                Some(crate::registry::Delta {
+                    status: RecipientStatus::Active,
+                    senders: vec![BANK.parse::<crate::domain::Cvr>().unwrap().value()].into(),
+                }),
+            )])
+            .unwrap();
+        out.clear();
+        route_batch(&changed, TODAY, &queries, &mut out);
+        for (q, d) in queries.iter().zip(&out) {
+            assert_eq!(
+                *d,
+                route(&changed, TODAY, q.sender, &q.recipient, q.print_fallback)
+            );
+        }
+        assert_eq!(
+            route(
+                &changed,
+                TODAY,
+                sender(Private, BANK),
+                &"0101902222".parse().unwrap(),
+                false
+            ),
+            MAILBOX
+        );
     }
 
     proptest! {
@@ -318,12 +429,12 @@ mod tests {
             let id = Cpr::from_value(value).map(RecipientId::Cpr)
                 .unwrap_or_else(|_| "0101901234".parse().unwrap());
             let index = one_entry(status, subscribed, id);
-            let d = route(&index, sender(Private, BANK), &id, fallback);
+            let d = route(&index, TODAY, sender(Private, BANK), &id, fallback);
             if let Decision::Reject(reason) = d {
                 prop_assert_eq!(reason, RejectReason::NotReachable);
             }
             if !subscribed || status == Some(RecipientStatus::Closed) {
-                let unknown = route(&RegistryIndex::default(), sender(Private, BANK), &id, fallback);
+                let unknown = route(&LiveRegistry::default(), TODAY, sender(Private, BANK), &id, fallback);
                 prop_assert_eq!(d, unknown);
             }
         }
@@ -342,13 +453,19 @@ mod tests {
             let index = one_entry(status, subscribed, id);
             let kind = if public { Public } else { Private };
             let who = sender(kind, if public { AUTHORITY } else { BANK });
-            let d = route(&index, who, &id, fallback);
-            prop_assert_eq!(d, decide(who, index.lookup(&id), fallback));
+            let d = route(&index, TODAY, who, &id, fallback);
+            // The table, for the recipient as it stands today: a registered child counts as
+            // unknown until its 15th birthday.
+            let adult = match id {
+                RecipientId::Cpr(c) => c.age_on(TODAY) >= DIGITAL_POST_AGE,
+                RecipientId::Cvr(_) => true,
+            };
+            prop_assert_eq!(d, decide(who, index.lookup(&id).filter(|_| adult), fallback));
             // The entry the index holds is the one drawn (a CVR drawn exempt is stored active).
             let held = index.lookup(&id).map(|e| e.status);
             prop_assert_eq!(held.is_some(), status.is_some());
             let mut batch = Vec::new();
-            route_batch(&index, &[RouteQuery { sender: who, recipient: id, print_fallback: fallback }], &mut batch);
+            route_batch(&index, TODAY, &[RouteQuery { sender: who, recipient: id, print_fallback: fallback }], &mut batch);
             prop_assert_eq!(batch, vec![d]);
         }
     }

@@ -162,6 +162,13 @@ async fn run_signalling(
         work.clone(),
     ));
 
+    crate::directory::spawn_follower(
+        directory.clone(),
+        config.registry.clone(),
+        &tracker,
+        work.clone(),
+    );
+
     let follow = crate::follow::Follow::new(store.clone(), config.events.clone());
     crate::follow::spawn_pruner(
         store.clone(),

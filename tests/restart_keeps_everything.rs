@@ -56,7 +56,7 @@ async fn restart_keeps_letters_receipts_and_keys(backend: Backend) {
     // A registry change while running: UNKNOWN becomes an active recipient.
     let file = h.outside.path().join("more.csv");
     std::fs::write(&file, format!("id_type,id,status\nCPR,{UNKNOWN},active\n")).expect("write");
-    brevdue::cli::admin::registry_import(&h.config, &file, None)
+    brevdue::cli::registry::registry_import(&h.config, &file, None)
         .await
         .expect("import");
     let mut reached = false;

@@ -12,10 +12,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::directory::Secrets;
 use crate::domain::{Cvr, SenderInfo, SenderKind};
 use crate::pki::Pki;
-use crate::registry::csv::{read_recipients, read_subscriptions};
 use crate::seal::KeyRing;
 use crate::store::{self, Revocation, Store};
 
@@ -266,51 +264,6 @@ pub(crate) fn write_cert_dir(out: &Path, ca: &str, cert: &str, key: &str) -> Res
         f.write_all(content.as_bytes())?;
         f.sync_all()?;
     }
-    Ok(())
-}
-
-/// Imports registry CSV files: all or nothing.
-pub async fn registry_import(
-    config: &Config,
-    recipients: &Path,
-    subscriptions: Option<&Path>,
-) -> Result<()> {
-    let open = |p: &Path| fs::File::open(p).with_context(|| format!("cannot open {}", p.display()));
-    let rows = read_recipients(
-        std::io::BufReader::new(open(recipients)?),
-        &recipients.display().to_string(),
-    )?;
-    let subs = match subscriptions {
-        Some(p) => Some(read_subscriptions(
-            std::io::BufReader::new(open(p)?),
-            &p.display().to_string(),
-        )?),
-        None => None,
-    };
-    let (data, store) = open_store(config).await?;
-    let secrets = Secrets::load_or_create(&data.keys())?;
-    let recipient_rows = secrets.recipient_rows(&rows)?;
-    let sub_rows = subs
-        .as_deref()
-        .map(|s| secrets.subscription_rows(s))
-        .unwrap_or_default();
-    store
-        .import_registry(&recipient_rows, &sub_rows)
-        .await
-        .map_err(|e| match (e, subscriptions) {
-            (store::StoreError::UnknownSubscribers(lines), Some(p)) => anyhow::anyhow!(
-                "{}: nothing imported: {}",
-                p.display(),
-                store::StoreError::UnknownSubscribers(lines)
-            ),
-            (e, _) => e.into(),
-        })?;
-    println!(
-        "imported {} recipients{}",
-        rows.len(),
-        subs.map(|s| format!(" and {} subscriptions", s.len()))
-            .unwrap_or_default()
-    );
     Ok(())
 }
 

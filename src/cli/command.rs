@@ -110,7 +110,7 @@ enum Command {
         #[command(subcommand)]
         command: SendersCommand,
     },
-    /// Import the recipient registry.
+    /// Import the recipient registry, or apply changes to it.
     Registry {
         #[command(subcommand)]
         command: RegistryCommand,
@@ -325,6 +325,14 @@ enum RegistryCommand {
         #[arg(long)]
         subscriptions: Option<PathBuf>,
     },
+    /// Apply registry changes: JSON lines of subscribe, unsubscribe, status or remove changes.
+    /// All or nothing; running gateways route by them within seconds.
+    Apply {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The change file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -466,9 +474,12 @@ pub async fn run(
                     subscriptions,
                 },
         } => {
-            super::admin::registry_import(&data.load()?, &recipients, subscriptions.as_deref())
+            super::registry::registry_import(&data.load()?, &recipients, subscriptions.as_deref())
                 .await?
         }
+        Command::Registry {
+            command: RegistryCommand::Apply { data, file },
+        } => super::registry::registry_apply(&data.load()?, &file).await?,
         Command::Send {
             sender,
             input,

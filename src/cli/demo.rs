@@ -47,12 +47,13 @@ pub async fn run(data_dir: &Path, letters: usize, keep_running: bool) -> Result<
             subscriptions.push((0u64, id, *s));
         }
     });
-    if store.generations().await?.registry == 0 {
+    if store.registry_head().await?.seq == 0 {
         let secrets = Secrets::load_or_create(&data.keys())?;
         store
             .import_registry(
-                &secrets.recipient_rows(&recipients)?,
-                &secrets.subscription_rows(&subscriptions),
+                &secrets.import_of(&recipients, &subscriptions)?,
+                "demo",
+                &|_| {},
             )
             .await?;
         println!(

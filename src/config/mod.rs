@@ -14,6 +14,7 @@ pub use transport::TransportConfig;
 
 use crate::admission::AdmissionConfig;
 use crate::deliver::DeliveryConfig;
+use crate::directory::RegistryConfig;
 use crate::follow::FollowConfig;
 use crate::memo::MemoConfig;
 use crate::pipeline::CommitterConfig;
@@ -63,6 +64,8 @@ pub struct Config {
     pub events: FollowConfig,
     /// `[memo]`: the MeMo version produced for letters sent as fields.
     pub memo: MemoConfig,
+    /// `[registry]`: how running gateways follow registry changes.
+    pub registry: RegistryConfig,
 }
 
 impl Default for Config {
@@ -87,6 +90,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             events: FollowConfig::default(),
             memo: MemoConfig::default(),
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -198,6 +202,7 @@ impl Config {
         p.extend(self.events.problems());
         p.extend(self.database.problems());
         p.extend(self.broker.problems());
+        p.extend(self.registry.problems());
         if self.commit.max_batch_letters == 0 {
             p.push("commit.max_batch_letters must be at least 1".into());
         }

@@ -193,6 +193,7 @@ impl Gateway {
         let routing = Instant::now();
         let decision = crate::route::route(
             &self.directory.registry(),
+            crate::clock::danish_today(),
             who,
             &letter.recipient,
             letter.print_fallback,
@@ -312,7 +313,13 @@ impl Gateway {
             cvr: sender.cvr,
             kind: sender.kind,
         };
-        crate::route::route(&self.directory.registry(), who, recipient, print_fallback)
+        crate::route::route(
+            &self.directory.registry(),
+            crate::clock::danish_today(),
+            who,
+            recipient,
+            print_fallback,
+        )
     }
 }
 

@@ -133,20 +133,67 @@ pub fn read_recipients<R: Read>(
     input: R,
     file: &str,
 ) -> Result<Vec<(RecipientId, RecipientStatus)>, CsvError> {
+    let mut rows = Vec::new();
+    let mut seen: HashMap<u64, u64> = HashMap::new();
+    let mut duplicates = Problems::new(file);
+    scan_recipients(input, file, |line, id, status| {
+        if let Some(first) = seen.insert(id.index_key(), line) {
+            duplicates.add(line, format!("{id} is already listed on line {first}"));
+        } else {
+            rows.push((id, status));
+        }
+    })
+    .map_err(|e| merge(e, duplicates.kept.clone()))?;
+    duplicates.finish(rows)
+}
+
+/// A scan's row problems together with the duplicates found beside it, in line order.
+fn merge(e: CsvError, more: Vec<RowProblem>) -> CsvError {
+    match e {
+        CsvError::Rows {
+            file,
+            mut problems,
+            total,
+        } => {
+            let extra = more.len();
+            problems.extend(more);
+            problems.sort_by_key(|p| p.line);
+            problems.truncate(MAX_REPORTED);
+            CsvError::Rows {
+                file,
+                problems,
+                total: total + extra,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Streams a recipients file: `each` gets every good row (line, id, status) as it is read,
+/// so a national file is never held as text or as a second copy. Duplicates are the caller's
+/// to find. Any bad row makes the whole scan an error naming every bad line.
+pub fn scan_recipients<R: Read>(
+    input: R,
+    file: &str,
+    mut each: impl FnMut(u64, RecipientId, RecipientStatus),
+) -> Result<(), CsvError> {
     let mut rdr = reader(input);
     check_header(&mut rdr, file, "id_type,id,status")?;
     let mut problems = Problems::new(file);
-    let mut rows = Vec::new();
-    let mut seen: HashMap<u64, u64> = HashMap::new();
-    for record in rdr.records() {
-        let record = match record {
-            Ok(r) => r,
+    let mut record = ::csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
                 problems.add(line, format!("not readable CSV: {e}"));
+                if matches!(e.kind(), ::csv::ErrorKind::Io(_)) {
+                    break;
+                }
                 continue;
             }
-        };
+        }
         let line = record.position().map(|p| p.line()).unwrap_or(0);
         if record.len() != 3 {
             problems.add(
@@ -172,16 +219,14 @@ pub fn read_recipients<R: Read>(
             Ok((id, status)) => {
                 if matches!(id, RecipientId::Cvr(_)) && status == RecipientStatus::Exempt {
                     problems.add(line, super::RegistryError::ExemptCompany);
-                } else if let Some(first) = seen.insert(id.index_key(), line) {
-                    problems.add(line, format!("{id} is already listed on line {first}"));
                 } else {
-                    rows.push((id, status));
+                    each(line, id, status);
                 }
             }
             Err(problem) => problems.add(line, problem),
         }
     }
-    problems.finish(rows)
+    problems.finish(())
 }
 
 /// Reads a subscriptions file: which recipient subscribed to which private sender, with the
@@ -190,19 +235,36 @@ pub fn read_subscriptions<R: Read>(
     input: R,
     file: &str,
 ) -> Result<Vec<(u64, RecipientId, Cvr)>, CsvError> {
+    let mut rows = Vec::new();
+    scan_subscriptions(input, file, |line, id, sender| {
+        rows.push((line, id, sender))
+    })?;
+    Ok(rows)
+}
+
+/// Streams a subscriptions file, as [`scan_recipients`] does a recipients file.
+pub fn scan_subscriptions<R: Read>(
+    input: R,
+    file: &str,
+    mut each: impl FnMut(u64, RecipientId, Cvr),
+) -> Result<(), CsvError> {
     let mut rdr = reader(input);
     check_header(&mut rdr, file, "recipient_id,sender_cvr")?;
     let mut problems = Problems::new(file);
-    let mut rows = Vec::new();
-    for record in rdr.records() {
-        let record = match record {
-            Ok(r) => r,
+    let mut record = ::csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
                 problems.add(line, format!("not readable CSV: {e}"));
+                if matches!(e.kind(), ::csv::ErrorKind::Io(_)) {
+                    break;
+                }
                 continue;
             }
-        };
+        }
         let line = record.position().map(|p| p.line()).unwrap_or(0);
         if record.len() != 2 {
             problems.add(
@@ -217,12 +279,39 @@ pub fn read_subscriptions<R: Read>(
         let recipient = record[0].parse::<RecipientId>();
         let sender = record[1].parse::<Cvr>();
         match (recipient, sender) {
-            (Ok(r), Ok(s)) => rows.push((line, r, s)),
+            (Ok(r), Ok(s)) => each(line, r, s),
             (Err(e), _) => problems.add(line, e),
             (_, Err(e)) => problems.add(line, format!("sender: {e}")),
         }
     }
-    problems.finish(rows)
+    problems.finish(())
+}
+
+/// Duplicate recipients among rows sorted by index key and line (`(key, line)`), as row
+/// problems: every repeat names the recipient's first line.
+pub fn duplicate_problems<T>(
+    file: &str,
+    sorted: &[T],
+    key_line: impl Fn(&T) -> (u64, u64),
+) -> Result<(), CsvError> {
+    let mut problems = Problems::new(file);
+    for group in sorted
+        .chunk_by(|a, b| key_line(a).0 == key_line(b).0)
+        .filter(|g| g.len() > 1)
+    {
+        let (key, first) = key_line(&group[0]);
+        let shown = RecipientId::from_index_key(key)
+            .map(|id| id.to_string())
+            .unwrap_or_else(|_| "the recipient".into());
+        for again in &group[1..] {
+            problems.add(
+                key_line(again).1,
+                format!("{shown} is already listed on line {first}"),
+            );
+        }
+    }
+    problems.kept.sort_by_key(|p| p.line);
+    problems.finish(())
 }
 
 /// Writes rows in the recipients format (used by the synthetic generator and exports).

@@ -28,13 +28,13 @@ const STATUS_SHIFT: u32 = 30;
 const OFFSET_MASK: u32 = (1 << STATUS_SHIFT) - 1;
 
 /// What the registry knows of one recipient.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecipientEntry<'a> {
     pub status: RecipientStatus,
     subscriptions: &'a [u32],
 }
 
-impl RecipientEntry<'_> {
+impl<'a> RecipientEntry<'a> {
     /// Whether the recipient subscribed to mail from this private sender.
     pub fn is_subscribed_to(&self, sender: Cvr) -> bool {
         // Sorted and short (a handful per citizen): a linear scan beats a binary search here.
@@ -43,6 +43,18 @@ impl RecipientEntry<'_> {
 
     pub fn subscription_count(&self) -> usize {
         self.subscriptions.len()
+    }
+
+    /// The CVR values of the private senders subscribed to, ascending.
+    pub fn subscriptions(&self) -> &'a [u32] {
+        self.subscriptions
+    }
+
+    pub(crate) fn new(status: RecipientStatus, subscriptions: &'a [u32]) -> Self {
+        RecipientEntry {
+            status,
+            subscriptions,
+        }
     }
 }
 
@@ -94,9 +106,19 @@ impl RegistryIndex {
         self.slots.is_empty()
     }
 
+    /// Words in the subscription arena (counts and CVRs).
+    pub fn arena_len(&self) -> usize {
+        self.arena.len()
+    }
+
     /// Heap bytes held by the index (table and subscription arena).
     pub fn memory_bytes(&self) -> usize {
         self.slots.allocation_size() + self.arena.capacity() * size_of::<u32>()
+    }
+
+    /// The entry of a recipient by index key.
+    pub fn lookup_key(&self, key: u64) -> Option<RecipientEntry<'_>> {
+        self.slots.get(&key).map(|&p| self.entry(p))
     }
 
     /// Every recipient with its status and subscriptions, in no particular order.
@@ -188,29 +210,100 @@ impl RegistryBuilder {
 
     pub fn build(self) -> Result<RegistryIndex, RegistryError> {
         let RegistryBuilder {
-            mut slots,
+            slots,
             mut subscriptions,
         } = self;
         subscriptions.sort_unstable();
         subscriptions.dedup();
-        let subscribers = subscriptions.chunk_by(|a, b| a.0 == b.0).count();
-        // Offset 0 is the shared empty list for recipients without subscriptions.
-        let mut arena = Vec::with_capacity(1 + subscribers + subscriptions.len());
-        arena.push(0u32);
-        for group in subscriptions.chunk_by(|a, b| a.0 == b.0) {
-            let offset = arena.len();
-            if offset > OFFSET_MASK as usize {
-                return Err(RegistryError::TooLarge(arena.len()));
+        let mut loader = IndexLoader::with_capacity(slots.len(), subscriptions.len());
+        // Both sides in key order, walked together.
+        let mut recipients: Vec<(u64, u32)> = slots.into_iter().collect();
+        recipients.sort_unstable_by_key(|r| r.0);
+        let mut at = 0;
+        for (key, packed) in recipients {
+            while at < subscriptions.len() && subscriptions[at].0 < key {
+                at += 1;
             }
-            arena.push(group.len() as u32);
-            arena.extend(group.iter().map(|&(_, cvr)| cvr));
-            if let Some(packed) = slots.get_mut(&group[0].0) {
-                *packed = (*packed & !OFFSET_MASK) | offset as u32;
+            let from = at;
+            while at < subscriptions.len() && subscriptions[at].0 == key {
+                at += 1;
+            }
+            let senders: Vec<u32> = subscriptions[from..at].iter().map(|s| s.1).collect();
+            loader.push(
+                key,
+                RecipientStatus::from_bits(packed >> STATUS_SHIFT),
+                &senders,
+            )?;
+        }
+        Ok(loader.finish())
+    }
+}
+
+/// Packs recipients into a [`RegistryIndex`] one at a time, as they stream out of the store:
+/// each recipient's subscriptions go straight into the arena, so nothing is held twice.
+pub struct IndexLoader {
+    slots: HashMap<u64, u32>,
+    arena: Vec<u32>,
+}
+
+impl IndexLoader {
+    pub fn with_capacity(recipients: usize, subscriptions: usize) -> Self {
+        let mut arena = Vec::with_capacity(1 + subscriptions + recipients / 2);
+        // Offset 0 is the shared empty list for recipients without subscriptions.
+        arena.push(0u32);
+        IndexLoader {
+            slots: HashMap::with_capacity(recipients),
+            arena,
+        }
+    }
+
+    /// Adds one recipient by index key with its subscriptions (CVR values, sorted, each once).
+    /// A key added twice is refused.
+    pub fn push(
+        &mut self,
+        key: u64,
+        status: RecipientStatus,
+        senders: &[u32],
+    ) -> Result<(), RegistryError> {
+        if key & (1 << 40) != 0 && status == RecipientStatus::Exempt {
+            return Err(RegistryError::ExemptCompany);
+        }
+        let offset = if senders.is_empty() {
+            0
+        } else {
+            let offset = self.arena.len();
+            if offset + senders.len() >= OFFSET_MASK as usize {
+                return Err(RegistryError::TooLarge(offset));
+            }
+            self.arena.push(senders.len() as u32);
+            self.arena.extend_from_slice(senders);
+            offset as u32
+        };
+        match self.slots.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(_) => Err(RegistryError::DuplicateRecipient),
+            hashbrown::hash_map::Entry::Vacant(v) => {
+                v.insert((status.bits() << STATUS_SHIFT) | offset);
+                Ok(())
             }
         }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn finish(self) -> RegistryIndex {
+        let IndexLoader {
+            mut slots,
+            mut arena,
+        } = self;
         slots.shrink_to_fit();
         arena.shrink_to_fit();
-        Ok(RegistryIndex { slots, arena })
+        RegistryIndex { slots, arena }
     }
 }
 

@@ -21,7 +21,7 @@ pub use digest::{ContentDigest, DigestWriter, sha256};
 pub use envelope::{Binding, Sealed, open, seal};
 pub use keyring::{KekId, KeyRing};
 pub use pseudonym::{Pseudonymizer, RecipientTag};
-pub use rowkey::RowCipher;
+pub use rowkey::{RowCipher, SEALED_KEY_LEN, SealedKey};
 
 /// Why sealing or opening failed.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,9 @@ mod blobs;
 mod follow;
 pub(crate) mod follow_sql;
 mod postgres;
+mod registry;
+mod registry_pg;
+mod registry_sqlite;
 mod rows;
 mod shared;
 mod sqlite;
@@ -19,8 +22,7 @@ use async_trait::async_trait;
 use crate::backend::{DatabaseOptions, StoreUrl};
 
 use crate::domain::{
-    BatchId, Cvr, LetterId, LetterState, MessageUuid, Priority, RecipientStatus, Route, SenderInfo,
-    SenderLimits,
+    BatchId, Cvr, LetterId, LetterState, MessageUuid, Priority, Route, SenderInfo, SenderLimits,
 };
 use crate::seal::{ContentDigest, RecipientTag, Sealed};
 
@@ -29,6 +31,11 @@ pub use follow::{
     BatchCounts, BatchRejection, EventPage, EventQuery, FollowStore, ListQuery, StoredEvent, signal,
 };
 pub use postgres::PostgresStore;
+pub use registry::{
+    AppliedChanges, ChangeKind, ChangePage, ChangeProblem, ChangeRequest, ImportRow, LoggedChange,
+    LoggedState, MAX_CHANGE_PROBLEMS, RegistryHead, RegistryImport, RegistryStore, SenderRange,
+    StoredRecipient, SubscriberRow,
+};
 pub use sqlite::SqliteStore;
 
 /// Why a store operation failed, typed so that a caller can decide what to do: only
@@ -47,6 +54,12 @@ pub enum StoreError {
     UnknownCertificate(Cvr),
     #[error("subscriptions name recipients that are neither in the registry nor in the recipients file (lines {})", lines_list(.0))]
     UnknownSubscribers(Vec<u64>),
+    /// Registry changes that cannot be made (each with its index in the batch): none was made.
+    #[error("{total} registry change(s) cannot be made, none was made")]
+    RegistryChanges {
+        problems: Vec<(usize, ChangeProblem)>,
+        total: usize,
+    },
     /// A rule the database enforces refused the write: retrying the same write cannot succeed.
     #[error("the store refused the change: it breaks a {rule} constraint")]
     Constraint {
@@ -293,35 +306,11 @@ pub struct PendingDelivery {
     pub accepted_at_ms: i64,
 }
 
-/// A registry row as stored: pseudonym, sealed index key, status.
-#[derive(Clone, Debug)]
-pub struct RecipientRow {
-    pub tag: RecipientTag,
-    pub sealed_key: Vec<u8>,
-    pub status: RecipientStatus,
-}
-
-/// A subscription as stored, with the import file line it came from (for error messages).
-#[derive(Clone, Debug)]
-pub struct SubscriptionRow {
-    pub line: u64,
-    pub tag: RecipientTag,
-    pub sender: Cvr,
-}
-
-/// The registry as stored: recipients (pseudonym, sealed key, status) and subscriptions
-/// (the subscriber's pseudonym and sealed key, the sender).
-#[derive(Default, Debug)]
-pub struct StoredRegistry {
-    pub recipients: Vec<(RecipientTag, Vec<u8>, RecipientStatus)>,
-    pub subscriptions: Vec<(RecipientTag, Vec<u8>, Cvr)>,
-}
-
-/// Change counters, bumped by every admin change, polled by running gateways.
+/// Change counters, bumped by every admin change, polled by running gateways. (The registry
+/// has its own change log: [`RegistryStore`].)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Generations {
     pub senders: i64,
-    pub registry: i64,
 }
 
 /// What `Store::begin_attempts` found for one letter.
@@ -346,8 +335,9 @@ pub struct StateCounts {
 }
 
 #[async_trait]
-/// Every store also keeps what senders following their letters read (see `follow`).
-pub trait Store: FollowStore + Send + Sync + 'static {
+/// Every store also keeps what senders following their letters read (see `follow`) and the
+/// registry with its change log (see `registry`).
+pub trait Store: FollowStore + RegistryStore + Send + Sync + 'static {
     /// Stores accepted letters in one transaction. Durable (committed and synced) on return.
     /// Per letter, in order: `Inserted`, or `Existing` when the sender already has that message
     /// uuid (stored earlier or earlier in this same batch); an existing letter is never changed.
@@ -452,17 +442,6 @@ pub trait Store: FollowStore + Send + Sync + 'static {
 
     /// Every certificate ever issued, with its dates and whether it is revoked.
     async fn certificates(&self) -> Result<Vec<CertRecord>, StoreError>;
-
-    /// Upserts recipients and, for every recipient named in `subscriptions`, replaces its
-    /// subscriptions with those listed. All or nothing: a subscription whose recipient is in
-    /// neither the registry nor `recipients` fails the whole import.
-    async fn import_registry(
-        &self,
-        recipients: &[RecipientRow],
-        subscriptions: &[SubscriptionRow],
-    ) -> Result<(), StoreError>;
-
-    async fn load_registry(&self) -> Result<StoredRegistry, StoreError>;
 
     async fn generations(&self) -> Result<Generations, StoreError>;
 

@@ -27,27 +27,14 @@ use sqlx::{PgPool, Row};
 
 use crate::db::route_code;
 use crate::domain::{Cvr, LetterId, LetterState, MessageUuid};
-use crate::seal::RecipientTag;
 
 use super::follow_sql::{NewEvent, signal_all, write_events_pg};
-use super::rows::{
-    self, WAITING, corrupt, cvr_code, cvr_from, record_columns, status_code, tag_from,
-};
-use super::shared::{self, Backend, Generation, Mark};
-use super::{
-    Cause, InsertOutcome, NewLetter, RecipientRow, StoreError, StoredLetter, SubscriptionRow,
-};
+use super::rows::{self, WAITING, corrupt, cvr_code, cvr_from, record_columns};
+use super::shared::{Backend, Mark};
+use super::{Cause, InsertOutcome, NewLetter, StoreError, StoredLetter};
 
 /// Connections per gateway instance unless the caller says otherwise.
 pub const DEFAULT_POOL_SIZE: u32 = 16;
-
-/// Rows per registry statement: large enough that a six-million-row import is a few hundred
-/// round trips, small enough that one statement's arrays stay a few megabytes.
-const REGISTRY_CHUNK: usize = 50_000;
-
-/// Key of the transaction-level advisory lock that serialises registry imports across gateway
-/// processes (SQLite gets the same from its single writer).
-const REGISTRY_IMPORT_LOCK: i64 = 0x6272_6576_6475_6501;
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -418,101 +405,6 @@ impl Backend for PostgresStore {
             .filter(|id| changed.contains(&id.to_string()) && reported.insert(**id))
             .copied()
             .collect())
-    }
-
-    async fn import(
-        &self,
-        recipients: &[RecipientRow],
-        subscriptions: &[SubscriptionRow],
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
-        // One import at a time across all gateways: two interleaved imports replacing the same
-        // recipient's subscriptions would otherwise leave the union of both.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(REGISTRY_IMPORT_LOCK)
-            .execute(&mut *tx)
-            .await?;
-
-        // A tag listed twice ends as SQLite's row-by-row upsert leaves it: the first sealed key
-        // (an equal id either way) and the last status. One statement may not update a row
-        // twice, so duplicates are folded here; sorted for a stable lock order.
-        let mut folded: HashMap<RecipientTag, (&[u8], i64)> =
-            HashMap::with_capacity(recipients.len());
-        for r in recipients {
-            folded
-                .entry(r.tag)
-                .and_modify(|e| e.1 = status_code(r.status))
-                .or_insert((&r.sealed_key[..], status_code(r.status)));
-        }
-        let mut folded: Vec<(RecipientTag, &[u8], i64)> =
-            folded.into_iter().map(|(t, (k, s))| (t, k, s)).collect();
-        folded.sort_unstable_by_key(|r| r.0);
-        for chunk in folded.chunks(REGISTRY_CHUNK) {
-            let tags: Vec<&[u8]> = chunk.iter().map(|r| &r.0[..]).collect();
-            let keys: Vec<&[u8]> = chunk.iter().map(|r| r.1).collect();
-            let statuses: Vec<i64> = chunk.iter().map(|r| r.2).collect();
-            sqlx::query(
-                "INSERT INTO recipients (tag, sealed_key, status) \
-                 SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::bigint[]) \
-                 ON CONFLICT (tag) DO UPDATE SET status = excluded.status",
-            )
-            .bind(&tags)
-            .bind(&keys)
-            .bind(&statuses)
-            .execute(&mut *tx)
-            .await?;
-        }
-
-        // Every subscriber must now be a known recipient (recipients are never deleted).
-        let mut subscribers: Vec<RecipientTag> = subscriptions.iter().map(|s| s.tag).collect();
-        subscribers.sort_unstable();
-        subscribers.dedup();
-        let mut unknown_tags = HashSet::new();
-        for chunk in subscribers.chunks(REGISTRY_CHUNK) {
-            let tags: Vec<&[u8]> = chunk.iter().map(|t| &t[..]).collect();
-            let rows = sqlx::query(
-                "SELECT t.tag FROM UNNEST($1::bytea[]) AS t (tag) \
-                 WHERE NOT EXISTS (SELECT 1 FROM recipients r WHERE r.tag = t.tag)",
-            )
-            .bind(&tags)
-            .fetch_all(&mut *tx)
-            .await?;
-            for r in rows {
-                unknown_tags.insert(tag_from(r.try_get("tag")?)?);
-            }
-        }
-        if !unknown_tags.is_empty() {
-            let lines = subscriptions
-                .iter()
-                .filter(|s| unknown_tags.contains(&s.tag))
-                .map(|s| s.line)
-                .collect();
-            return Err(StoreError::UnknownSubscribers(lines));
-        }
-
-        // Replace: first clear every named recipient's subscriptions, then add those listed.
-        for chunk in subscribers.chunks(REGISTRY_CHUNK) {
-            let tags: Vec<&[u8]> = chunk.iter().map(|t| &t[..]).collect();
-            sqlx::query("DELETE FROM subscriptions WHERE tag = ANY($1::bytea[])")
-                .bind(&tags)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for chunk in subscriptions.chunks(REGISTRY_CHUNK) {
-            let tags: Vec<&[u8]> = chunk.iter().map(|s| &s.tag[..]).collect();
-            let senders: Vec<i64> = chunk.iter().map(|s| cvr_code(s.sender)).collect();
-            sqlx::query(
-                "INSERT INTO subscriptions (tag, sender_cvr) \
-                 SELECT * FROM UNNEST($1::bytea[], $2::bigint[]) ON CONFLICT DO NOTHING",
-            )
-            .bind(&tags)
-            .bind(&senders)
-            .execute(&mut *tx)
-            .await?;
-        }
-        shared::bump::<sqlx::Postgres>(&mut tx, Generation::Registry).await?;
-        tx.commit().await?;
-        Ok(())
     }
 }
 

@@ -38,6 +38,7 @@ pub(crate) trait StoreRow {
     fn text(&self, column: &'static str) -> Result<String, StoreError>;
     fn opt_text(&self, column: &'static str) -> Result<Option<String>, StoreError>;
     fn bytes(&self, column: &'static str) -> Result<Vec<u8>, StoreError>;
+    fn opt_bytes(&self, column: &'static str) -> Result<Option<Vec<u8>>, StoreError>;
     fn flag(&self, column: &'static str) -> Result<bool, StoreError>;
 }
 
@@ -62,6 +63,9 @@ where
         Ok(self.try_get(column)?)
     }
     fn bytes(&self, column: &'static str) -> Result<Vec<u8>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_bytes(&self, column: &'static str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.try_get(column)?)
     }
     fn flag(&self, column: &'static str) -> Result<bool, StoreError> {
@@ -200,26 +204,6 @@ pub(crate) fn cert_record_from(row: &impl StoreRow) -> Result<super::CertRecord,
         expires_at_ms: row.opt_int("expires_at")?,
         revoked_at_ms: row.opt_int("revoked_at")?,
     })
-}
-
-pub(crate) fn recipient_from(
-    row: &impl StoreRow,
-) -> Result<(RecipientTag, Vec<u8>, RecipientStatus), StoreError> {
-    Ok((
-        tag_from(row.bytes("tag")?)?,
-        row.bytes("sealed_key")?,
-        status_from(row.int("status")?)?,
-    ))
-}
-
-pub(crate) fn subscription_from(
-    row: &impl StoreRow,
-) -> Result<(RecipientTag, Vec<u8>, Cvr), StoreError> {
-    Ok((
-        tag_from(row.bytes("tag")?)?,
-        row.bytes("sealed_key")?,
-        cvr_from(row.int("sender_cvr")?, "subscription sender")?,
-    ))
 }
 
 pub(crate) fn status_code(s: RecipientStatus) -> i64 {

@@ -10,7 +10,6 @@ use std::future::Future;
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 
 use crate::domain::{Cvr, LetterId, LetterState, SenderInfo, SenderLimits};
@@ -20,8 +19,7 @@ use super::follow_sql::{NewEvent, signal_all};
 use super::rows::{self, LimitColumns, StoreRow, WAITING, count_from, cvr_code, record_columns};
 use super::{
     AttemptCount, CertRecord, Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter,
-    PendingDelivery, RecipientRow, Revocation, StateCounts, Store, StoreError, StoredLetter,
-    StoredRegistry, SubscriptionRow,
+    PendingDelivery, Revocation, StateCounts, Store, StoreError, StoredLetter,
 };
 
 /// What a SQL backend does its own way. Each method keeps the guarantee of the `Store` method
@@ -62,13 +60,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
         events: &[NewEvent],
         detail: &str,
     ) -> impl Future<Output = Result<Vec<(Cvr, usize)>, StoreError>> + Send;
-
-    /// [`Store::import_registry`].
-    fn import(
-        &self,
-        recipients: &[RecipientRow],
-        subscriptions: &[SubscriptionRow],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Letter ids per statement in the delivery updates (well under both databases' limit on bound
@@ -96,14 +87,12 @@ pub(crate) struct Mark<'a> {
 #[derive(Clone, Copy)]
 pub(crate) enum Generation {
     Senders,
-    Registry,
 }
 
 impl Generation {
     fn key(self) -> &'static str {
         match self {
             Generation::Senders => "senders_generation",
-            Generation::Registry => "registry_generation",
         }
     }
 }
@@ -197,7 +186,7 @@ fn waiting_predicate() -> String {
 }
 
 #[async_trait]
-impl<B: Backend + super::FollowStore> Store for B
+impl<B: Backend + super::FollowStore + super::RegistryStore> Store for B
 where
     for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
     <B::Db as Database>::Arguments: IntoArguments<B::Db>,
@@ -632,39 +621,6 @@ where
         rows.iter().map(rows::cert_record_from).collect()
     }
 
-    async fn import_registry(
-        &self,
-        recipients: &[RecipientRow],
-        subscriptions: &[SubscriptionRow],
-    ) -> Result<(), StoreError> {
-        self.import(recipients, subscriptions).await
-    }
-
-    async fn load_registry(&self) -> Result<StoredRegistry, StoreError> {
-        let mut tx = self.pool().begin_with(B::BEGIN_SNAPSHOT).await?;
-        let mut reg = StoredRegistry::default();
-        // Streamed: millions of rows are decoded as they arrive, never held twice.
-        {
-            let mut rows = sqlx::query::<B::Db>("SELECT tag, sealed_key, status FROM recipients")
-                .fetch(&mut *tx);
-            while let Some(r) = rows.try_next().await? {
-                reg.recipients.push(rows::recipient_from(&r)?);
-            }
-        }
-        {
-            let mut rows = sqlx::query::<B::Db>(
-                "SELECT r.tag, r.sealed_key, s.sender_cvr \
-                 FROM subscriptions s JOIN recipients r ON r.tag = s.tag",
-            )
-            .fetch(&mut *tx);
-            while let Some(r) = rows.try_next().await? {
-                reg.subscriptions.push(rows::subscription_from(&r)?);
-            }
-        }
-        tx.commit().await?;
-        Ok(reg)
-    }
-
     async fn generations(&self) -> Result<Generations, StoreError> {
         let rows = sqlx::query::<B::Db>("SELECT key, value FROM meta")
             .fetch_all(self.pool())
@@ -674,7 +630,6 @@ where
             let value = r.int("value")?;
             match r.text("key")?.as_str() {
                 "senders_generation" => g.senders = value,
-                "registry_generation" => g.registry = value,
                 _ => {}
             }
         }

@@ -23,11 +23,9 @@ use crate::domain::{LetterId, LetterState};
 
 use super::blobs::{BlobLog, BlobRef};
 use super::follow_sql::{NewEvent, signal_all, write_events_sqlite};
-use super::rows::{self, WAITING, corrupt, cvr_code, cvr_from, status_code};
-use super::shared::{self, Backend, Generation, Mark};
-use super::{
-    Cause, InsertOutcome, NewLetter, RecipientRow, StoreError, StoredLetter, SubscriptionRow,
-};
+use super::rows::{self, WAITING, corrupt, cvr_code, cvr_from};
+use super::shared::{self, Backend, Mark};
+use super::{Cause, InsertOutcome, NewLetter, StoreError, StoredLetter};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -254,56 +252,6 @@ impl Backend for SqliteStore {
         tx.commit().await?;
         signal_all(written);
         Ok(changed)
-    }
-
-    async fn import(
-        &self,
-        recipients: &[RecipientRow],
-        subscriptions: &[SubscriptionRow],
-    ) -> Result<(), StoreError> {
-        // Lines naming an unknown subscriber, and the subscribers whose old subscriptions are
-        // already cleared by this import.
-        let mut unknown = Vec::new();
-        let mut cleared = std::collections::HashSet::new();
-        let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
-        for r in recipients {
-            sqlx::query(
-                "INSERT INTO recipients (tag, sealed_key, status) VALUES ($1, $2, $3) \
-                 ON CONFLICT (tag) DO UPDATE SET status = excluded.status",
-            )
-            .bind(&r.tag[..])
-            .bind(&r.sealed_key[..])
-            .bind(status_code(r.status))
-            .execute(&mut *tx)
-            .await?;
-        }
-        for s in subscriptions {
-            let known = sqlx::query("SELECT 1 FROM recipients WHERE tag = $1")
-                .bind(&s.tag[..])
-                .fetch_optional(&mut *tx)
-                .await?;
-            if known.is_none() {
-                unknown.push(s.line);
-                continue;
-            }
-            if cleared.insert(s.tag) {
-                sqlx::query("DELETE FROM subscriptions WHERE tag = $1")
-                    .bind(&s.tag[..])
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query("INSERT OR IGNORE INTO subscriptions (tag, sender_cvr) VALUES ($1, $2)")
-                .bind(&s.tag[..])
-                .bind(cvr_code(s.sender))
-                .execute(&mut *tx)
-                .await?;
-        }
-        if !unknown.is_empty() {
-            return Err(StoreError::UnknownSubscribers(unknown));
-        }
-        shared::bump::<sqlx::Sqlite>(&mut tx, Generation::Registry).await?;
-        tx.commit().await?;
-        Ok(())
     }
 }
 

@@ -154,7 +154,7 @@ impl Harness {
             ),
         )
         .expect("write");
-        brevdue::cli::admin::registry_import(&h.config, &recipients, Some(&subscriptions))
+        brevdue::cli::registry::registry_import(&h.config, &recipients, Some(&subscriptions))
             .await
             .expect("registry import");
         for (cvr, name, kind) in [

@@ -12,10 +12,7 @@ pub use brevdue::domain::{
 pub use brevdue::seal::{
     Binding, KekId, KeyRing, Pseudonymizer, RecipientTag, RowCipher, body, open, seal,
 };
-pub use brevdue::store::{
-    InsertOutcome, LetterKey, NewLetter, PostgresStore, RecipientRow, Store, StoreError,
-    SubscriptionRow,
-};
+pub use brevdue::store::{InsertOutcome, LetterKey, NewLetter, PostgresStore, Store, StoreError};
 
 pub use crate::harness::{Backend, with_postgres, with_sqlite};
 

@@ -1,216 +1,473 @@
-//! The registry: all-or-nothing imports, replaced subscriptions and the round trip.
+//! The registry: all-or-nothing imports, replaced subscriptions, the streamed round trip, and
+//! the change log every gateway follows.
+
+use brevdue::directory::Secrets;
+use brevdue::store::{
+    ChangeKind, ChangePage, ChangeProblem, ChangeRequest, LoggedChange, RegistryImport,
+};
 
 use crate::fixtures::*;
 
 contract!(
     import_registry_is_all_or_nothing,
     import_registry_replaces_subscriptions,
-    load_registry_round_trip,
+    scan_registry_round_trip,
+    changes_are_made_in_order_and_logged_with_whole_states,
+    a_change_batch_with_a_bad_change_changes_nothing,
+    pruned_changes_tell_the_reader_to_reload,
 );
 
-struct Registry {
-    pseudonyms: Pseudonymizer,
-    rows: RowCipher,
-}
-
-impl Registry {
-    fn new() -> Registry {
-        Registry {
-            pseudonyms: Pseudonymizer::new(&[5; 32]),
-            rows: RowCipher::new(&[6; 32]).expect("row cipher"),
-        }
-    }
-
-    fn recipient(&self, id: &str, status: RecipientStatus) -> RecipientRow {
-        let id: RecipientId = id.parse().expect("recipient id");
-        let tag = self.pseudonyms.tag(&id);
-        RecipientRow {
-            sealed_key: self.rows.seal_key(id.index_key(), &tag).expect("seal key"),
-            tag,
-            status,
-        }
-    }
-
-    fn subscription(&self, line: u64, id: &str, sender: &str) -> SubscriptionRow {
-        let id: RecipientId = id.parse().expect("recipient id");
-        SubscriptionRow {
-            line,
-            tag: self.pseudonyms.tag(&id),
-            sender: cvr(sender),
-        }
-    }
-
-    fn tag(&self, id: &str) -> RecipientTag {
-        self.pseudonyms.tag(&id.parse().expect("recipient id"))
+fn secrets() -> Secrets {
+    Secrets {
+        pseudonyms: Pseudonymizer::new(&[5; 32]),
+        rows: RowCipher::new(&[6; 32]).expect("row cipher"),
     }
 }
 
-/// The stored registry as comparable sets: (tag, id's index key, status), (tag, sender).
-type RegistrySets = (
-    HashSet<(RecipientTag, u64, RecipientStatus)>,
-    HashSet<(RecipientTag, Cvr)>,
-);
+fn id(s: &str) -> RecipientId {
+    s.parse().expect("recipient id")
+}
 
-async fn registry_sets(store: &Arc<dyn Store>, reg: &Registry) -> RegistrySets {
-    let stored = store.load_registry().await.expect("load registry");
-    let recipients = stored
-        .recipients
+fn import(
+    s: &Secrets,
+    recipients: &[(&str, RecipientStatus)],
+    subscriptions: &[(u64, &str, &str)],
+) -> RegistryImport {
+    let recipients: Vec<(RecipientId, RecipientStatus)> =
+        recipients.iter().map(|(r, st)| (id(r), *st)).collect();
+    let subscriptions: Vec<(u64, RecipientId, Cvr)> = subscriptions
         .iter()
-        .map(|(tag, sealed, status)| (*tag, reg.rows.open_key(sealed, tag).expect("open"), *status))
+        .map(|(line, r, s)| (*line, id(r), cvr(s)))
         .collect();
-    let subscriptions = stored
-        .subscriptions
-        .iter()
-        .map(|(tag, sealed, sender)| {
-            reg.rows
-                .open_key(sealed, tag)
-                .expect("subscriber key opens");
-            (*tag, *sender)
+    s.import_of(&recipients, &subscriptions)
+        .expect("prepare import")
+}
+
+/// The stored registry as (index key, status, senders), opened with the registry key.
+async fn stored(
+    store: &Arc<dyn Store>,
+    s: &Secrets,
+) -> (HashSet<(u64, RecipientStatus, Vec<u32>)>, i64) {
+    let mut out = HashSet::new();
+    let mut bad = 0;
+    let seq = store
+        .scan_registry(&mut |r| {
+            match s.rows.open_key(r.sealed_key, r.tag) {
+                Ok(key) => {
+                    out.insert((key, r.status, r.senders.to_vec()));
+                }
+                Err(_) => bad += 1,
+            }
+            Ok(())
         })
-        .collect();
-    (recipients, subscriptions)
+        .await
+        .expect("scan registry");
+    assert_eq!(bad, 0, "every sealed id opens under its own tag");
+    (out, seq)
+}
+
+fn key(s: &str) -> u64 {
+    id(s).index_key()
 }
 
 const ANNA: &str = "0101901111";
 const BO: &str = "0101902222";
 const CARL: &str = "0101903333";
 const COMPANY: &str = "61126228";
+const OTHER_BANK: &str = "25313763";
 
 async fn import_registry_is_all_or_nothing(b: Backend) {
     let store = b.open().await;
-    let reg = Registry::new();
+    let s = secrets();
     store
         .import_registry(
-            &[reg.recipient(ANNA, RecipientStatus::Active)],
-            &[reg.subscription(2, ANNA, BANK)],
+            &import(&s, &[(ANNA, RecipientStatus::Active)], &[(2, ANNA, BANK)]),
+            "test",
+            &|_| {},
         )
         .await
         .expect("first import");
-    let before = registry_sets(&store, &reg).await;
-    let g = store.generations().await.expect("generations");
+    let before = stored(&store, &s).await;
 
-    // BO is new in this file, CARL is nowhere: the whole import fails, BO included.
+    // BO is new in this file, CARL and COMPANY are nowhere: the whole import fails, BO included.
     let result = store
         .import_registry(
-            &[
-                reg.recipient(BO, RecipientStatus::Exempt),
-                reg.recipient(ANNA, RecipientStatus::Closed),
-            ],
-            &[
-                reg.subscription(2, BO, BANK),
-                reg.subscription(3, CARL, BANK),
-                reg.subscription(4, ANNA, AUTHORITY),
-                reg.subscription(5, COMPANY, BANK),
-                reg.subscription(6, CARL, AUTHORITY),
-            ],
+            &import(
+                &s,
+                &[
+                    (BO, RecipientStatus::Exempt),
+                    (ANNA, RecipientStatus::Closed),
+                ],
+                &[
+                    (2, BO, BANK),
+                    (3, CARL, BANK),
+                    (4, ANNA, AUTHORITY),
+                    (5, COMPANY, BANK),
+                    (6, CARL, AUTHORITY),
+                ],
+            ),
+            "test",
+            &|_| {},
         )
         .await;
     match result {
         Err(StoreError::UnknownSubscribers(lines)) => assert_eq!(lines, vec![3, 5, 6]),
         other => panic!("expected UnknownSubscribers, got {other:?}"),
     }
-    assert_eq!(registry_sets(&store, &reg).await, before, "nothing changed");
-    assert_eq!(store.generations().await.expect("generations"), g);
+    assert_eq!(
+        stored(&store, &s).await,
+        before,
+        "nothing changed, no change logged"
+    );
 }
 
 async fn import_registry_replaces_subscriptions(b: Backend) {
     let store = b.open().await;
-    let reg = Registry::new();
-    let other_bank = "25313763";
-    store
+    let s = secrets();
+    let first = store
         .import_registry(
-            &[
-                reg.recipient(ANNA, RecipientStatus::Active),
-                reg.recipient(BO, RecipientStatus::Active),
-            ],
-            &[
-                reg.subscription(2, ANNA, BANK),
-                reg.subscription(3, ANNA, other_bank),
-                reg.subscription(4, BO, BANK),
-            ],
+            &import(
+                &s,
+                &[
+                    (ANNA, RecipientStatus::Active),
+                    (BO, RecipientStatus::Active),
+                ],
+                &[(2, ANNA, BANK), (3, ANNA, OTHER_BANK), (4, BO, BANK)],
+            ),
+            "test",
+            &|n| assert!(n <= 2),
         )
         .await
         .expect("first import");
-    let g = store.generations().await.expect("generations");
-    // ANNA (known from before) now subscribes to the authority only, listed twice; BO is not
-    // named, so BO's subscriptions stay; ANNA's status changes.
-    store
+    // ANNA now subscribes to the authority only, listed twice; BO is not named, so BO keeps its
+    // subscriptions; ANNA's status changes. CARL is named only in the subscriptions.
+    let second = store
         .import_registry(
-            &[reg.recipient(ANNA, RecipientStatus::Exempt)],
-            &[
-                reg.subscription(2, ANNA, AUTHORITY),
-                reg.subscription(3, ANNA, AUTHORITY),
-            ],
+            &import(
+                &s,
+                &[
+                    (ANNA, RecipientStatus::Exempt),
+                    (CARL, RecipientStatus::Active),
+                ],
+                &[(2, ANNA, AUTHORITY), (3, ANNA, AUTHORITY)],
+            ),
+            "test",
+            &|_| {},
         )
         .await
         .expect("second import");
+    assert!(second > first);
+    let third = store
+        .import_registry(&import(&s, &[], &[(2, CARL, OTHER_BANK)]), "test", &|_| {})
+        .await
+        .expect("subscriptions of a registered recipient alone");
+    let (rows, seq) = stored(&store, &s).await;
+    assert_eq!(seq, third);
+    let expected: HashSet<(u64, RecipientStatus, Vec<u32>)> = [
+        (
+            key(ANNA),
+            RecipientStatus::Exempt,
+            vec![cvr(AUTHORITY).value()],
+        ),
+        (key(BO), RecipientStatus::Active, vec![cvr(BANK).value()]),
+        (
+            key(CARL),
+            RecipientStatus::Active,
+            vec![cvr(OTHER_BANK).value()],
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(rows, expected);
+    // Every import is a new generation in the log.
+    let ChangePage::Changes(log) = store.registry_changes_after(0, 100).await.expect("log") else {
+        panic!("nothing was pruned");
+    };
     assert_eq!(
-        store.generations().await.expect("generations").registry,
-        g.registry + 1
+        log.iter().map(|c| (c.seq, c.kind)).collect::<Vec<_>>(),
+        vec![
+            (first, ChangeKind::Import),
+            (second, ChangeKind::Import),
+            (third, ChangeKind::Import)
+        ]
     );
-    let (recipients, subscriptions) = registry_sets(&store, &reg).await;
-    let statuses: HashMap<RecipientTag, RecipientStatus> =
-        recipients.iter().map(|(t, _, s)| (*t, *s)).collect();
-    assert_eq!(statuses.len(), 2);
-    assert_eq!(statuses[&reg.tag(ANNA)], RecipientStatus::Exempt);
-    assert_eq!(statuses[&reg.tag(BO)], RecipientStatus::Active);
-    let expected: HashSet<(RecipientTag, Cvr)> =
-        [(reg.tag(ANNA), cvr(AUTHORITY)), (reg.tag(BO), cvr(BANK))]
-            .into_iter()
-            .collect();
-    assert_eq!(subscriptions, expected);
 }
 
-async fn load_registry_round_trip(b: Backend) {
+async fn scan_registry_round_trip(b: Backend) {
     let store = b.open().await;
-    let reg = Registry::new();
+    let s = secrets();
     let people = [
         (ANNA, RecipientStatus::Active),
         (BO, RecipientStatus::Exempt),
         (CARL, RecipientStatus::Closed),
         (COMPANY, RecipientStatus::Active),
     ];
-    let rows: Vec<RecipientRow> = people
-        .iter()
-        .map(|(id, status)| reg.recipient(id, *status))
+    // Enough recipients for several statements per import.
+    let mut many: Vec<(RecipientId, RecipientStatus)> = (0..20_000u64)
+        .map(|i| {
+            let cpr = format!("{:02}0190{:04}", 1 + i % 28, i);
+            (id(&cpr), RecipientStatus::Active)
+        })
         .collect();
-    // A recipient listed twice ends with the last status.
-    let mut with_repeat = rows.clone();
-    with_repeat.push(reg.recipient(BO, RecipientStatus::Active));
+    many.sort_by_key(|r| r.0.index_key());
+    many.dedup_by_key(|r| r.0.index_key());
+    many.extend(people.iter().map(|(r, st)| (id(r), *st)));
+    let subs = vec![
+        (2, id(ANNA), cvr(BANK)),
+        (3, id(COMPANY), cvr(BANK)),
+        (4, id(COMPANY), cvr(OTHER_BANK)),
+    ];
     store
         .import_registry(
-            &with_repeat,
-            &[
-                reg.subscription(2, ANNA, BANK),
-                reg.subscription(3, COMPANY, BANK),
-                reg.subscription(4, COMPANY, "25313763"),
-            ],
+            &s.import_of(&many, &subs).expect("prepare"),
+            "test",
+            &|_| {},
         )
         .await
         .expect("import");
-    let (recipients, subscriptions) = registry_sets(&store, &reg).await;
-    let expected: HashSet<(RecipientTag, u64, RecipientStatus)> = people
-        .iter()
-        .map(|(id, status)| {
-            let rid: RecipientId = id.parse().expect("id");
-            let status = if *id == BO {
-                RecipientStatus::Active
-            } else {
-                *status
-            };
-            (reg.tag(id), rid.index_key(), status)
-        })
-        .collect();
-    assert_eq!(recipients, expected);
-    let expected: HashSet<(RecipientTag, Cvr)> = [
-        (reg.tag(ANNA), cvr(BANK)),
-        (reg.tag(COMPANY), cvr(BANK)),
-        (reg.tag(COMPANY), cvr("25313763")),
+    let (rows, _) = stored(&store, &s).await;
+    assert_eq!(rows.len(), many.len());
+    assert!(rows.contains(&(key(ANNA), RecipientStatus::Active, vec![cvr(BANK).value()])));
+    assert!(rows.contains(&(
+        key(COMPANY),
+        RecipientStatus::Active,
+        vec![cvr(BANK).value(), cvr(OTHER_BANK).value()]
+    )));
+    assert!(rows.contains(&(key(CARL), RecipientStatus::Closed, vec![])));
+    assert_eq!(
+        store.registry_head().await.expect("head").recipients,
+        many.len() as u64
+    );
+    // And a second instance (another gateway) reads the same.
+    let other = b.open().await;
+    assert_eq!(stored(&other, &s).await.0, rows);
+}
+
+fn change(
+    s: &Secrets,
+    kind: ChangeKind,
+    who: &str,
+    status: Option<RecipientStatus>,
+    sender: Option<&str>,
+) -> ChangeRequest {
+    let rid = id(who);
+    let tag = s.pseudonyms.tag(&rid);
+    let mut sealed = Vec::new();
+    s.rows
+        .seal_keys(&[(rid.index_key(), tag)], &mut sealed)
+        .expect("seal");
+    ChangeRequest {
+        kind,
+        tag,
+        sealed_key: sealed[0],
+        status,
+        sender: sender.map(cvr),
+    }
+}
+
+async fn changes_are_made_in_order_and_logged_with_whole_states(b: Backend) {
+    let store = b.open().await;
+    let s = secrets();
+    let base = store
+        .import_registry(
+            &import(
+                &s,
+                &[
+                    (ANNA, RecipientStatus::Active),
+                    (BO, RecipientStatus::Active),
+                ],
+                &[(2, BO, BANK)],
+            ),
+            "test",
+            &|_| {},
+        )
+        .await
+        .expect("import");
+    let applied = store
+        .apply_registry_changes(
+            &[
+                change(&s, ChangeKind::Subscribe, ANNA, None, Some(BANK)),
+                change(&s, ChangeKind::Subscribe, ANNA, None, Some(OTHER_BANK)),
+                change(&s, ChangeKind::Unsubscribe, ANNA, None, Some(BANK)),
+                change(
+                    &s,
+                    ChangeKind::Status,
+                    CARL,
+                    Some(RecipientStatus::Exempt),
+                    None,
+                ),
+                change(
+                    &s,
+                    ChangeKind::Status,
+                    COMPANY,
+                    Some(RecipientStatus::Closed),
+                    None,
+                ),
+                change(&s, ChangeKind::Remove, BO, None, None),
+            ],
+            "operator test",
+        )
+        .await
+        .expect("changes");
+    assert_eq!(applied.count, 6);
+    assert_eq!(applied.last_seq - applied.first_seq, 5);
+    assert!(applied.first_seq > base);
+
+    let (rows, seq) = stored(&store, &s).await;
+    assert_eq!(seq, applied.last_seq);
+    let expected: HashSet<(u64, RecipientStatus, Vec<u32>)> = [
+        (
+            key(ANNA),
+            RecipientStatus::Active,
+            vec![cvr(OTHER_BANK).value()],
+        ),
+        (key(CARL), RecipientStatus::Exempt, vec![]),
+        (key(COMPANY), RecipientStatus::Closed, vec![]),
     ]
     .into_iter()
     .collect();
-    assert_eq!(subscriptions, expected);
-    // And a second instance (another gateway) reads the same.
-    let other = b.open().await;
-    assert_eq!(registry_sets(&other, &reg).await.0, recipients);
+    assert_eq!(rows, expected);
+
+    let ChangePage::Changes(log) = store.registry_changes_after(base, 100).await.expect("log")
+    else {
+        panic!("nothing was pruned");
+    };
+    let kinds: Vec<ChangeKind> = log.iter().map(|c| c.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ChangeKind::Subscribe,
+            ChangeKind::Subscribe,
+            ChangeKind::Unsubscribe,
+            ChangeKind::Status,
+            ChangeKind::Status,
+            ChangeKind::Remove
+        ]
+    );
+    let state = |c: &LoggedChange| {
+        let st = c.state.as_ref().expect("a recipient change has a state");
+        (
+            s.rows.open_key(&st.sealed_key, &st.tag).expect("opens"),
+            st.now.clone(),
+        )
+    };
+    assert_eq!(
+        state(&log[1]),
+        (
+            key(ANNA),
+            Some((
+                RecipientStatus::Active,
+                vec![cvr(BANK).value(), cvr(OTHER_BANK).value()]
+            ))
+        )
+    );
+    assert_eq!(state(&log[5]), (key(BO), None));
+    assert_eq!(
+        log.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        (applied.first_seq..=applied.last_seq).collect::<Vec<_>>()
+    );
+    // Paging.
+    let ChangePage::Changes(page) = store
+        .registry_changes_after(log[2].seq, 2)
+        .await
+        .expect("page")
+    else {
+        panic!("nothing was pruned");
+    };
+    assert_eq!(page, log[3..5].to_vec());
+}
+
+async fn a_change_batch_with_a_bad_change_changes_nothing(b: Backend) {
+    let store = b.open().await;
+    let s = secrets();
+    store
+        .import_registry(
+            &import(&s, &[(ANNA, RecipientStatus::Active)], &[]),
+            "test",
+            &|_| {},
+        )
+        .await
+        .expect("import");
+    let before = stored(&store, &s).await;
+    let result = store
+        .apply_registry_changes(
+            &[
+                change(
+                    &s,
+                    ChangeKind::Status,
+                    BO,
+                    Some(RecipientStatus::Active),
+                    None,
+                ),
+                change(&s, ChangeKind::Subscribe, CARL, None, Some(BANK)),
+                change(&s, ChangeKind::Subscribe, ANNA, None, Some(BANK)),
+                change(&s, ChangeKind::Remove, COMPANY, None, None),
+            ],
+            "operator test",
+        )
+        .await;
+    match result {
+        Err(StoreError::RegistryChanges { problems, total }) => {
+            assert_eq!(total, 2);
+            assert_eq!(
+                problems,
+                vec![
+                    (1, ChangeProblem::NotRegistered),
+                    (3, ChangeProblem::NotRegistered)
+                ]
+            );
+        }
+        other => panic!("expected RegistryChanges, got {other:?}"),
+    }
+    assert_eq!(
+        stored(&store, &s).await,
+        before,
+        "nothing changed, nothing logged"
+    );
+}
+
+async fn pruned_changes_tell_the_reader_to_reload(b: Backend) {
+    let store = b.open().await;
+    let s = secrets();
+    let first = store
+        .import_registry(
+            &import(&s, &[(ANNA, RecipientStatus::Active)], &[]),
+            "test",
+            &|_| {},
+        )
+        .await
+        .expect("import");
+    let applied = store
+        .apply_registry_changes(
+            &[change(&s, ChangeKind::Subscribe, ANNA, None, Some(BANK))],
+            "test",
+        )
+        .await
+        .expect("change");
+    // Everything older than the future goes, but the newest entry stays.
+    let gone = store
+        .prune_registry_changes(brevdue::clock::now_ms() + 60_000)
+        .await
+        .expect("prune");
+    assert_eq!(gone, 1);
+    assert_eq!(
+        store.registry_changes_after(0, 10).await.expect("after 0"),
+        ChangePage::Pruned
+    );
+    assert_eq!(
+        store
+            .registry_changes_after(first - 1, 10)
+            .await
+            .expect("before the import"),
+        ChangePage::Pruned
+    );
+    let ChangePage::Changes(rest) = store
+        .registry_changes_after(first, 10)
+        .await
+        .expect("after")
+    else {
+        panic!("a reader that saw the pruned entries is not told to reload");
+    };
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].seq, applied.last_seq);
 }

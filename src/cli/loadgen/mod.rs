@@ -120,7 +120,7 @@ pub async fn run(args: LoadgenArgs) -> Result<()> {
     let recipients = gateway::citizens();
     let secrets = Secrets::load_or_create(&data.keys())?;
     store
-        .import_registry(&secrets.recipient_rows(&recipients)?, &[])
+        .import_registry(&secrets.import_of(&recipients, &[])?, "loadgen", &|_| {})
         .await?;
     let sender = complete_cvr(2_940_347).context("cvr")?;
     let pki = Pki::open_or_create(&data.pki())?;

@@ -295,8 +295,9 @@ async fn prepare(config: &Config) -> Result<Prepared> {
     let secrets = Secrets::load_or_create(&data.keys())?;
     store
         .import_registry(
-            &secrets.recipient_rows(&recipients)?,
-            &secrets.subscription_rows(&subscriptions),
+            &secrets.import_of(&recipients, &subscriptions)?,
+            "loadgen",
+            &|_| {},
         )
         .await?;
     let pki = Pki::open_or_create(&data.pki())?;
