@@ -11,5 +11,6 @@ pub mod health;
 pub mod id_check;
 pub mod loadgen;
 pub mod memo_zip;
+pub mod operators;
 pub mod send;
 pub mod status;
