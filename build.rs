@@ -9,7 +9,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=migrations");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    let fds = protox::compile(["brevdue/v1/gateway.proto"], ["proto"])?;
+    let fds = protox::compile(
+        ["brevdue/v1/gateway.proto", "brevdue/v1/operations.proto"],
+        ["proto"],
+    )?;
     std::fs::write(out_dir.join("brevdue_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure().compile_fds(fds)?;
     Ok(())

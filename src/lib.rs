@@ -27,7 +27,8 @@
 //! scheduler the admission gate and the RabbitMQ consumers share), [`backend`] (store and queue
 //! URLs, parsed once), [`db`] (SQLite helpers the store and the embedded queue share), [`pki`]
 //! (the gateway CA), [`error_report`] (an error's chain and id for the log), [`config`],
-//! [`datadir`], [`clock`], [`telemetry`], [`admin`] (operator HTTP), [`server`] (wiring and
+//! [`datadir`], [`clock`], [`telemetry`], [`operators`] (operator identities and what they
+//! do), [`admin`] (operator HTTP), [`server`] (wiring and
 //! the one shutdown path) and [`cli`] (the commands; `main.rs` is a thin binary over it).
 //!
 //! No module imports another in a loop; `tests/module_cycles.rs` fails on a new cycle.
@@ -50,6 +51,7 @@ pub mod error_report;
 pub mod follow;
 pub mod ingest;
 pub mod memo;
+pub mod operators;
 pub mod pipeline;
 pub mod pki;
 pub mod queue;

@@ -188,9 +188,17 @@ async fn run_signalling(
     let admission = crate::admission::Admission::new(config.admission.clone());
     tracker.spawn(report_admission(admission.clone(), work.clone()));
     let stop = CancellationToken::new();
+    let roster = crate::operators::Roster::load(store.clone()).await?;
+    tracker.spawn(
+        roster
+            .clone()
+            .keep_fresh(config.refresh_interval, work.clone()),
+    );
+    let console = crate::operators::Console::new(store.clone(), roster);
     let router = grpc_server(
         gateway,
         admission,
+        console,
         stop.clone(),
         GrpcSettings {
             tls: &tls,

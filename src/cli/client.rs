@@ -21,20 +21,29 @@ pub type Client = LetterGatewayClient<Channel>;
 /// Connects to `server` (https://host:port) as the sender whose files are in `cert_dir`
 /// (`ca.pem`, `sender.pem`, `sender.key`, as `brevdue senders add` wrote them).
 pub async fn connect(server: &str, cert_dir: &Path) -> Result<Client> {
+    let channel = channel(server, cert_dir, "sender.pem", "sender.key").await?;
+    Ok(LetterGatewayClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(256 << 20))
+}
+
+/// A mutual-TLS channel to `server` with the certificate `cert` and key `key` from
+/// `cert_dir`, trusting the gateway CA in `cert_dir/ca.pem`.
+pub async fn channel(server: &str, cert_dir: &Path, cert: &str, key: &str) -> Result<Channel> {
     let read = |name: &str| {
         let p = cert_dir.join(name);
         std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))
     };
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(read("ca.pem")?))
-        .identity(Identity::from_pem(read("sender.pem")?, read("sender.key")?))
+        .identity(Identity::from_pem(read(cert)?, read(key)?))
         .domain_name("localhost");
     let server = if server.contains("://") {
         server.to_string()
     } else {
         format!("https://{server}")
     };
-    let channel = Channel::from_shared(server.clone())
+    Channel::from_shared(server.clone())
         .with_context(|| format!("{server} is not a server address"))?
         .tls_config(tls)?
         .initial_connection_window_size(Some(16 << 20))
@@ -42,10 +51,7 @@ pub async fn connect(server: &str, cert_dir: &Path) -> Result<Client> {
         .tcp_nodelay(true)
         .connect()
         .await
-        .with_context(|| format!("cannot connect to the gateway at {server}"))?;
-    Ok(LetterGatewayClient::new(channel)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(256 << 20))
+        .with_context(|| format!("cannot connect to the gateway at {server}"))
 }
 
 /// How many letters one stream keeps unanswered.

@@ -110,6 +110,11 @@ enum Command {
         #[command(subcommand)]
         command: SendersCommand,
     },
+    /// Operator identities: certificates for the operator services and `brevdue ops`.
+    Operators {
+        #[command(subcommand)]
+        command: OperatorsCommand,
+    },
     /// Import the recipient registry, or apply changes to it.
     Registry {
         #[command(subcommand)]
@@ -315,6 +320,42 @@ enum SendersCommand {
 }
 
 #[derive(Subcommand)]
+enum OperatorsCommand {
+    /// Issue an operator certificate and write it, its key and the gateway CA into --out.
+    Add {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The operator's name, as the audit trail shows it.
+        #[arg(long)]
+        name: crate::domain::OperatorName,
+        #[arg(long)]
+        out: PathBuf,
+        /// How long the certificate is valid, e.g. `90days`.
+        #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]
+        valid_for: std::time::Duration,
+    },
+    /// List operator certificates with their state.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Revoke an operator's certificate: running gateways refuse it within the refresh interval.
+    Revoke {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(
+            long,
+            required_unless_present = "fingerprint",
+            conflicts_with = "fingerprint"
+        )]
+        name: Option<crate::domain::OperatorName>,
+        /// One certificate, by the fingerprint `operators list` shows.
+        #[arg(long, value_parser = parse_fingerprint_arg)]
+        fingerprint: Option<[u8; 32]>,
+    },
+}
+
+#[derive(Subcommand)]
 enum RegistryCommand {
     /// Import recipients (id_type,id,status) and subscriptions (recipient_id,sender_cvr).
     Import {
@@ -465,6 +506,28 @@ pub async fn run(
                 super::admin::senders_limits(&data.load()?, cvr, change).await?
             }
             SendersCommand::List { data } => super::admin::senders_list(&data.load()?).await?,
+        },
+        Command::Operators { command } => match command {
+            OperatorsCommand::Add {
+                data,
+                name,
+                out,
+                valid_for,
+            } => super::operators::add(&data.load()?, &name, &out, valid_for).await?,
+            OperatorsCommand::List { data } => super::operators::list(&data.load()?).await?,
+            OperatorsCommand::Revoke {
+                data,
+                name,
+                fingerprint,
+            } => {
+                let which = match (name, fingerprint) {
+                    (Some(n), _) => crate::store::OperatorRevocation::Name(n),
+                    (None, Some(fp)) => crate::store::OperatorRevocation::Fingerprint(fp),
+                    // clap requires one of the two.
+                    (None, None) => return Ok(ExitCode::from(2)),
+                };
+                super::operators::revoke(&data.load()?, which).await?
+            }
         },
         Command::Registry {
             command:

@@ -11,6 +11,7 @@ pub mod health;
 pub mod id_check;
 pub mod loadgen;
 pub mod memo_zip;
+pub mod operators;
 pub mod registry;
 pub mod send;
 pub mod status;

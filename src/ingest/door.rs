@@ -7,11 +7,14 @@
 //! the body ([`super::frames`]): a few KiB for questions, the letter limit for letters, whose
 //! bytes are also counted against the gateway's byte budget before they are decoded.
 //!
-//! Health (`grpc.health.v1.Health`) is answered without a certificate, so probes need none; its
-//! requests are a service name and are held to a tiny limit. Letter services require a
-//! registered, unsuspended sender. Any other service on the port (reflection, operator
-//! services) requires a certificate the TLS handshake verified against the gateway CA, and
-//! authorises in its own handlers, within the question limit.
+//! Who may call is one rule, by the service the path names ([`role_of`]): health
+//! (`grpc.health.v1.Health`) is answered without a certificate, so probes need none, and its
+//! requests are a service name held to a tiny limit; the letter services
+//! ([`SENDER_SERVICES`]) require a registered, unsuspended sender; the operator services
+//! ([`OPERATOR_SERVICES`]) require an operator certificate in use, and a sender's certificate
+//! there (or an operator's on a sender service) is refused PERMISSION_DENIED; any other
+//! service (reflection) requires a certificate the TLS handshake verified against the gateway
+//! CA. Operator and other calls get the question limit.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,9 +26,10 @@ use tonic::body::Body;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use crate::directory::Directory;
+use crate::operators::Roster;
 
 use super::frames::{Budget, Ledger, LimitedFrames, OverLimit};
-use super::identity::identify;
+use super::identity::{identify_operator, identify_sender};
 use super::status::AuthError;
 
 /// The largest health request: a service name.
@@ -42,35 +46,75 @@ pub struct MethodLimits {
     pub question: usize,
 }
 
-/// Which door a path goes through.
+/// Who may call a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Anyone, without a certificate: health probes.
+    Anyone,
+    /// A registered, unsuspended sender: the letter services.
+    Sender,
+    /// An operator whose certificate is in use: the operator services.
+    Operator,
+    /// Any certificate the gateway CA issued: whatever else is on the port (reflection).
+    AnyCertificate,
+}
+
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// The services only senders may call.
+pub const SENDER_SERVICES: &[&str] = &["brevdue.v1.LetterGateway"];
+
+/// The services only operators may call. A new operator service is added here and nowhere
+/// else: the door then refuses senders on it and hands its handlers an `Operator`.
+pub const OPERATOR_SERVICES: &[&str] = &["brevdue.v1.Operations", "brevdue.v1.RegistryAdmin"];
+
+/// The one rule: who may call the service a gRPC path names (`/package.Service/Method`).
+pub fn role_of(service: &str) -> Role {
+    if service == HEALTH_SERVICE {
+        Role::Anyone
+    } else if SENDER_SERVICES.contains(&service) {
+        Role::Sender
+    } else if OPERATOR_SERVICES.contains(&service) {
+        Role::Operator
+    } else {
+        Role::AnyCertificate
+    }
+}
+
+/// Which door a path goes through: the role, and for senders which limit the method gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Health,
     Letters(&'static str),
     Sender(&'static str),
+    Operator,
     Other,
 }
 
-const GATEWAY: &str = "/brevdue.v1.LetterGateway/";
-
 impl Kind {
     fn of(path: &str) -> Kind {
-        if path.starts_with("/grpc.health.v1.Health/") {
-            return Kind::Health;
-        }
-        match path.strip_prefix(GATEWAY) {
-            Some("SubmitLetter") => Kind::Letters("SubmitLetter"),
-            Some("SubmitBatch") => Kind::Letters("SubmitBatch"),
-            Some("GetStatus") => Kind::Sender("GetStatus"),
-            Some("CheckRecipient") => Kind::Sender("CheckRecipient"),
-            Some(_) => Kind::Sender("LetterGateway"),
-            None => Kind::Other,
+        let (service, method) = path
+            .strip_prefix('/')
+            .and_then(|p| p.split_once('/'))
+            .unwrap_or(("", ""));
+        match role_of(service) {
+            Role::Anyone => Kind::Health,
+            Role::Operator => Kind::Operator,
+            Role::AnyCertificate => Kind::Other,
+            Role::Sender => match method {
+                "SubmitLetter" => Kind::Letters("SubmitLetter"),
+                "SubmitBatch" => Kind::Letters("SubmitBatch"),
+                "GetStatus" => Kind::Sender("GetStatus"),
+                "CheckRecipient" => Kind::Sender("CheckRecipient"),
+                _ => Kind::Sender("LetterGateway"),
+            },
         }
     }
 }
 
 struct Shared {
     directory: Arc<Directory>,
+    roster: Arc<Roster>,
     limits: MethodLimits,
     budget: Budget,
 }
@@ -82,10 +126,16 @@ pub struct DoorLayer {
 }
 
 impl DoorLayer {
-    pub fn new(directory: Arc<Directory>, limits: MethodLimits, budget: Budget) -> Self {
+    pub fn new(
+        directory: Arc<Directory>,
+        roster: Arc<Roster>,
+        limits: MethodLimits,
+        budget: Budget,
+    ) -> Self {
         DoorLayer {
             shared: Arc::new(Shared {
                 directory,
+                roster,
                 limits,
                 budget,
             }),
@@ -122,8 +172,21 @@ impl<S> Door<S> {
         match kind {
             Kind::Health => Ok(()),
             Kind::Letters(_) | Kind::Sender(_) => {
-                let caller = identify(&self.shared.directory, certs.as_deref().map(Vec::as_slice))?;
+                let caller = identify_sender(
+                    &self.shared.directory,
+                    &self.shared.roster,
+                    certs.as_deref().map(Vec::as_slice),
+                )?;
                 req.extensions_mut().insert(caller);
+                Ok(())
+            }
+            Kind::Operator => {
+                let operator = identify_operator(
+                    &self.shared.roster,
+                    &self.shared.directory,
+                    certs.as_deref().map(Vec::as_slice),
+                )?;
+                req.extensions_mut().insert(operator);
                 Ok(())
             }
             // The handshake verified any certificate presented against the gateway CA.
@@ -169,6 +232,7 @@ where
                 Some(self.shared.budget.clone()),
             ),
             Kind::Sender(m) => (m, limits.question, OverLimit::Refuse, None),
+            Kind::Operator => ("operator request", limits.question, OverLimit::Refuse, None),
             Kind::Other => ("request", limits.question, OverLimit::Refuse, None),
         };
         let ledger = Arc::new(Ledger::default());
@@ -211,5 +275,25 @@ mod tests {
             Kind::of("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
             Kind::Other
         );
+        assert_eq!(Kind::of("/brevdue.v1.Operations/StartJob"), Kind::Operator);
+        assert_eq!(
+            Kind::of("/brevdue.v1.RegistryAdmin/ApplyChanges"),
+            Kind::Operator
+        );
+        // A path that only starts like a service is not that service.
+        assert_eq!(Kind::of("/brevdue.v1.OperationsX/StartJob"), Kind::Other);
+        assert_eq!(Kind::of("garbage"), Kind::Other);
+    }
+
+    #[test]
+    fn one_rule_names_each_role() {
+        assert_eq!(role_of("grpc.health.v1.Health"), Role::Anyone);
+        assert_eq!(role_of("brevdue.v1.LetterGateway"), Role::Sender);
+        for service in OPERATOR_SERVICES {
+            assert_eq!(role_of(service), Role::Operator);
+            assert!(!SENDER_SERVICES.contains(service));
+        }
+        assert!(OPERATOR_SERVICES.contains(&"brevdue.v1.Operations"));
+        assert!(OPERATOR_SERVICES.contains(&"brevdue.v1.RegistryAdmin"));
     }
 }

@@ -8,13 +8,14 @@ mod convert;
 pub mod door;
 mod follow;
 pub mod frames;
-mod identity;
+pub mod identity;
 pub mod listener;
+mod operations;
 mod service;
 pub mod status;
 
 pub mod pb {
-    //! The generated API types (`proto/brevdue/v1/gateway.proto`).
+    //! The generated API types (`proto/brevdue/v1/gateway.proto`, `operations.proto`).
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("brevdue.v1");
 
@@ -24,5 +25,7 @@ pub mod pb {
 }
 
 pub use convert::{draft_from_letter, letter_to_pb, receipt_to_pb};
+pub use identity::{Caller, Operator, operator};
 pub use listener::capped;
+pub use operations::OperationsService;
 pub use service::{GatewayService, GrpcRouter, GrpcSettings, TlsMaterial, grpc_server};

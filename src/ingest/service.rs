@@ -216,7 +216,7 @@ pub struct GrpcSettings<'a> {
     pub transport: &'a TransportConfig,
 }
 
-/// The gRPC server with the gateway, health and reflection services, over mutual TLS, every
+/// The gRPC server with the gateway, operations, health and reflection services, over mutual TLS, every
 /// call through the door ([`super::door`]).
 ///
 /// Client certificates are verified against the gateway CA in the handshake when presented.
@@ -227,6 +227,7 @@ pub struct GrpcSettings<'a> {
 pub async fn grpc_server(
     gateway: Arc<Gateway>,
     admission: Arc<Admission>,
+    console: Arc<crate::operators::Console>,
     shutdown: CancellationToken,
     settings: GrpcSettings<'_>,
 ) -> Result<GrpcRouter, tonic::transport::Error> {
@@ -253,6 +254,7 @@ pub async fn grpc_server(
     let wire_limit = max_letter_bytes.saturating_add(ENVELOPE);
     let door = DoorLayer::new(
         gateway.directory.clone(),
+        console.roster.clone(),
         MethodLimits {
             letter: wire_limit,
             question: transport.question_message_limit_usize(),
@@ -280,7 +282,10 @@ pub async fn grpc_server(
         .http2_keepalive_interval(Some(transport.keepalive_interval))
         .http2_keepalive_timeout(Some(transport.keepalive_timeout))
         .layer(door);
-    let router = builder.add_service(health_service).add_service(service);
+    let router = builder
+        .add_service(health_service)
+        .add_service(service)
+        .add_service(super::operations::OperationsService::server(console));
     Ok(match reflection {
         Ok(r) => router.add_service(r),
         Err(e) => {

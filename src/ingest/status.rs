@@ -26,6 +26,12 @@ pub enum AuthError {
     UnknownCertificate,
     #[error("sender {0} is suspended")]
     Suspended(Cvr),
+    #[error("a sender certificate was presented to an operator service")]
+    SenderOnOperatorService,
+    #[error("an operator certificate was presented to a sender service")]
+    OperatorOnSenderService,
+    #[error("the client certificate is not registered to any operator")]
+    UnknownOperator,
 }
 
 /// A request that is malformed as a whole (per-letter problems are receipts, not errors).
@@ -109,6 +115,17 @@ impl From<ApiError> for Status {
             ApiError::Auth(AuthError::Suspended(cvr)) => Status::permission_denied(format!(
                 "sender {cvr} is suspended; contact the gateway operator"
             )),
+            ApiError::Auth(AuthError::SenderOnOperatorService) => Status::permission_denied(
+                "this is a sender's certificate: operator services take only an operator's \
+                 certificate (from `brevdue operators add`)",
+            ),
+            ApiError::Auth(AuthError::OperatorOnSenderService) => Status::permission_denied(
+                "this is an operator's certificate: the letter services take only a sender's \
+                 certificate (from `brevdue senders add`)",
+            ),
+            ApiError::Auth(AuthError::UnknownOperator) => Status::unauthenticated(
+                "this client certificate is not registered to any operator (was it revoked?)",
+            ),
             ApiError::Request(r @ RequestError::NotFound) => Status::not_found(r.to_string()),
             ApiError::Request(r @ RequestError::MalformedStream(_)) => Status::invalid_argument(
                 format!("{r}; receipts already sent stand, resend the rest"),
@@ -282,6 +299,18 @@ mod tests {
         let s = Status::from(AuthError::Suspended("29403473".parse::<Cvr>().unwrap()));
         assert_eq!(s.code(), Code::PermissionDenied);
         assert!(s.message().contains("29403473"));
+        for wrong_role in [
+            AuthError::SenderOnOperatorService,
+            AuthError::OperatorOnSenderService,
+        ] {
+            let s = Status::from(wrong_role);
+            assert_eq!(s.code(), Code::PermissionDenied);
+            assert!(retry_hint(&s).is_none());
+        }
+        assert_eq!(
+            Status::from(AuthError::UnknownOperator).code(),
+            Code::Unauthenticated
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@
 mod blobs;
 mod follow;
 pub(crate) mod follow_sql;
+mod operators;
+mod operators_sql;
 mod postgres;
 mod registry;
 mod registry_pg;
@@ -30,6 +32,7 @@ pub use blobs::BlobError;
 pub use follow::{
     BatchCounts, BatchRejection, EventPage, EventQuery, FollowStore, ListQuery, StoredEvent, signal,
 };
+pub use operators::{AuditEntry, NewAudit, OperatorCert, OperatorRevocation, OperatorStore};
 pub use postgres::PostgresStore;
 pub use registry::{
     AppliedChanges, ChangeKind, ChangePage, ChangeProblem, ChangeRequest, ImportRow, LoggedChange,
@@ -52,6 +55,10 @@ pub enum StoreError {
     UnknownSender(Cvr),
     #[error("sender {0} has no certificate with that fingerprint")]
     UnknownCertificate(Cvr),
+    #[error("operator {0} already has a certificate in use (revoke it first)")]
+    OperatorExists(String),
+    #[error("no operator certificate matches {0}")]
+    UnknownOperator(String),
     #[error("subscriptions name recipients that are neither in the registry nor in the recipients file (lines {})", lines_list(.0))]
     UnknownSubscribers(Vec<u64>),
     /// Registry changes that cannot be made (each with its index in the batch): none was made.
@@ -335,9 +342,10 @@ pub struct StateCounts {
 }
 
 #[async_trait]
-/// Every store also keeps what senders following their letters read (see `follow`) and the
-/// registry with its change log (see `registry`).
-pub trait Store: FollowStore + RegistryStore + Send + Sync + 'static {
+/// Every store also keeps what senders following their letters read (see `follow`), the
+/// registry with its change log (see `registry`) and what operators are and did (see
+/// `operators`).
+pub trait Store: FollowStore + RegistryStore + OperatorStore + Send + Sync + 'static {
     /// Stores accepted letters in one transaction. Durable (committed and synced) on return.
     /// Per letter, in order: `Inserted`, or `Existing` when the sender already has that message
     /// uuid (stored earlier or earlier in this same batch); an existing letter is never changed.

@@ -6,6 +6,7 @@
 pub mod backends;
 pub mod delivery;
 pub mod follow;
+pub mod operators;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

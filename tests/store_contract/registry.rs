@@ -205,7 +205,12 @@ async fn scan_registry_round_trip(b: Backend) {
     // Enough recipients for several statements per import.
     let mut many: Vec<(RecipientId, RecipientStatus)> = (0..20_000u64)
         .map(|i| {
-            let cpr = format!("{:02}{:02}85{:04}", 1 + i % 28, 1 + (i / 28) % 12, i % 10_000);
+            let cpr = format!(
+                "{:02}{:02}85{:04}",
+                1 + i % 28,
+                1 + (i / 28) % 12,
+                i % 10_000
+            );
             (id(&cpr), RecipientStatus::Active)
         })
         .collect();
