@@ -10,7 +10,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=migrations");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let fds = protox::compile(
-        ["brevdue/v1/gateway.proto", "brevdue/v1/operations.proto"],
+        [
+            "brevdue/v1/gateway.proto",
+            "brevdue/v1/operations.proto",
+            "brevdue/v1/registry.proto",
+        ],
         ["proto"],
     )?;
     std::fs::write(out_dir.join("brevdue_descriptor.bin"), fds.encode_to_vec())?;

@@ -371,6 +371,13 @@ enum RegistryCommand {
     Apply {
         #[command(flatten)]
         data: DataArgs,
+        /// Send the changes to this running gateway (https://host:port) as an operator,
+        /// instead of writing them to the store directly.
+        #[arg(long, requires = "cert_dir")]
+        server: Option<String>,
+        /// The operator's certificate directory (from `brevdue operators add`), with --server.
+        #[arg(long, requires = "server")]
+        cert_dir: Option<PathBuf>,
         /// The change file.
         file: PathBuf,
     },
@@ -541,8 +548,19 @@ pub async fn run(
                 .await?
         }
         Command::Registry {
-            command: RegistryCommand::Apply { data, file },
-        } => super::registry::registry_apply(&data.load()?, &file).await?,
+            command:
+                RegistryCommand::Apply {
+                    data,
+                    server,
+                    cert_dir,
+                    file,
+                },
+        } => match (server, cert_dir) {
+            (Some(server), Some(cert_dir)) => {
+                super::registry::registry_apply_remote(&server, &cert_dir, &file).await?
+            }
+            _ => super::registry::registry_apply(&data.load()?, &file).await?,
+        },
         Command::Send {
             sender,
             input,

@@ -128,6 +128,84 @@ pub async fn registry_import(
     Ok(())
 }
 
+/// A registry-change client: the operator services over mutual TLS with an operator's
+/// certificate directory (`ca.pem`, `operator.pem`, `operator.key`).
+pub type RegistryClient =
+    crate::ingest::pb::registry_admin_client::RegistryAdminClient<tonic::transport::Channel>;
+
+pub async fn connect(server: &str, cert_dir: &Path) -> Result<RegistryClient> {
+    let channel = super::client::channel(
+        server,
+        cert_dir,
+        super::operators::CERT_FILE,
+        super::operators::KEY_FILE,
+    )
+    .await?;
+    Ok(RegistryClient::new(channel).max_encoding_message_size(crate::ingest::MAX_CHANGES_BYTES))
+}
+
+/// Changes per call when a file is sent to a gateway: well under the request limit.
+pub const CHANGES_PER_CALL: usize = 10_000;
+
+/// Sends a change file to a running gateway as an operator. The file is checked whole first;
+/// a file too large for one call goes in several, each all or nothing, in order.
+pub async fn registry_apply_remote(server: &str, cert_dir: &Path, file: &Path) -> Result<()> {
+    let name = file.display().to_string();
+    let changes = read_changes(open(file)?, &name)?;
+    let mut client = connect(server, cert_dir).await?;
+    let calls = changes.len().div_ceil(CHANGES_PER_CALL);
+    let mut first = None;
+    let mut last = 0;
+    for (n, part) in changes.chunks(CHANGES_PER_CALL).enumerate() {
+        let request = crate::ingest::pb::RegistryChanges {
+            changes: part.iter().map(change_to_pb).collect(),
+        };
+        let applied = client.apply_changes(request).await.map_err(|s| {
+            let done = if n == 0 {
+                "nothing was applied".to_string()
+            } else {
+                format!(
+                    "the first {} change(s) were applied (numbered up to {last}), the rest not",
+                    n * CHANGES_PER_CALL
+                )
+            };
+            // Positions in the message are within this call: say where the call starts.
+            anyhow::anyhow!(
+                "{name}: the gateway refused changes from line {} on ({done}): {}",
+                part.first().map_or(0, |c| c.line),
+                s.message()
+            )
+        })?;
+        let applied = applied.into_inner();
+        first.get_or_insert(applied.first_seq);
+        last = applied.last_seq;
+    }
+    println!(
+        "applied {} change(s) in {calls} call(s), numbered {} to {last}; every gateway routes by them within seconds",
+        changes.len(),
+        first.unwrap_or(0)
+    );
+    Ok(())
+}
+
+/// A checked change in the form the gRPC service takes.
+pub fn change_to_pb(c: &crate::registry::change::RegistryChange) -> crate::ingest::pb::RegistryChange {
+    use crate::registry::change::ChangeAction;
+    let (change, sender, status) = match c.action {
+        ChangeAction::Subscribe(s) => ("subscribe", s.to_string(), String::new()),
+        ChangeAction::Unsubscribe(s) => ("unsubscribe", s.to_string(), String::new()),
+        ChangeAction::Status(st) => ("status", String::new(), st.to_string()),
+        ChangeAction::Remove => ("remove", String::new(), String::new()),
+    };
+    crate::ingest::pb::RegistryChange {
+        change: change.into(),
+        id_type: c.id.id_type().to_string(),
+        id: c.id.number(),
+        sender_cvr: sender,
+        status,
+    }
+}
+
 /// Applies a file of registry changes (JSON lines) to the store: all or nothing.
 pub async fn registry_apply(config: &Config, file: &Path) -> Result<()> {
     let name = file.display().to_string();

@@ -88,6 +88,8 @@ enum Kind {
     Letters(&'static str),
     Sender(&'static str),
     Operator,
+    /// An operator's batch of registry changes: larger than a question.
+    OperatorBatch,
     Other,
 }
 
@@ -99,6 +101,9 @@ impl Kind {
             .unwrap_or(("", ""));
         match role_of(service) {
             Role::Anyone => Kind::Health,
+            Role::Operator if service == "brevdue.v1.RegistryAdmin" && method == "ApplyChanges" => {
+                Kind::OperatorBatch
+            }
             Role::Operator => Kind::Operator,
             Role::AnyCertificate => Kind::Other,
             Role::Sender => match method {
@@ -180,7 +185,7 @@ impl<S> Door<S> {
                 req.extensions_mut().insert(caller);
                 Ok(())
             }
-            Kind::Operator => {
+            Kind::Operator | Kind::OperatorBatch => {
                 let operator = identify_operator(
                     &self.shared.roster,
                     &self.shared.directory,
@@ -233,6 +238,12 @@ where
             ),
             Kind::Sender(m) => (m, limits.question, OverLimit::Refuse, None),
             Kind::Operator => ("operator request", limits.question, OverLimit::Refuse, None),
+            Kind::OperatorBatch => (
+                "ApplyChanges",
+                super::registry_admin::MAX_CHANGES_BYTES,
+                OverLimit::Refuse,
+                None,
+            ),
             Kind::Other => ("request", limits.question, OverLimit::Refuse, None),
         };
         let ledger = Arc::new(Ledger::default());
@@ -278,6 +289,10 @@ mod tests {
         assert_eq!(Kind::of("/brevdue.v1.Operations/StartJob"), Kind::Operator);
         assert_eq!(
             Kind::of("/brevdue.v1.RegistryAdmin/ApplyChanges"),
+            Kind::OperatorBatch
+        );
+        assert_eq!(
+            Kind::of("/brevdue.v1.RegistryAdmin/GetRegistryState"),
             Kind::Operator
         );
         // A path that only starts like a service is not that service.

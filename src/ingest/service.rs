@@ -252,6 +252,7 @@ pub async fn grpc_server(
         .client_auth_optional(true)
         .timeout(transport.tls_handshake_timeout);
     let wire_limit = max_letter_bytes.saturating_add(ENVELOPE);
+    let directory = gateway.directory.clone();
     let door = DoorLayer::new(
         gateway.directory.clone(),
         console.roster.clone(),
@@ -285,6 +286,10 @@ pub async fn grpc_server(
     let router = builder
         .add_service(health_service)
         .add_service(service)
+        .add_service(super::registry_admin::RegistryAdminService::server(
+            directory,
+            console.clone(),
+        ))
         .add_service(super::operations::OperationsService::server(console));
     Ok(match reflection {
         Ok(r) => router.add_service(r),
