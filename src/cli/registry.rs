@@ -15,7 +15,7 @@ use crate::directory::Secrets;
 use crate::directory::apply::apply_changes;
 use crate::directory::import::{ImportRecipient, ImportSubscription, prepare_import};
 use crate::registry::SenderDirectory;
-use crate::registry::change::read_changes;
+use crate::registry::change::{parse_changes, read_changes};
 use crate::registry::csv::{duplicate_problems, scan_recipients, scan_subscriptions};
 use crate::store::StoreError;
 
@@ -57,7 +57,7 @@ pub async fn registry_import(
             status,
             line,
         });
-        if rows.len() % 65_536 == 0 {
+        if rows.len().is_multiple_of(65_536) {
             bar.set_position(rows.len() as u64);
         }
     })?;
@@ -77,7 +77,7 @@ pub async fn registry_import(
                     sender: sender.value(),
                     line,
                 });
-                if subs.len() % 65_536 == 0 {
+                if subs.len().is_multiple_of(65_536) {
                     bar.set_position(subs.len() as u64);
                 }
             },
@@ -189,7 +189,9 @@ pub async fn registry_apply_remote(server: &str, cert_dir: &Path, file: &Path) -
 }
 
 /// A checked change in the form the gRPC service takes.
-pub fn change_to_pb(c: &crate::registry::change::RegistryChange) -> crate::ingest::pb::RegistryChange {
+pub fn change_to_pb(
+    c: &crate::registry::change::RegistryChange,
+) -> crate::ingest::pb::RegistryChange {
     use crate::registry::change::ChangeAction;
     let (change, sender, status) = match c.action {
         ChangeAction::Subscribe(s) => ("subscribe", s.to_string(), String::new()),
@@ -209,7 +211,7 @@ pub fn change_to_pb(c: &crate::registry::change::RegistryChange) -> crate::inges
 /// Applies a file of registry changes (JSON lines) to the store: all or nothing.
 pub async fn registry_apply(config: &Config, file: &Path) -> Result<()> {
     let name = file.display().to_string();
-    let changes = read_changes(open(file)?, &name)?;
+    let (changes, problems) = parse_changes(open(file)?, &name)?;
     let (data, store) = open_store(config).await?;
     let (senders, _) = store.senders().await?;
     let senders = SenderDirectory::new(senders);
@@ -219,6 +221,7 @@ pub async fn registry_apply(config: &Config, file: &Path) -> Result<()> {
         &secrets,
         |cvr| senders.get(cvr).cloned(),
         &changes,
+        problems,
         &name,
         &format!("file {name}"),
     )

@@ -22,22 +22,24 @@ pub enum ApplyError {
 }
 
 /// Checks and makes `changes` (named `source` in messages, recorded as `origin` in the log).
+/// `problems` holds what reading them found already (bad lines): they refuse the batch with
+/// whatever this finds, in one report.
 pub async fn apply_changes(
     store: &dyn Store,
     secrets: &Secrets,
     sender: impl Fn(Cvr) -> Option<SenderInfo>,
     changes: &[RegistryChange],
+    mut problems: ChangeProblems,
     source: &str,
     origin: &str,
 ) -> Result<AppliedChanges, ApplyError> {
-    if changes.is_empty() {
+    check_senders(changes, sender, &mut problems);
+    if problems.is_empty() && changes.is_empty() {
         return Err(ChangeFileError::Empty {
             file: source.to_string(),
         }
         .into());
     }
-    let mut problems = ChangeProblems::default();
-    check_senders(changes, sender, &mut problems);
     if !problems.is_empty() {
         return Err(problems.into_error(source).into());
     }

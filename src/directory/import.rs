@@ -131,10 +131,8 @@ pub fn prepare_import(
             lines: group.iter().map(|s| s.line).collect(),
         });
     }
-    import.recipients.sort_unstable_by(|a, b| a.tag.cmp(&b.tag));
-    import
-        .subscribers
-        .sort_unstable_by(|a, b| a.tag.cmp(&b.tag));
+    import.recipients.sort_unstable_by_key(|r| r.tag);
+    import.subscribers.sort_unstable_by_key(|r| r.tag);
     Ok(import)
 }
 

@@ -10,8 +10,8 @@ mod follow;
 pub mod frames;
 pub mod identity;
 pub mod listener;
-mod registry_admin;
 mod operations;
+mod registry_admin;
 mod service;
 pub mod status;
 

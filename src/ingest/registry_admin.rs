@@ -79,19 +79,16 @@ impl RegistryAdmin for RegistryAdminService {
             }
         }
         let store = &*self.console.store;
-        let result = if problems.is_empty() {
-            apply_changes(
-                store,
-                self.directory.secrets(),
-                |cvr| self.directory.sender(cvr),
-                &changes,
-                "request",
-                &format!("operator {}", op.name),
-            )
-            .await
-        } else {
-            Err(ApplyError::Refused(problems.into_error("request")))
-        };
+        let result = apply_changes(
+            store,
+            self.directory.secrets(),
+            |cvr| self.directory.sender(cvr),
+            &changes,
+            problems,
+            "request",
+            &format!("operator {}", op.name),
+        )
+        .await;
         let (outcome, reply) = match result {
             Ok(applied) => (
                 format!("ok: changes {} to {}", applied.first_seq, applied.last_seq),

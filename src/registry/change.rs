@@ -195,11 +195,30 @@ impl RawChange {
 /// Longest line a change file may have: a change is a few dozen bytes.
 const MAX_LINE: usize = 4_096;
 
-/// Reads and checks a change file: JSON lines, blank lines and `#` comments skipped.
+/// Reads and checks a change file: JSON lines, blank lines and `#` comments skipped. Any bad
+/// line refuses the whole file.
 pub fn read_changes<R: BufRead>(
-    mut input: R,
+    input: R,
     file: &str,
 ) -> Result<Vec<RegistryChange>, ChangeFileError> {
+    let (changes, problems) = parse_changes(input, file)?;
+    if !problems.is_empty() {
+        return Err(problems.into_error(file));
+    }
+    if changes.is_empty() {
+        return Err(ChangeFileError::Empty {
+            file: file.to_string(),
+        });
+    }
+    Ok(changes)
+}
+
+/// Reads a change file into the good changes and the problems of the bad lines, so that later
+/// checks (the senders) can add theirs and the file is reported once, whole.
+pub fn parse_changes<R: BufRead>(
+    mut input: R,
+    file: &str,
+) -> Result<(Vec<RegistryChange>, ChangeProblems), ChangeFileError> {
     let mut problems = ChangeProblems::default();
     let mut changes = Vec::new();
     let mut buf = Vec::new();
@@ -238,15 +257,7 @@ pub fn read_changes<R: BufRead>(
             Err(e) => problems.add(line, format!("not a change: {e}")),
         }
     }
-    if !problems.is_empty() {
-        return Err(problems.into_error(file));
-    }
-    if changes.is_empty() {
-        return Err(ChangeFileError::Empty {
-            file: file.to_string(),
-        });
-    }
-    Ok(changes)
+    Ok((changes, problems))
 }
 
 /// Checks that every subscription change names a registered private sender (SPEC §1: a

@@ -301,4 +301,59 @@ mod tests {
                 .is_err()
         );
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any sequence of changes, with merges started and finished anywhere in it (changes
+        /// arriving while a merge runs), reads exactly like a plain map of the final states.
+        #[test]
+        fn overlay_and_merges_equal_the_final_states(
+            steps in prop::collection::vec((0u64..40, 0u8..5, prop::collection::vec(0u32..4, 0..3)), 1..120),
+        ) {
+            let mut model: std::collections::HashMap<u64, Option<(RecipientStatus, Vec<u32>)>> =
+                std::collections::HashMap::new();
+            let mut live = LiveRegistry::default();
+            let mut merging: Option<(LiveRegistry, Arc<RegistryIndex>)> = None;
+            for (key, op, senders) in steps {
+                let mut senders: Vec<u32> = senders.into_iter().map(|s| 10_000_000 + s).collect();
+                senders.sort_unstable();
+                senders.dedup();
+                match op {
+                    // Start a merge from the current registry (finished at a later step).
+                    3 if merging.is_none() => {
+                        let merged = Arc::new(live.merged().unwrap());
+                        merging = Some((live.clone(), merged));
+                    }
+                    // Finish the merge running, with whatever changed since it started.
+                    4 => {
+                        if let Some((snapshot, merged)) = merging.take() {
+                            live = live.rebase(merged, &snapshot);
+                        }
+                    }
+                    _ => {
+                        let delta = match op {
+                            0 => None,
+                            1 => Some((RecipientStatus::Active, senders)),
+                            _ => Some((RecipientStatus::Closed, senders)),
+                        };
+                        model.insert(key, delta.clone());
+                        live = live
+                            .with_changes([(
+                                key,
+                                delta.map(|(status, s)| Delta { status, senders: s.into() }),
+                            )])
+                            .unwrap();
+                    }
+                }
+                for k in 0..40u64 {
+                    let want = model.get(&k).cloned().flatten();
+                    let got = live.lookup_key(k).map(|e| (e.status, e.subscriptions().to_vec()));
+                    prop_assert_eq!(got, want, "key {}", k);
+                }
+                let present = model.values().filter(|v| v.is_some()).count();
+                prop_assert_eq!(live.len(), present);
+            }
+        }
+    }
 }

@@ -622,16 +622,12 @@ where
     }
 
     async fn generations(&self) -> Result<Generations, StoreError> {
-        let rows = sqlx::query::<B::Db>("SELECT key, value FROM meta")
+        let rows = sqlx::query::<B::Db>("SELECT value FROM meta WHERE key = 'senders_generation'")
             .fetch_all(self.pool())
             .await?;
         let mut g = Generations::default();
         for r in rows {
-            let value = r.int("value")?;
-            match r.text("key")?.as_str() {
-                "senders_generation" => g.senders = value,
-                _ => {}
-            }
+            g.senders = r.int("value")?;
         }
         Ok(g)
     }
