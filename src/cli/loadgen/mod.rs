@@ -10,6 +10,7 @@
 
 mod flood;
 mod gateway;
+mod registry;
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -46,6 +47,10 @@ pub enum Scenario {
     /// alone; memory through the flood; the time its backlog takes to deliver. The queues of a
     /// `--queue` prefix are deleted at the end.
     Flood,
+    /// The registry at national scale: a Denmark-sized registry imported by `registry import`
+    /// in its own process, a gateway started on it in its own process (start time, memory),
+    /// then changes applied while it routes, each batch's visibility timed.
+    Registry,
 }
 
 #[derive(clap::Args, Clone)]
@@ -74,6 +79,8 @@ pub struct LoadgenArgs {
     pub queue: Option<QueueUrl>,
     #[command(flatten)]
     pub flood: flood::FloodArgs,
+    #[command(flatten)]
+    pub registry: registry::RegistryArgs,
 }
 
 struct Measured {
@@ -82,8 +89,10 @@ struct Measured {
 }
 
 pub async fn run(args: LoadgenArgs) -> Result<()> {
-    if args.scenario == Scenario::Flood {
-        return flood::run(&args).await;
+    match args.scenario {
+        Scenario::Flood => return flood::run(&args).await,
+        Scenario::Registry => return registry::run(&args).await,
+        Scenario::Throughput => {}
     }
     let (tmp, root) = gateway::scratch(&args, "brevdue-loadgen")?;
     let size = args.size.as_u64() as usize;
