@@ -118,6 +118,9 @@ pub struct Stats {
     pub latency: Latency,
     pub senders: Vec<SenderStat>,
     pub streams_open: i64,
+    /// The registry index and how far it is behind the change log (none before the first
+    /// poll of the change log).
+    pub registry: Option<crate::telemetry::registry::RegistryFigures>,
 }
 
 /// The newest sample and the newest one at least `window` seconds older (or the oldest).
@@ -320,6 +323,7 @@ pub fn compute(
         latency,
         senders: busiest(h, senders),
         streams_open: now.streams_open,
+        registry: crate::telemetry::registry::latest(),
     }
 }
 

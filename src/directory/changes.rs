@@ -70,14 +70,30 @@ pub fn spawn_follower(
                 () = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            match directory.follow_registry().await {
-                Ok(_) => failing = false,
-                Err(e) if !failing => {
-                    failing = true;
-                    tracing::warn!(error = %e, "could not read registry changes; routing by the registry as it was");
+            let newest = directory.store.registry_newest_seq().await;
+            let outcome = match directory.follow_registry().await {
+                Ok(o) => {
+                    failing = false;
+                    o
                 }
-                Err(_) => {}
-            }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "could not read registry changes; routing by the registry as it was");
+                    }
+                    failing = true;
+                    FollowOutcome::default()
+                }
+            };
+            let t = directory.registry_telemetry();
+            crate::telemetry::registry::registry(&crate::telemetry::registry::RegistryFigures {
+                recipients: t.recipients,
+                index_bytes: t.index_bytes,
+                overlay: t.overlay,
+                lag_changes: newest.map_or(0, |n| n - t.applied_seq),
+                last_change_ms: t.last_change_ms,
+                applied: outcome.applied,
+                reloaded: outcome.reloaded,
+            });
             if pruned_at.elapsed() >= PRUNE_EVERY {
                 pruned_at = std::time::Instant::now();
                 let retention = i64::try_from(config.change_retention.as_millis()).unwrap_or(i64::MAX);

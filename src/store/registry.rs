@@ -223,6 +223,9 @@ pub trait RegistryStore: Send + Sync {
 
     async fn registry_head(&self) -> Result<RegistryHead, StoreError>;
 
+    /// The newest change's number (0: none), cheaply: for lag figures.
+    async fn registry_newest_seq(&self) -> Result<i64, StoreError>;
+
     /// Deletes log entries older than `before_ms`, keeping the newest; gateways that had not
     /// read them load the registry whole. Returns how many went.
     async fn prune_registry_changes(&self, before_ms: i64) -> Result<u64, StoreError>;

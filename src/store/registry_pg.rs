@@ -360,6 +360,11 @@ impl RegistryStore for PostgresStore {
         })
     }
 
+    async fn registry_newest_seq(&self) -> Result<i64, StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        newest_seq(&mut conn).await
+    }
+
     async fn prune_registry_changes(&self, before_ms: i64) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin_with(Self::BEGIN_WRITE).await?;
         sqlx::query(LOCK_WRITERS).execute(&mut *tx).await?;

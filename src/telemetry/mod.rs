@@ -5,6 +5,7 @@
 //! [`live`], the in-process totals the operator dashboard samples every second.
 
 pub mod live;
+pub mod registry;
 
 use std::time::Duration;
 
@@ -175,8 +176,13 @@ const COMMIT_BUCKETS: &[f64] = &[
 ];
 
 /// Registers the help texts. Call once after installing a recorder.
+/// Every metric: [`ALL`] and the registry's.
+pub fn every() -> impl Iterator<Item = &'static (&'static str, Kind, &'static str)> {
+    ALL.iter().chain(registry::ALL)
+}
+
 pub fn describe() {
-    for (name, kind, help) in ALL {
+    for (name, kind, help) in every() {
         match kind {
             Kind::Counter => describe_counter!(*name, *help),
             Kind::Gauge => describe_gauge!(*name, *help),
@@ -433,12 +439,12 @@ mod tests {
 
     /// The metric a series name belongs to: histograms expose `_bucket`, `_sum` and `_count`.
     fn metric_of(series: &str) -> Option<&'static str> {
-        if let Some((name, _, _)) = ALL.iter().find(|(n, _, _)| *n == series) {
+        if let Some((name, _, _)) = every().find(|(n, _, _)| *n == series) {
             return Some(name);
         }
         ["_bucket", "_sum", "_count"].iter().find_map(|suffix| {
             let base = series.strip_suffix(suffix)?;
-            ALL.iter()
+            every()
                 .find(|(n, k, _)| *n == base && *k == Kind::Histogram)
                 .map(|(n, _, _)| *n)
         })
@@ -460,8 +466,7 @@ mod tests {
                 used.insert(metric);
             }
         }
-        let unused: Vec<&str> = ALL
-            .iter()
+        let unused: Vec<&str> = every()
             .map(|(n, _, _)| *n)
             .filter(|n| !used.contains(n))
             .collect();
@@ -528,8 +533,17 @@ mod tests {
             letters_inside: 2,
             bytes_inside: 3,
         });
+        registry::registry(&registry::RegistryFigures {
+            recipients: 1,
+            index_bytes: 2,
+            overlay: 0,
+            lag_changes: 0,
+            last_change_ms: 1,
+            applied: 1,
+            reloaded: true,
+        });
         let text = handle.render();
-        for (name, kind, help) in ALL {
+        for (name, kind, help) in every() {
             assert!(
                 text.contains(&format!("# HELP {name} {help}\n")),
                 "{name} has no help text in:\n{text}"
