@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::config::Config;
 use crate::directory::Secrets;
 use crate::directory::apply::apply_changes;
-use crate::directory::import::{ImportRecipient, ImportSubscription, prepare_import};
+use crate::directory::import::{ImportRecipient, ImportSubscription, line32, prepare_import};
 use crate::registry::SenderDirectory;
 use crate::registry::change::{parse_changes, read_changes};
 use crate::registry::csv::{duplicate_problems, scan_recipients, scan_subscriptions};
@@ -55,14 +55,14 @@ pub async fn registry_import(
         rows.push(ImportRecipient {
             key: id.index_key(),
             status,
-            line,
+            line: line32(line),
         });
         if rows.len().is_multiple_of(65_536) {
             bar.set_position(rows.len() as u64);
         }
     })?;
     rows.sort_unstable_by_key(|r| (r.key, r.line));
-    duplicate_problems(&recipients_name, &rows, |r| (r.key, r.line))?;
+    duplicate_problems(&recipients_name, &rows, |r| (r.key, u64::from(r.line)))?;
     bar.finish_and_clear();
 
     let mut subs: Vec<ImportSubscription> = Vec::new();
@@ -75,7 +75,7 @@ pub async fn registry_import(
                 subs.push(ImportSubscription {
                     key: id.index_key(),
                     sender: sender.value(),
-                    line,
+                    line: line32(line),
                 });
                 if subs.len().is_multiple_of(65_536) {
                     bar.set_position(subs.len() as u64);

@@ -6,15 +6,16 @@
 //! text or as a second copy of the registry.
 
 use crate::domain::{RecipientId, RecipientStatus};
-use crate::seal::{Pseudonymizer, RecipientTag, RowCipher, SealError};
+use crate::seal::{Pseudonymizer, RowCipher, SealError};
 use crate::store::{ImportRow, RegistryImport, SenderRange, SubscriberRow};
 
-/// A recipient of the import: index key, status, the line it came from.
+/// A recipient of the import: index key, status, the line it came from. (Lines are `u32`:
+/// 16 bytes a row is what lets a national file be held once, compactly.)
 #[derive(Clone, Copy, Debug)]
 pub struct ImportRecipient {
     pub key: u64,
     pub status: RecipientStatus,
-    pub line: u64,
+    pub line: u32,
 }
 
 /// A subscription of the import: subscriber's index key, the sender's CVR value, its line.
@@ -22,46 +23,63 @@ pub struct ImportRecipient {
 pub struct ImportSubscription {
     pub key: u64,
     pub sender: u32,
-    pub line: u64,
+    pub line: u32,
+}
+
+/// A file line as the compact rows hold it (a line past 4 G is not a registry file).
+pub fn line32(line: u64) -> u32 {
+    u32::try_from(line).unwrap_or(u32::MAX)
 }
 
 /// Rows tagged and sealed per work item: large enough to amortise the system call for nonces.
 const SEAL_CHUNK: usize = 16_384;
 
-/// Tags and seals `keys` on up to `threads` threads, in order.
+/// Tags and seals every recipient on up to `threads` threads, in order: the import's rows,
+/// subscriptions still to be filled in.
 fn tag_and_seal(
     pseudonyms: &Pseudonymizer,
     rows: &RowCipher,
-    keys: &[u64],
+    recipients: &[ImportRecipient],
     threads: usize,
-) -> Result<Vec<(RecipientTag, crate::seal::SealedKey)>, SealError> {
-    let work = |part: &[u64]| -> Result<Vec<(RecipientTag, crate::seal::SealedKey)>, SealError> {
+) -> Result<Vec<ImportRow>, SealError> {
+    let work = |part: &[ImportRecipient]| -> Result<Vec<ImportRow>, SealError> {
         let mut out = Vec::with_capacity(part.len());
         let mut items = Vec::with_capacity(SEAL_CHUNK);
         let mut sealed = Vec::with_capacity(SEAL_CHUNK);
         for chunk in part.chunks(SEAL_CHUNK) {
             items.clear();
             sealed.clear();
-            for &key in chunk {
-                let id = RecipientId::from_index_key(key).map_err(|_| SealError::Tampered)?;
-                items.push((key, pseudonyms.tag(&id)));
+            for r in chunk {
+                let id = RecipientId::from_index_key(r.key).map_err(|_| SealError::Tampered)?;
+                items.push((r.key, pseudonyms.tag(&id)));
             }
             rows.seal_keys(&items, &mut sealed)?;
-            out.extend(items.iter().map(|(_, t)| *t).zip(sealed.iter().copied()));
+            out.extend(
+                chunk
+                    .iter()
+                    .zip(&items)
+                    .zip(&sealed)
+                    .map(|((r, (_, tag)), key)| ImportRow {
+                        tag: *tag,
+                        sealed_key: *key,
+                        status: r.status,
+                        senders: None,
+                    }),
+            );
         }
         Ok(out)
     };
     let threads = threads.clamp(1, 16);
-    if threads == 1 || keys.len() < SEAL_CHUNK * 2 {
-        return work(keys);
+    if threads == 1 || recipients.len() < SEAL_CHUNK * 2 {
+        return work(recipients);
     }
-    let per = keys.len().div_ceil(threads);
+    let per = recipients.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = keys
+        let handles: Vec<_> = recipients
             .chunks(per)
             .map(|part| scope.spawn(move || work(part)))
             .collect();
-        let mut out = Vec::with_capacity(keys.len());
+        let mut out = Vec::with_capacity(recipients.len());
         for h in handles {
             match h.join() {
                 Ok(part) => out.extend(part?),
@@ -85,35 +103,25 @@ pub fn prepare_import(
     subscriptions.sort_unstable();
     subscriptions.dedup_by(|a, b| a.key == b.key && a.sender == b.sender);
 
-    let keys: Vec<u64> = recipients.iter().map(|r| r.key).collect();
-    let sealed = tag_and_seal(pseudonyms, rows, &keys, threads)?;
-    drop(keys);
-
     let mut import = RegistryImport {
-        recipients: Vec::with_capacity(recipients.len()),
+        recipients: tag_and_seal(pseudonyms, rows, &recipients, threads)?,
         subscribers: Vec::new(),
         senders: Vec::with_capacity(subscriptions.len()),
     };
     // Both lists are sorted by key: walk them side by side.
     let mut subs = subscriptions.chunk_by(|a, b| a.key == b.key).peekable();
     let mut only_subscribers: Vec<&[ImportSubscription]> = Vec::new();
-    for (r, (tag, sealed_key)) in recipients.iter().zip(sealed) {
+    for (r, row) in recipients.iter().zip(import.recipients.iter_mut()) {
         while let Some(group) = subs.next_if(|g| g[0].key < r.key) {
             only_subscribers.push(group);
         }
-        let senders = subs.next_if(|g| g[0].key == r.key).map(|group| {
+        row.senders = subs.next_if(|g| g[0].key == r.key).map(|group| {
             let start = import.senders.len() as u32;
             import.senders.extend(group.iter().map(|s| s.sender));
             SenderRange {
                 start,
                 len: group.len() as u32,
             }
-        });
-        import.recipients.push(ImportRow {
-            tag,
-            sealed_key,
-            status: r.status,
-            senders,
         });
     }
     only_subscribers.extend(subs);
@@ -128,7 +136,7 @@ pub fn prepare_import(
                 start,
                 len: group.len() as u32,
             },
-            lines: group.iter().map(|s| s.line).collect(),
+            lines: group.iter().map(|s| u64::from(s.line)).collect(),
         });
     }
     import.recipients.sort_unstable_by_key(|r| r.tag);

@@ -64,14 +64,18 @@ impl Secrets {
         }
         let rows = last
             .into_iter()
-            .map(|(key, (status, line))| import::ImportRecipient { key, status, line })
+            .map(|(key, (status, line))| import::ImportRecipient {
+                key,
+                status,
+                line: import::line32(line),
+            })
             .collect();
         let subs = subscriptions
             .iter()
             .map(|(line, id, sender)| import::ImportSubscription {
                 key: id.index_key(),
                 sender: sender.value(),
-                line: *line,
+                line: import::line32(*line),
             })
             .collect();
         import::prepare_import(&self.pseudonyms, &self.rows, rows, subs)
@@ -106,8 +110,10 @@ impl Secrets {
         &self,
         store: &dyn Store,
     ) -> Result<(crate::registry::RegistryIndex, i64), DirectoryError> {
-        let head = store.registry_head().await?;
-        let recipients = usize::try_from(head.recipients).unwrap_or(0);
+        // Sized by the last import (changes since add or remove a few): counting the rows
+        // would read the whole table once more before the scan reads it.
+        let hint = usize::try_from(store.registry_size_hint().await?).unwrap_or(0);
+        let recipients = hint + hint / 50 + 1_024;
         let mut loader = IndexLoader::with_capacity(recipients, recipients.saturating_mul(3));
         let mut bad: Option<String> = None;
         let seq = store

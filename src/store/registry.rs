@@ -223,6 +223,10 @@ pub trait RegistryStore: Send + Sync {
 
     async fn registry_head(&self) -> Result<RegistryHead, StoreError>;
 
+    /// About how many recipients the registry holds, without counting them (the last import's
+    /// size): what a gateway sizes its index by at start.
+    async fn registry_size_hint(&self) -> Result<u64, StoreError>;
+
     /// The newest change's number (0: none), cheaply: for lag figures.
     async fn registry_newest_seq(&self) -> Result<i64, StoreError>;
 

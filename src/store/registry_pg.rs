@@ -195,6 +195,16 @@ impl RegistryStore for PostgresStore {
         .fetch_one(&mut *tx)
         .await?
         .try_get("seq")?;
+        // What a gateway sizes its index by at start, instead of counting millions of rows.
+        if !import.recipients.is_empty() {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ('registry_imported_recipients', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(import.recipients.len() as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(seq)
     }
@@ -358,6 +368,15 @@ impl RegistryStore for PostgresStore {
             seq,
             recipients: count_from(n)?,
         })
+    }
+
+    async fn registry_size_hint(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(value), 0) AS n FROM meta WHERE key = 'registry_imported_recipients'",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
     }
 
     async fn registry_newest_seq(&self) -> Result<i64, StoreError> {

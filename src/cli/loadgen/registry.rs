@@ -121,8 +121,9 @@ fn write_files(dir: &Path, spec: &SynthSpec) -> Result<Files> {
             failed = Some(e);
         }
         subs_count += subs.len();
-        // Reservoir sampling of citizens to change later.
-        if matches!(id, RecipientId::Cpr(_)) {
+        // Reservoir sampling of citizens to change later: those a subscription reaches (a
+        // closed recipient's subscriptions do not count).
+        if matches!(id, RecipientId::Cpr(_)) && status != crate::domain::RecipientStatus::Closed {
             seen += 1;
             if candidates.len() < PROBE_POOL {
                 candidates.push((id, subs.to_vec()));
@@ -401,7 +402,10 @@ async fn measure(
                 break;
             }
             if committed.elapsed() > Duration::from_secs(60) {
-                bail!("a change was not visible after 60 s");
+                bail!(
+                    "change {} of the run was not visible after 60 s",
+                    done + batch.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
