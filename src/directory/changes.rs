@@ -145,7 +145,7 @@ impl Directory {
 
     async fn reload_locked(&self) -> Result<(), DirectoryError> {
         let started = std::time::Instant::now();
-        let (index, seq) = self.secrets.load_index(&*self.store).await?;
+        let (index, seq) = self.secrets.load_index(&self.store).await?;
         tracing::info!(
             recipients = index.len(),
             bytes = index.memory_bytes(),

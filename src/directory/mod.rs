@@ -105,36 +105,94 @@ impl Secrets {
     }
 
     /// Loads the stored registry into a packed index, streamed row by row. Returns the index
-    /// and the number of the newest change it holds.
+    /// and the number of a change it holds everything up to: changes after it may or may not
+    /// be in it, and applying them again changes nothing (log entries hold whole states).
+    ///
+    /// Several parts of the registry are read at once, on as many connections as there are
+    /// cores (each opens its rows' sealed ids as they arrive); one thread packs what they read.
     pub async fn load_index(
         &self,
-        store: &dyn Store,
+        store: &Arc<dyn Store>,
     ) -> Result<(crate::registry::RegistryIndex, i64), DirectoryError> {
+        // Read before any part starts, so every change after it is applied by the follower.
+        let head = store.registry_newest_seq().await?;
         // Sized by the last import (changes since add or remove a few): counting the rows
         // would read the whole table once more before the scan reads it.
         let hint = usize::try_from(store.registry_size_hint().await?).unwrap_or(0);
         let recipients = hint + hint / 50 + 1_024;
-        let mut loader = IndexLoader::with_capacity(recipients, recipients.saturating_mul(3));
-        let mut bad: Option<String> = None;
-        let seq = store
-            .scan_registry(&mut |r| {
-                let key = match self.rows.open_key(r.sealed_key, r.tag) {
-                    Ok(k) => k,
-                    Err(_) => {
-                        bad.get_or_insert_with(|| "a sealed recipient id does not open".into());
-                        return Ok(());
-                    }
-                };
-                if let Err(e) = loader.push(key, r.status, r.senders) {
-                    bad.get_or_insert_with(|| e.to_string());
+        let parts = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8) as u8;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<LoadedChunk>(4 * usize::from(parts));
+        let packer = std::thread::spawn(move || -> Result<IndexLoader, String> {
+            let mut loader = IndexLoader::with_capacity(recipients, recipients.saturating_mul(3));
+            for chunk in rx {
+                for &(key, status, start, len) in &chunk.rows {
+                    let senders = &chunk.senders[start as usize..(start + len) as usize];
+                    loader
+                        .push(key, status, senders)
+                        .map_err(|e| e.to_string())?;
                 }
-                Ok(())
+            }
+            Ok(loader)
+        });
+        let scans = (0..parts).map(|index| {
+            let (tx, store, rows) = (tx.clone(), store.clone(), self.rows.clone());
+            // A task each: on PostgreSQL rows are decoded by the task that reads them.
+            tokio::spawn(async move {
+                let mut chunk = LoadedChunk::default();
+                let mut bad = false;
+                store
+                    .scan_registry(crate::store::ScanPart { index, of: parts }, &mut |r| {
+                        match rows.open_key(r.sealed_key, r.tag) {
+                            Ok(key) => chunk.push(key, r.status, r.senders),
+                            Err(_) => bad = true,
+                        }
+                        if chunk.rows.len() >= LOAD_CHUNK {
+                            // The packer keeps up; this waits only when it does not.
+                            let _ = tx.send(std::mem::take(&mut chunk));
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                let _ = tx.send(chunk);
+                Ok::<bool, DirectoryError>(bad)
             })
-            .await?;
-        if let Some(problem) = bad {
-            return Err(DirectoryError::Registry(problem));
+        });
+        let results = futures::future::join_all(scans).await;
+        drop(tx);
+        let packed = packer
+            .join()
+            .map_err(|_| DirectoryError::Registry("the registry packer stopped".into()))?;
+        for r in results {
+            let bad =
+                r.map_err(|_| DirectoryError::Registry("a registry scan stopped".into()))??;
+            if bad {
+                return Err(DirectoryError::Registry(
+                    "a sealed recipient id does not open".into(),
+                ));
+            }
         }
-        Ok((loader.finish(), seq))
+        let loader = packed.map_err(DirectoryError::Registry)?;
+        Ok((loader.finish(), head))
+    }
+}
+
+/// Rows a scan hands the packer at once.
+const LOAD_CHUNK: usize = 16_384;
+
+/// Recipients read by one scan, opened, for the packer: (key, status, senders start, len).
+#[derive(Default)]
+struct LoadedChunk {
+    rows: Vec<(u64, crate::domain::RecipientStatus, u32, u32)>,
+    senders: Vec<u32>,
+}
+
+impl LoadedChunk {
+    fn push(&mut self, key: u64, status: crate::domain::RecipientStatus, senders: &[u32]) {
+        let start = self.senders.len() as u32;
+        self.senders.extend_from_slice(senders);
+        self.rows.push((key, status, start, senders.len() as u32));
     }
 }
 

@@ -16,6 +16,7 @@ pub const SEALED_KEY_LEN: usize = NONCE_LEN + 8 + 16;
 /// A sealed index key as the registry stores it.
 pub type SealedKey = [u8; SEALED_KEY_LEN];
 
+#[derive(Clone)]
 pub struct RowCipher {
     key: LessSafeKey,
 }

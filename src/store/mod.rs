@@ -36,8 +36,8 @@ pub use operators::{AuditEntry, NewAudit, OperatorCert, OperatorRevocation, Oper
 pub use postgres::PostgresStore;
 pub use registry::{
     AppliedChanges, ChangeKind, ChangePage, ChangeProblem, ChangeRequest, ImportRow, LoggedChange,
-    LoggedState, MAX_CHANGE_PROBLEMS, RegistryHead, RegistryImport, RegistryStore, SenderRange,
-    StoredRecipient, SubscriberRow,
+    LoggedState, MAX_CHANGE_PROBLEMS, RegistryHead, RegistryImport, RegistryStore, ScanPart,
+    SenderRange, StoredRecipient, SubscriberRow,
 };
 pub use sqlite::SqliteStore;
 

@@ -114,6 +114,45 @@ pub struct StoredRecipient<'a> {
     pub senders: &'a [u32],
 }
 
+/// One of `of` disjoint ranges of recipients by pseudonym (uniform: pseudonyms are HMACs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanPart {
+    pub index: u8,
+    pub of: u8,
+}
+
+impl ScanPart {
+    pub const WHOLE: ScanPart = ScanPart { index: 0, of: 1 };
+
+    /// The pseudonym range as (inclusive lower, exclusive upper) first bytes; `None` for no
+    /// bound.
+    pub(crate) fn bounds(self) -> (Option<[u8; 1]>, Option<[u8; 1]>) {
+        let of = u16::from(self.of.max(1));
+        let index = u16::from(self.index).min(of - 1);
+        let first = |i: u16| (i * 256 / of) as u8;
+        let lower = (index > 0).then(|| [first(index)]);
+        let upper = (index + 1 < of).then(|| [first(index + 1)]);
+        (lower, upper)
+    }
+
+    /// The `WHERE` clause of the range, with `$1`/`$2` (or `?`) for the bounds it has.
+    pub(crate) fn predicate(self, numbered: bool) -> String {
+        let p = |n: usize| {
+            if numbered {
+                format!("${n}")
+            } else {
+                "?".to_string()
+            }
+        };
+        match self.bounds() {
+            (None, None) => String::new(),
+            (Some(_), None) => format!(" WHERE tag >= {}", p(1)),
+            (None, Some(_)) => format!(" WHERE tag < {}", p(1)),
+            (Some(_), Some(_)) => format!(" WHERE tag >= {} AND tag < {}", p(1), p(2)),
+        }
+    }
+}
+
 /// One change to make.
 #[derive(Clone, Copy, Debug)]
 pub struct ChangeRequest {
@@ -198,10 +237,13 @@ pub trait RegistryStore: Send + Sync {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<i64, StoreError>;
 
-    /// Hands every stored recipient to `each`, streamed (never all in memory), from one
-    /// snapshot, and returns the number of the newest change that snapshot holds.
+    /// Hands every stored recipient of `part` to `each`, streamed (never all in memory), from
+    /// one snapshot, and returns the number of the newest change that snapshot holds. Parts
+    /// split the recipients by pseudonym into disjoint ranges, so several scans can run at
+    /// once on several connections; [`ScanPart::WHOLE`] is all of them.
     async fn scan_registry(
         &self,
+        part: ScanPart,
         each: &mut (dyn for<'a> FnMut(StoredRecipient<'a>) -> Result<(), StoreError> + Send),
     ) -> Result<i64, StoreError>;
 
@@ -418,6 +460,27 @@ mod tests {
         assert!(out.is_empty());
         assert!(senders_text(&[]).is_none());
         assert!(parse_senders(Some("12x"), &mut out).is_err());
+    }
+
+    #[test]
+    fn scan_parts_cover_every_pseudonym_once() {
+        for of in 1..=5u8 {
+            let parts: Vec<_> = (0..of)
+                .map(|index| ScanPart { index, of }.bounds())
+                .collect();
+            for first in 0..=255u8 {
+                let tag = [first, 7];
+                let holding = parts
+                    .iter()
+                    .filter(|(lo, hi)| {
+                        lo.is_none_or(|l| tag.as_slice() >= l.as_slice())
+                            && hi.is_none_or(|h| tag.as_slice() < h.as_slice())
+                    })
+                    .count();
+                assert_eq!(holding, 1, "first byte {first} of {of} parts");
+            }
+        }
+        assert_eq!(ScanPart::WHOLE.predicate(true), "");
     }
 
     #[test]

@@ -14,8 +14,8 @@ use super::PostgresStore;
 use super::StoreError;
 use super::registry::{
     AppliedChanges, CHANGE_COLUMNS, ChangeKind, ChangePage, ChangeRequest, ImportRow, RegistryHead,
-    RegistryImport, RegistryStore, StoredRecipient, Working, logged_change_from, parse_senders,
-    plan_changes, senders_text,
+    RegistryImport, RegistryStore, ScanPart, StoredRecipient, Working, logged_change_from,
+    parse_senders, plan_changes, senders_text,
 };
 use super::rows::{corrupt, count_from, status_code, status_from, tag_from};
 use super::shared::Backend;
@@ -211,14 +211,23 @@ impl RegistryStore for PostgresStore {
 
     async fn scan_registry(
         &self,
+        part: ScanPart,
         each: &mut (dyn for<'a> FnMut(StoredRecipient<'a>) -> Result<(), StoreError> + Send),
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool().begin_with(Self::BEGIN_SNAPSHOT).await?;
         let head = newest_seq(&mut tx).await?;
         let mut senders = Vec::new();
         {
-            let mut rows = sqlx::query("SELECT tag, sealed_key, status, senders FROM recipients")
-                .fetch(&mut *tx);
+            let sql = format!(
+                "SELECT tag, sealed_key, status, senders FROM recipients{}",
+                part.predicate(true)
+            );
+            let (lower, upper) = part.bounds();
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for bound in [lower, upper].into_iter().flatten() {
+                q = q.bind(bound.to_vec());
+            }
+            let mut rows = q.fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
                 let tag: RecipientTag = row
                     .try_get::<&[u8], _>(0)?

@@ -13,8 +13,8 @@ use super::SqliteStore;
 use super::StoreError;
 use super::registry::{
     AppliedChanges, CHANGE_COLUMNS, ChangeKind, ChangePage, ChangeRequest, RegistryHead,
-    RegistryImport, RegistryStore, StoredRecipient, Working, logged_change_from, parse_senders,
-    plan_changes, senders_text,
+    RegistryImport, RegistryStore, ScanPart, StoredRecipient, Working, logged_change_from,
+    parse_senders, plan_changes, senders_text,
 };
 use super::rows::{status_code, status_from, tag_from};
 use super::shared::Backend;
@@ -189,14 +189,23 @@ impl RegistryStore for SqliteStore {
 
     async fn scan_registry(
         &self,
+        part: ScanPart,
         each: &mut (dyn for<'a> FnMut(StoredRecipient<'a>) -> Result<(), StoreError> + Send),
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool().begin_with(Self::BEGIN_SNAPSHOT).await?;
         let head = newest_seq(&mut tx).await?;
         let mut senders = Vec::new();
         {
-            let mut rows = sqlx::query("SELECT tag, sealed_key, status, senders FROM recipients")
-                .fetch(&mut *tx);
+            let sql = format!(
+                "SELECT tag, sealed_key, status, senders FROM recipients{}",
+                part.predicate(false)
+            );
+            let (lower, upper) = part.bounds();
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for bound in [lower, upper].into_iter().flatten() {
+                q = q.bind(bound.to_vec());
+            }
+            let mut rows = q.fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
                 let tag: RecipientTag = row
                     .try_get::<&[u8], _>(0)?

@@ -3,7 +3,7 @@
 
 use brevdue::directory::Secrets;
 use brevdue::store::{
-    ChangeKind, ChangePage, ChangeProblem, ChangeRequest, LoggedChange, RegistryImport,
+    ChangeKind, ChangePage, ChangeProblem, ChangeRequest, LoggedChange, RegistryImport, ScanPart,
 };
 
 use crate::fixtures::*;
@@ -51,7 +51,7 @@ async fn stored(
     let mut out = HashSet::new();
     let mut bad = 0;
     let seq = store
-        .scan_registry(&mut |r| {
+        .scan_registry(ScanPart::WHOLE, &mut |r| {
             match s.rows.open_key(r.sealed_key, r.tag) {
                 Ok(key) => {
                     out.insert((key, r.status, r.senders.to_vec()));
@@ -246,6 +246,22 @@ async fn scan_registry_round_trip(b: Backend) {
     // And a second instance (another gateway) reads the same.
     let other = b.open().await;
     assert_eq!(stored(&other, &s).await.0, rows);
+    // Parts of a scan are disjoint and together the whole.
+    for of in [2u8, 3] {
+        let mut seen = Vec::new();
+        for index in 0..of {
+            store
+                .scan_registry(ScanPart { index, of }, &mut |r| {
+                    seen.push(*r.tag);
+                    Ok(())
+                })
+                .await
+                .expect("scan part");
+        }
+        let unique: HashSet<RecipientTag> = seen.iter().copied().collect();
+        assert_eq!(seen.len(), rows.len(), "{of} parts");
+        assert_eq!(unique.len(), rows.len(), "{of} parts");
+    }
 }
 
 fn change(
