@@ -330,6 +330,9 @@ async fn maintain(
                 tracing::warn!(error = %e, "could not refresh senders, registry or keys; keeping the current ones");
             }
         }
+        if let Err(e) = queue.tidy().await {
+            tracing::warn!(error = %crate::error_report::chain(&e), "queue upkeep failed; tried again at the next refresh");
+        }
         if committer.needs_resync.swap(false, Ordering::SeqCst) {
             match requeue_undelivered(&*store, &*queue).await {
                 Ok(n) => tracing::info!(

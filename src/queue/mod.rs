@@ -155,6 +155,13 @@ pub trait Queue: Send + Sync + 'static {
     /// the sender registry changes. Senders not listed have weight 1.
     async fn set_senders(&self, shares: &[SenderShare]) -> Result<(), QueueError>;
 
+    /// Periodic upkeep, called by the serving gateway every refresh interval. RabbitMQ: learns
+    /// the lanes other gateways granted and removes lanes idle for `broker.lane_idle`. The
+    /// embedded queue has nothing to do.
+    async fn tidy(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+
     /// Waits until work may be available or `max_wait` has passed.
     async fn wait_for_work(&self, max_wait: Duration);
 }
