@@ -23,7 +23,7 @@ use brevdue::backend::BrokerOptions;
 use brevdue::clock::now_ms;
 use brevdue::domain::{Cvr, LetterId, Priority, Route};
 use brevdue::queue::{self, Delivery, Leased, Queue, QueueDepth, RabbitQueue, SenderShare};
-use common::backends::{DeleteQueues, START_RABBITMQ, amqp_base};
+use common::backends::{DeleteQueues, START_RABBITMQ, amqp_base, queues_named, rabbitmqctl};
 use tempfile::TempDir;
 
 mod common;
@@ -532,29 +532,6 @@ async fn rabbitmq_lanes_are_found_by_a_handle_that_did_not_make_them() {
     drop(fresh);
     let left = eventually(Vec::<String>::new(), || async { queues_named(&prefix) }).await;
     assert!(left.is_empty(), "queues left behind: {left:?}");
-}
-
-/// The queues on the broker whose names start with `prefix`.
-fn queues_named(prefix: &str) -> Vec<String> {
-    rabbitmqctl(&["-q", "list_queues", "name"])
-        .lines()
-        .map(str::trim)
-        .filter(|n| n.starts_with(prefix))
-        .map(str::to_string)
-        .collect()
-}
-
-fn rabbitmqctl(args: &[&str]) -> String {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("rabbitmqctl is needed for this test: {e}"));
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Closes the broker side of the connections with this client-provided name.
