@@ -69,7 +69,7 @@ impl Default for BrokerOptions {
         BrokerOptions {
             connect_timeout: Duration::from_secs(10),
             call_timeout: Duration::from_secs(30),
-            max_lanes: 64,
+            max_lanes: 32,
             lane_idle: Duration::from_secs(300),
         }
     }
