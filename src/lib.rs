@@ -16,6 +16,8 @@
 //! - [`store`]: sealed letters, their life, mailboxes, senders and registry (SQLite or
 //!   PostgreSQL, one shared implementation over `store::rows`).
 //! - [`queue`]: which letters still have to be delivered (embedded or RabbitMQ).
+//! - [`outbox`]: keeps store and queue in step: publish markers and the sweep that re-queues
+//!   waiting letters the queue may not hold, at start-up and while running.
 //! - [`deliver`]: workers that put letters in mailboxes or the print spool.
 //!
 //! Beside them, [`follow`]: what senders read back (the per-sender event stream, batch
@@ -50,6 +52,7 @@ pub mod error_report;
 pub mod follow;
 pub mod ingest;
 pub mod memo;
+pub mod outbox;
 pub mod pipeline;
 pub mod pki;
 pub mod queue;

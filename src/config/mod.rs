@@ -16,6 +16,7 @@ use crate::admission::AdmissionConfig;
 use crate::deliver::DeliveryConfig;
 use crate::follow::FollowConfig;
 use crate::memo::MemoConfig;
+use crate::outbox::OutboxConfig;
 use crate::pipeline::CommitterConfig;
 use crate::validate::Limits;
 
@@ -63,6 +64,8 @@ pub struct Config {
     pub events: FollowConfig,
     /// `[memo]`: the MeMo version produced for letters sent as fields.
     pub memo: MemoConfig,
+    /// `[outbox]`: the sweep that keeps the store and the queue in step.
+    pub outbox: OutboxConfig,
 }
 
 impl Default for Config {
@@ -87,6 +90,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             events: FollowConfig::default(),
             memo: MemoConfig::default(),
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -198,6 +202,7 @@ impl Config {
         p.extend(self.events.problems());
         p.extend(self.database.problems());
         p.extend(self.broker.problems());
+        p.extend(self.outbox.problems());
         if self.commit.max_batch_letters == 0 {
             p.push("commit.max_batch_letters must be at least 1".into());
         }

@@ -408,6 +408,23 @@ pub trait Store: FollowStore + Send + Sync + 'static {
     /// Every letter accepted but not yet delivered, for re-queueing after a crash.
     async fn undelivered(&self) -> Result<Vec<PendingDelivery>, StoreError>;
 
+    /// Records that the queue holds these letters' deliveries (it confirmed them), at `at_ms`.
+    /// Idempotent: a letter marked again gets the later time. Durable on return.
+    async fn mark_queued(&self, ids: &[LetterId], at_ms: i64) -> Result<(), StoreError>;
+
+    /// Waiting letters accepted at or before `accepted_by_ms` whose delivery is not known to be
+    /// queued: no mark, or marked before `stale_before_ms` while already due then. Oldest
+    /// first, at most `limit`. What the outbox sweep re-queues.
+    async fn unqueued(
+        &self,
+        accepted_by_ms: i64,
+        stale_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, StoreError>;
+
+    /// Drops up to `limit` marks of letters no longer waiting; returns how many.
+    async fn forget_finished_marks(&self, limit: usize) -> Result<u64, StoreError>;
+
     /// The letters recorded as printed in this batch (decides a half-written spool batch's
     /// fate after a crash: none means discard, otherwise publish exactly these).
     async fn print_batch_letters(&self, batch: &str) -> Result<Vec<LetterId>, StoreError>;
