@@ -16,6 +16,8 @@
 //! - [`store`]: sealed letters, their life, mailboxes, senders and registry (SQLite or
 //!   PostgreSQL, one shared implementation over `store::rows`).
 //! - [`queue`]: which letters still have to be delivered (embedded or RabbitMQ).
+//! - [`retention`]: delivered letters' content purged after `retention.delivered`, disk given
+//!   back, the store's size measured.
 //! - [`outbox`]: keeps store and queue in step: publish markers and the sweep that re-queues
 //!   waiting letters the queue may not hold, at start-up and while running.
 //! - [`deliver`]: workers that put letters in mailboxes or the print spool.
@@ -57,6 +59,7 @@ pub mod pipeline;
 pub mod pki;
 pub mod queue;
 pub mod registry;
+pub mod retention;
 pub mod route;
 pub mod seal;
 pub mod server;

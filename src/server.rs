@@ -150,6 +150,12 @@ async fn run_signalling(
             "delivery is disabled on this instance: letters are accepted and queued only"
         );
     }
+    crate::retention::spawn(
+        store.clone(),
+        config.retention.clone(),
+        &tracker,
+        work.clone(),
+    );
     let sampler = Sampler::new(queue.clone());
     sampler.spawn(&tracker, work.clone());
     tracker.spawn(maintain(

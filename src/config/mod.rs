@@ -18,6 +18,7 @@ use crate::follow::FollowConfig;
 use crate::memo::MemoConfig;
 use crate::outbox::OutboxConfig;
 use crate::pipeline::CommitterConfig;
+use crate::retention::RetentionConfig;
 use crate::validate::Limits;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +67,8 @@ pub struct Config {
     pub memo: MemoConfig,
     /// `[outbox]`: the sweep that keeps the store and the queue in step.
     pub outbox: OutboxConfig,
+    /// `[retention]`: how long delivered letters' content is kept.
+    pub retention: RetentionConfig,
 }
 
 impl Default for Config {
@@ -91,6 +94,7 @@ impl Default for Config {
             events: FollowConfig::default(),
             memo: MemoConfig::default(),
             outbox: OutboxConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -203,6 +207,7 @@ impl Config {
         p.extend(self.database.problems());
         p.extend(self.broker.problems());
         p.extend(self.outbox.problems());
+        p.extend(self.retention.problems());
         if self.commit.max_batch_letters == 0 {
             p.push("commit.max_batch_letters must be at least 1".into());
         }

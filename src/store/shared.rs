@@ -63,6 +63,19 @@ pub(crate) trait Backend: Send + Sync + 'static {
         detail: &str,
     ) -> impl Future<Output = Result<Vec<(Cvr, usize)>, StoreError>> + Send;
 
+    /// [`Store::stored_bytes`].
+    fn stored_bytes(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// [`Store::purge_content`].
+    fn purge_content(
+        &self,
+        delivered_before_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// [`Store::compact`].
+    fn compact(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// [`Store::import_registry`].
     fn import(
         &self,
@@ -488,6 +501,22 @@ where
             .execute(self.pool())
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn stored_bytes(&self) -> Result<u64, StoreError> {
+        Backend::stored_bytes(self).await
+    }
+
+    async fn purge_content(
+        &self,
+        delivered_before_ms: i64,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        Backend::purge_content(self, delivered_before_ms, limit).await
+    }
+
+    async fn compact(&self) -> Result<u64, StoreError> {
+        Backend::compact(self).await
     }
 
     async fn print_batch_letters(&self, batch: &str) -> Result<Vec<LetterId>, StoreError> {

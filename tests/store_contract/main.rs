@@ -48,4 +48,5 @@ mod measure;
 mod outbox;
 mod postgres_only;
 mod registry;
+mod retention;
 mod senders;
