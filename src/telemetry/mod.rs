@@ -542,6 +542,8 @@ mod tests {
         watch_stream_closed();
         recipient_checked(&sender);
         connection_refused();
+        store_bytes(1);
+        content_purged(1);
         admission_refused("rate");
         admission_load(GateLoad {
             waiting: 1,
