@@ -205,6 +205,10 @@ impl Queue for Marked {
         self.inner.tidy().await
     }
 
+    fn take_reset(&self) -> bool {
+        self.inner.take_reset()
+    }
+
     async fn wait_for_work(&self, max_wait: Duration) {
         self.inner.wait_for_work(max_wait).await
     }
@@ -249,13 +253,18 @@ pub async fn sweep(
     }
 }
 
-/// The sweep as start-up runs it: nothing is being committed yet, so every unmarked waiting
-/// letter is re-queued.
+/// The sweep as start-up (and resync after a queue outage) runs it: every waiting letter not
+/// known to be queued is re-queued, and every waiting letter at all when the queue lost what it
+/// held ([`Queue::take_reset`]).
 pub async fn recover(
     store: &dyn Store,
     queue: &dyn Queue,
     config: &OutboxConfig,
 ) -> Result<usize, SweepError> {
+    if queue.take_reset() {
+        tracing::warn!("the queue holds none of its queues; every waiting letter is queued again");
+        store.forget_all_marks().await?;
+    }
     let now = now_ms();
     sweep(store, queue, now, stale_cutoff(now, config), config.batch).await
 }
@@ -294,6 +303,12 @@ pub fn spawn(
             tokio::select! {
                 () = cancel.cancelled() => break,
                 _ = tick.tick() => {}
+            }
+            if marked.inner.take_reset() {
+                tracing::warn!("the queue lost its queues while running; every waiting letter is queued again");
+                if let Err(e) = store.forget_all_marks().await {
+                    tracing::warn!(error = %crate::error_report::chain(&e), "could not drop the publish markers");
+                }
             }
             let now = now_ms();
             let grace = i64::try_from(config.grace.as_millis()).unwrap_or(i64::MAX);

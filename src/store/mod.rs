@@ -426,6 +426,9 @@ pub trait Store: FollowStore + Send + Sync + 'static {
     /// Drops up to `limit` marks of letters no longer waiting; returns how many.
     async fn forget_finished_marks(&self, limit: usize) -> Result<u64, StoreError>;
 
+    /// Drops every publish marker (the queue lost what it held). Durable on return.
+    async fn forget_all_marks(&self) -> Result<(), StoreError>;
+
     /// Bytes the store takes on disk: SQLite's database, journal and content segments, or the
     /// PostgreSQL database. For `brevdue_store_bytes`.
     async fn stored_bytes(&self) -> Result<u64, StoreError>;

@@ -503,6 +503,13 @@ where
         Ok(done.rows_affected())
     }
 
+    async fn forget_all_marks(&self) -> Result<(), StoreError> {
+        sqlx::query::<B::Db>("DELETE FROM outbox_marks")
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     async fn stored_bytes(&self) -> Result<u64, StoreError> {
         Backend::stored_bytes(self).await
     }

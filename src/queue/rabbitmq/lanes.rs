@@ -42,7 +42,7 @@ use lapin::{Acker, BasicProperties, Channel, Confirmation, Connection, Connectio
 
 use crate::domain::{Cvr, MAX_WEIGHT};
 
-use super::call::within;
+use super::call::{not_found, within};
 use super::topology::{self, LaneId, LaneSlot, Names};
 use super::{QueueError, RabbitQueue, lock};
 
@@ -513,15 +513,6 @@ async fn ready_on(conn: &Connection, queue: &str) -> lapin::Result<u32> {
         Err(e) if not_found(&e) => Ok(0),
         Err(e) => Err(e),
     }
-}
-
-fn not_found(e: &lapin::Error) -> bool {
-    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
-    matches!(
-        e.kind(),
-        lapin::ErrorKind::ProtocolError(p)
-            if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
-    )
 }
 
 /// The lock: an exclusive queue only one connection at a time can declare.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties};
 
-use super::call::{Outgoing, refused, within};
+use super::call::{Outgoing, not_found, refused, within};
 use super::{QueueError, RabbitQueue, lanes, topology};
 
 /// One connection with its confirm-mode publishing channel.
@@ -59,6 +59,17 @@ impl RabbitQueue {
         let conn = Connection::connect_uri(self.uri.clone(), props)
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
+        // A broker without this prefix's lane record has none of its queues (a new
+        // installation, or the broker lost them): the store must queue every waiting letter
+        // again, whatever its publish marker says.
+        let probe = conn.create_channel().await.map_err(|e| e.to_string())?;
+        match topology::ready(&probe, &self.names.lane_record()).await {
+            Ok(_) => {
+                let _ = probe.close(200, "OK".into()).await;
+            }
+            Err(e) if not_found(&e) => self.reset.store(true, Ordering::SeqCst),
+            Err(e) => return Err(format!("looking for the queues failed: {e}")),
+        }
         let setup = conn.create_channel().await.map_err(|e| e.to_string())?;
         topology::declare(&setup, &self.names)
             .await

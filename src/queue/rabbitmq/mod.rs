@@ -54,7 +54,7 @@ mod url;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,8 @@ pub struct RabbitQueue {
     /// The live connection; replaced when found dead.
     link: Mutex<Option<Arc<Link>>>,
     generation: AtomicU64,
+    /// Set when a connect found none of this prefix's queues (see `Queue::take_reset`).
+    reset: AtomicBool,
     /// Serialises starting consumers.
     consumer_setup: Mutex<()>,
     consumers: StdMutex<HashMap<Route, RouteConsumer>>,
@@ -119,6 +121,7 @@ impl RabbitQueue {
             names: Names::new(&prefix),
             link: Mutex::new(None),
             generation: AtomicU64::new(0),
+            reset: AtomicBool::new(false),
             consumer_setup: Mutex::new(()),
             consumers: StdMutex::new(HashMap::new()),
             held: StdMutex::new(HashMap::new()),
@@ -400,6 +403,10 @@ impl Queue for RabbitQueue {
 
     async fn tidy(&self) -> Result<(), QueueError> {
         self.tidy_lanes().await
+    }
+
+    fn take_reset(&self) -> bool {
+        self.reset.swap(false, Ordering::SeqCst)
     }
 
     async fn wait_for_work(&self, max_wait: Duration) {
