@@ -52,7 +52,7 @@ pub struct OutboxConfig {
 impl Default for OutboxConfig {
     fn default() -> Self {
         OutboxConfig {
-            sweep_every: Duration::from_secs(60),
+            sweep_every: Duration::from_secs(300),
             grace: Duration::from_secs(60),
             stale_after: Duration::from_secs(6 * 3600),
             batch: 10_000,
