@@ -76,24 +76,33 @@ impl SqliteStore {
     /// earlier in the batch. Those get no content written: a duplicate resend must not grow
     /// the segments.
     async fn known_letters(&self, letters: &[NewLetter]) -> Result<Vec<bool>, StoreError> {
+        // Per sender, so each lookup is a search of the (sender_cvr, message_uuid) index; a
+        // row-value IN over pairs would scan it.
+        let mut by_sender: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+        for l in letters {
+            by_sender
+                .entry(cvr_code(l.sender))
+                .or_default()
+                .push(l.message_uuid.to_string());
+        }
         let mut stored = std::collections::HashSet::new();
-        for chunk in letters.chunks(400) {
-            let pairs: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-                .collect();
-            let sql = format!(
-                "SELECT sender_cvr, message_uuid FROM letters \
-                 WHERE (sender_cvr, message_uuid) IN (VALUES {})",
-                pairs.join(", ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for l in chunk {
-                q = q.bind(cvr_code(l.sender)).bind(l.message_uuid.to_string());
-            }
-            for row in q.fetch_all(&self.pool).await? {
-                let sender: i64 = row.try_get("sender_cvr")?;
-                let uuid: String = row.try_get("message_uuid")?;
-                stored.insert((sender, uuid));
+        for (sender, uuids) in &by_sender {
+            for chunk in uuids.chunks(500) {
+                let sql = format!(
+                    "SELECT message_uuid FROM letters WHERE sender_cvr = $1 AND message_uuid IN ({})",
+                    (0..chunk.len())
+                        .map(|i| format!("${}", i + 2))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(*sender);
+                for u in chunk {
+                    q = q.bind(u.as_str());
+                }
+                for row in q.fetch_all(&self.pool).await? {
+                    let uuid: String = row.try_get("message_uuid")?;
+                    stored.insert((*sender, uuid));
+                }
             }
         }
         let mut seen = std::collections::HashSet::new();
