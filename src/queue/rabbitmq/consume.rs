@@ -97,8 +97,9 @@ async fn forward(
     loop {
         let Some(next) = consumer.next().await else {
             if let Slot::Lane(lane) = slot {
-                // The broker cancelled the consumer: the lane was removed (idle, and empty).
-                // The other queues of the route go on.
+                // The broker cancelled the consumer: its lane queue was deleted (with the
+                // topology, or by hand). The route's other queues go on; the lane is consumed
+                // again if the record names it again.
                 inbox.lock().detached.push(lane);
                 if expect > 0 {
                     inbox.warmed();

@@ -134,10 +134,7 @@ impl RabbitQueue {
     /// Publishes everything, then waits for every confirm. Every message is durable on `Ok`
     /// but those whose indices are returned: no queue took them (their queue does not exist),
     /// so they were not stored at all.
-    pub(super) async fn publish_returning(
-        &self,
-        out: &[Outgoing],
-    ) -> Result<Vec<usize>, QueueError> {
+    async fn publish_returning(&self, out: &[Outgoing]) -> Result<Vec<usize>, QueueError> {
         if out.is_empty() {
             return Ok(Vec::new());
         }

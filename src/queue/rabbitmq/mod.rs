@@ -11,17 +11,17 @@
 //! Queues: one shared urgent queue per route, and per sender, route and lower priority a lane
 //! granted on first use (`topology.rs`), so that a sender flooding the gateway queues behind
 //! itself, not in front of everyone else. Lanes are bounded (`broker.max_lanes`; senders
-//! beyond share a lane per route and priority) and removed when idle, so the broker's queues
-//! grow with the senders sending at once, up to the bound, never with the senders registered;
-//! which lanes exist is recorded on the broker (`lanes.rs`).
+//! beyond share a lane per route and priority) and handed to another sender when idle, so the
+//! broker's queues grow with the senders sending at once, up to the bound, never with the
+//! senders registered; which lanes exist is recorded on the broker (`lanes.rs`).
 //!
 //! How the trait's meaning maps onto RabbitMQ:
 //! - `enqueue` grants the lanes it needs and has not seen yet (within the bound), then
 //!   publishes every item (pipelined) and returns once the broker confirmed all of them:
-//!   persistent messages in quorum queues, so durable. A message returned because its lane was
-//!   removed meanwhile is published again after the lane is granted again. Not idempotent: the
-//!   same letter enqueued twice is two messages; delivery skips letters the store already has
-//!   delivered.
+//!   persistent messages in quorum queues, so durable. Lane queues are never deleted while
+//!   serving, so a letter published to a lane that changed hands meanwhile still lands in a
+//!   queue that exists. Not idempotent: the same letter enqueued twice is two messages;
+//!   delivery skips letters the store already has delivered.
 //! - `lease` takes what this gateway's consumers (one channel per route, a consumer per queue,
 //!   prefetch limited) have received: urgent first, then NORMAL, then BULK, each shared between
 //!   senders by weight (`inbox.rs`). A leased message stays unacknowledged at the broker
@@ -35,7 +35,7 @@
 //! - `set_senders` sets the weights; it declares nothing (a registered sender costs the broker
 //!   nothing until it sends).
 //! - `tidy` (every refresh) reads the lane record, so this gateway consumes lanes others
-//!   granted, and removes lanes it has seen unused for `broker.lane_idle` that are empty.
+//!   granted, and gives up lanes it has seen unused for `broker.lane_idle` that are empty.
 //! - `depth` counts the ready messages of the fixed work queues and of every known lane.
 //! - The connection is checked before every call; a dead one (broker restart, network) is
 //!   replaced, the topology declared again, the lane record read again and consumers started

@@ -1,22 +1,27 @@
 //! The queues and the exchange one RabbitMQ queue uses, all named from one prefix, declared
-//! idempotently: the fixed ones on every (re)connect, a sender's lanes when it first shows up.
+//! idempotently: the fixed ones on every (re)connect, a lane queue when it is first needed.
 //!
 //! - Urgent queues, one per route (`<prefix>mailbox.urgent`, `<prefix>print.urgent`), shared by
 //!   every sender: urgent letters are few and go before everything else, so fairness between
 //!   senders does not apply to them. Quorum queues in RabbitMQ 3.x have no message priorities,
 //!   so urgency is a queue of its own that the consumer drains first.
-//! - Lanes, one quorum queue per sender, route and lower priority
-//!   (`<prefix>mailbox.normal.<cvr>`, `<prefix>mailbox.bulk.<cvr>`, the same for `print`). A
-//!   queue is first in, first out: with one queue per priority, a sender that floods a million
-//!   letters puts everyone else's behind them. With a queue per sender the consumer sees every
-//!   active sender's next letters side by side and shares batches between them by weight.
-//! - The lane record (`<prefix>lanes`): one message per sender that has lanes, so that a handle
+//! - Lanes: per route and lower priority up to `broker.max_lanes` numbered quorum queues
+//!   (`<prefix>mailbox.normal.lane0`, …), each carrying one sender's letters at a time
+//!   (`lanes.rs` says which and how they change hands). A queue is first in, first out: with
+//!   one queue per priority, a sender that floods a million letters puts everyone else's
+//!   behind them. With a lane per sending sender the consumer sees every active sender's next
+//!   letters side by side and shares batches between them by weight.
+//! - Shared lanes, one per route and lower priority (`<prefix>mailbox.bulk.shared`), for the
+//!   senders that find every lane taken.
+//! - Returns queues, one per route (`<prefix>mailbox.returns`): where letters come back to from
+//!   the delay tiers; the consumer puts each into its work queue again.
+//! - The lane record (`<prefix>lanes`): one message per lane queue and its sender, so that a handle
 //!   that did not create them (another gateway, an admin command, a test's clean-up) can find,
 //!   consume, count and delete them; RabbitMQ's AMQP side cannot list queues. See `lanes.rs`.
 //! - Delay queues (`<prefix>delay.<ms>ms`), one per delay tier, shared by all work queues: a
 //!   quorum queue with a queue-wide message TTL that dead-letters expired messages to the
 //!   default exchange under the routing key they were published with, which names their work
-//!   queue (a sender's lane, or an urgent queue). One TTL per queue because RabbitMQ only
+//!   queue (the route's returns queue). One TTL per queue because RabbitMQ only
 //!   expires messages at the head of a queue: a single queue with per-message TTLs would hold a
 //!   2 s retry behind a 10 min one. A delay that falls between tiers takes the largest tier not
 //!   longer than what is left and, back in its work queue still early, is delayed again for the
