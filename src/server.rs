@@ -92,6 +92,9 @@ async fn run_signalling(
     let embedded = store_url.is_embedded() || queue_url.is_embedded();
     let _lock = if embedded { Some(data.lock()?) } else { None };
     let store = store::open_with(&store_url, &config.database).await?;
+    // An embedded queue file that is not there yet holds nothing the store's publish markers
+    // may vouch for (a new data directory, or one whose queue was removed).
+    let queue_is_new = matches!(&queue_url, crate::backend::QueueUrl::Embedded(p) if !p.exists());
     let queue = queue::open_with(&queue_url, true, &config.database, config.broker).await?;
     tracing::info!(store = %store_url, queue = %queue_url, "backends open");
     let token = match &config.admin_token_file {
@@ -121,6 +124,9 @@ async fn run_signalling(
     });
     deliverer.recover_spool().await?;
     queue.set_senders(&directory.shares()).await?;
+    if queue_is_new {
+        store.forget_all_marks().await?;
+    }
     let requeued = requeue_undelivered(&*store, &*queue, &config.outbox).await?;
 
     let tracker = TaskTracker::new();

@@ -1,4 +1,4 @@
-//! The store and the queue kept in step on PostgreSQL + RabbitMQ, where it matters (RabbitMQ is
+//! The store and the queue kept in step, above all on PostgreSQL + RabbitMQ (RabbitMQ is
 //! not idempotent): a crash between a batch's store commit and its publish is repaired by the
 //! sweep while the gateway keeps running, and a restart does not publish the backlog again.
 
@@ -126,5 +126,30 @@ async fn a_restart_after_ten_thousand_queued_letters_publishes_no_duplicates() {
     let counts = h.wait_for_delivery().await;
     assert_eq!(counts.delivered as usize, N);
     assert_eq!(h.in_mailboxes(&[ACTIVE_OTHER]).await as usize, N);
+    h.stop().await;
+}
+
+/// The embedded queue's file removed while the gateway was stopped: the store's publish
+/// markers vouch for nothing any more, and every waiting letter is queued again at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_embedded_queue_is_rebuilt_from_the_store() {
+    let mut h = Harness::prepare_on(Backend::Embedded).await;
+    h.config.delivery.enabled = false;
+    h.boot().await;
+    send(&h, 20).await;
+    h.stop().await;
+    let brevdue::config::QueueUrl::Embedded(path) = h.config.queue_url() else {
+        panic!("the embedded queue");
+    };
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.clone().into_os_string();
+        name.push(suffix);
+        let _ = std::fs::remove_file(&name);
+    }
+    h.config.delivery.enabled = true;
+    h.boot().await;
+    let counts = h.wait_for_delivery().await;
+    assert_eq!(counts.delivered, 20);
+    assert_eq!(h.in_mailboxes(&[ACTIVE_OTHER]).await, 20);
     h.stop().await;
 }
