@@ -54,6 +54,14 @@ pub struct BrokerOptions {
     /// Any other broker call, including waiting for the confirms of one enqueue.
     #[serde(with = "humantime_serde")]
     pub call_timeout: Duration,
+    /// Senders' lanes (one quorum queue per sender, route and lower priority) that may exist at
+    /// once, over every gateway sharing the broker; senders beyond share a lane per route and
+    /// priority. Bounds the broker's queues whatever the number of senders.
+    pub max_lanes: usize,
+    /// A lane no gateway has used for this long, and that is empty, is removed; it is granted
+    /// again when its sender sends.
+    #[serde(with = "humantime_serde")]
+    pub lane_idle: Duration,
 }
 
 impl Default for BrokerOptions {
@@ -61,6 +69,8 @@ impl Default for BrokerOptions {
         BrokerOptions {
             connect_timeout: Duration::from_secs(10),
             call_timeout: Duration::from_secs(30),
+            max_lanes: 32,
+            lane_idle: Duration::from_secs(300),
         }
     }
 }
@@ -83,11 +93,14 @@ impl DatabaseOptions {
 
 impl BrokerOptions {
     pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
         if self.connect_timeout.is_zero() || self.call_timeout.is_zero() {
-            vec!["broker.connect_timeout and broker.call_timeout must be above 0".into()]
-        } else {
-            Vec::new()
+            p.push("broker.connect_timeout and broker.call_timeout must be above 0".into());
         }
+        if self.lane_idle.is_zero() {
+            p.push("broker.lane_idle must be above 0".into());
+        }
+        p
     }
 }
 

@@ -16,6 +16,10 @@
 //! - [`store`]: sealed letters, their life, mailboxes, senders and registry (SQLite or
 //!   PostgreSQL, one shared implementation over `store::rows`).
 //! - [`queue`]: which letters still have to be delivered (embedded or RabbitMQ).
+//! - [`retention`]: delivered letters' content purged after `retention.delivered`, disk given
+//!   back, the store's size measured.
+//! - [`outbox`]: keeps store and queue in step: publish markers and the sweep that re-queues
+//!   waiting letters the queue may not hold, at start-up and while running.
 //! - [`deliver`]: workers that put letters in mailboxes or the print spool.
 //!
 //! Beside them, [`follow`]: what senders read back (the per-sender event stream, batch
@@ -52,10 +56,12 @@ pub mod follow;
 pub mod ingest;
 pub mod memo;
 pub mod operators;
+pub mod outbox;
 pub mod pipeline;
 pub mod pki;
 pub mod queue;
 pub mod registry;
+pub mod retention;
 pub mod route;
 pub mod seal;
 pub mod server;

@@ -23,7 +23,7 @@ use crate::ingest::{GrpcSettings, TlsMaterial, capped, grpc_server};
 use crate::pipeline::Committer;
 use crate::pipeline::Gateway;
 use crate::pki::Pki;
-use crate::queue::{self, Delivery, Queue};
+use crate::queue::{self, Queue};
 use crate::store::{self, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,8 @@ pub enum ServerError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
+    #[error(transparent)]
+    Sweep(#[from] crate::outbox::SweepError),
     #[error(transparent)]
     Directory(#[from] crate::directory::DirectoryError),
     #[error(transparent)]
@@ -54,28 +56,15 @@ pub enum ServerError {
     AdminToken(#[from] admin::TokenError),
 }
 
-/// Re-queues every stored letter still waiting for delivery (idempotent). Covers a crash
-/// between a batch's store commit and its queue commit.
+/// Re-queues every stored letter still waiting whose delivery is not known to be queued
+/// (idempotent; see [`crate::outbox`]). Covers a crash between a batch's store commit and its
+/// queue commit, without publishing again what the queue holds.
 pub async fn requeue_undelivered(
     store: &dyn Store,
     queue: &dyn Queue,
+    config: &crate::outbox::OutboxConfig,
 ) -> Result<usize, ServerError> {
-    let pending = store.undelivered().await?;
-    let items: Vec<Delivery> = pending
-        .iter()
-        .map(|p| Delivery {
-            letter_id: p.letter_id,
-            sender: p.sender,
-            route: p.route,
-            priority: p.priority,
-            not_before_ms: p.not_before_ms,
-            enqueued_at_ms: p.accepted_at_ms,
-        })
-        .collect();
-    for chunk in items.chunks(10_000) {
-        queue.enqueue(chunk).await?;
-    }
-    Ok(items.len())
+    Ok(crate::outbox::recover(store, queue, config).await?)
 }
 
 /// Runs a gateway on the given listeners until `shutdown` completes.
@@ -103,6 +92,9 @@ async fn run_signalling(
     let embedded = store_url.is_embedded() || queue_url.is_embedded();
     let _lock = if embedded { Some(data.lock()?) } else { None };
     let store = store::open_with(&store_url, &config.database).await?;
+    // An embedded queue file that is not there yet holds nothing the store's publish markers
+    // may vouch for (a new data directory, or one whose queue was removed).
+    let queue_is_new = matches!(&queue_url, crate::backend::QueueUrl::Embedded(p) if !p.exists());
     let queue = queue::open_with(&queue_url, true, &config.database, config.broker).await?;
     tracing::info!(store = %store_url, queue = %queue_url, "backends open");
     let token = match &config.admin_token_file {
@@ -132,14 +124,27 @@ async fn run_signalling(
     });
     deliverer.recover_spool().await?;
     queue.set_senders(&directory.shares()).await?;
-    let requeued = requeue_undelivered(&*store, &*queue).await?;
+    if queue_is_new {
+        store.forget_all_marks().await?;
+    }
+    let requeued = requeue_undelivered(&*store, &*queue, &config.outbox).await?;
 
     let tracker = TaskTracker::new();
     let work = CancellationToken::new();
     let commit_stop = CancellationToken::new();
+    // The committer enqueues through the outbox, which marks what the queue confirmed.
+    let marked = crate::outbox::Marked::new(queue.clone(), store.clone());
+    let marks_stop = CancellationToken::new();
+    crate::outbox::spawn(
+        marked.clone(),
+        store.clone(),
+        config.outbox.clone(),
+        &tracker,
+        marks_stop.clone(),
+    );
     let committer = Committer::spawn(
         store.clone(),
-        queue.clone(),
+        marked.clone(),
         config.commit.clone(),
         &tracker,
         commit_stop.clone(),
@@ -151,6 +156,12 @@ async fn run_signalling(
             "delivery is disabled on this instance: letters are accepted and queued only"
         );
     }
+    crate::retention::spawn(
+        store.clone(),
+        config.retention.clone(),
+        &tracker,
+        work.clone(),
+    );
     let sampler = Sampler::new(queue.clone());
     sampler.spawn(&tracker, work.clone());
     tracker.spawn(maintain(
@@ -159,6 +170,7 @@ async fn run_signalling(
         queue.clone(),
         committer.clone(),
         config.refresh_interval,
+        config.outbox.clone(),
         work.clone(),
     ));
 
@@ -290,6 +302,12 @@ async fn run_signalling(
     {
         tracing::warn!("background tasks did not finish within the grace period");
     }
+    // The committer is done: the markers of its last batches, so the next start publishes
+    // nothing again.
+    marks_stop.cancel();
+    if let Err(e) = marked.flush().await {
+        tracing::warn!(error = %crate::error_report::chain(&e), "could not write the last publish markers; the next start queues those letters again");
+    }
     // Past the deadline the admin server is left behind, not waited for.
     if !admin_task.is_finished() {
         admin_task.abort();
@@ -325,6 +343,7 @@ async fn maintain(
     queue: Arc<dyn Queue>,
     committer: Committer,
     every: Duration,
+    outbox: crate::outbox::OutboxConfig,
     cancel: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -345,8 +364,11 @@ async fn maintain(
                 tracing::warn!(error = %e, "could not refresh senders, registry or keys; keeping the current ones");
             }
         }
+        if let Err(e) = queue.tidy().await {
+            tracing::warn!(error = %crate::error_report::chain(&e), "queue upkeep failed; tried again at the next refresh");
+        }
         if committer.needs_resync.swap(false, Ordering::SeqCst) {
-            match requeue_undelivered(&*store, &*queue).await {
+            match requeue_undelivered(&*store, &*queue, &outbox).await {
                 Ok(n) => tracing::info!(
                     letters = n,
                     "re-queued waiting letters after a queue outage"

@@ -9,20 +9,7 @@ use std::time::{Duration, Instant};
 use brevdue::cli::admin::{LimitsChange, senders_limits};
 use brevdue::ingest::pb;
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
-
-async fn metrics(h: &Harness) -> String {
-    let mut tcp = tokio::net::TcpStream::connect(h.config.admin_listen)
-        .await
-        .expect("admin port");
-    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await
-        .expect("request");
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).await.expect("response");
-    out
-}
 
 async fn closed_unknown_and_unsubscribed_look_the_same(backend: Backend) {
     let h = Harness::start_on(backend).await;
@@ -79,7 +66,7 @@ async fn closed_unknown_and_unsubscribed_look_the_same(backend: Backend) {
     }
 
     // Counted per sender on /metrics.
-    let text = metrics(&h).await;
+    let text = h.metrics().await;
     let line = text
         .lines()
         .find(|l| l.starts_with("brevdue_recipient_checks_total{") && l.contains(BANK))

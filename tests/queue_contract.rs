@@ -19,10 +19,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use brevdue::backend::BrokerOptions;
 use brevdue::clock::now_ms;
 use brevdue::domain::{Cvr, LetterId, Priority, Route};
 use brevdue::queue::{self, Delivery, Leased, Queue, QueueDepth, RabbitQueue, SenderShare};
-use common::backends::{DeleteQueues, START_RABBITMQ, amqp_base};
+use common::backends::{DeleteQueues, START_RABBITMQ, amqp_base, queues_named, rabbitmqctl};
 use tempfile::TempDir;
 
 mod common;
@@ -497,7 +498,8 @@ async fn rabbitmq_reconnects_after_the_broker_drops_the_connection() {
 }
 
 /// A handle that never heard of a sender (another gateway, an admin command, a test's clean-up)
-/// still finds its lanes: it consumes them, counts them and deletes them.
+/// still finds its lanes: it consumes them, counts them and deletes them. A registered sender
+/// that has not sent has no lane.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_lanes_are_found_by_a_handle_that_did_not_make_them() {
     let f = Fixture::new(Backend::RabbitMq).await;
@@ -515,8 +517,8 @@ async fn rabbitmq_lanes_are_found_by_a_handle_that_did_not_make_them() {
     }
     assert_eq!(
         queues_named(&prefix).len(),
-        2 + 4 + 4 + 7 + 1 + 1,
-        "urgent queues, two senders' lanes, delay tiers, dead queue, lane record"
+        8 + 1 + 7 + 1 + 1,
+        "urgent, returns and shared queues, the one lane used, delay tiers, dead queue, lane record"
     );
     let q = f.open().await;
     assert_eq!(depth(&*q).await.print, 1);
@@ -530,29 +532,6 @@ async fn rabbitmq_lanes_are_found_by_a_handle_that_did_not_make_them() {
     drop(fresh);
     let left = eventually(Vec::<String>::new(), || async { queues_named(&prefix) }).await;
     assert!(left.is_empty(), "queues left behind: {left:?}");
-}
-
-/// The queues on the broker whose names start with `prefix`.
-fn queues_named(prefix: &str) -> Vec<String> {
-    rabbitmqctl(&["-q", "list_queues", "name"])
-        .lines()
-        .map(str::trim)
-        .filter(|n| n.starts_with(prefix))
-        .map(str::to_string)
-        .collect()
-}
-
-fn rabbitmqctl(args: &[&str]) -> String {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("rabbitmqctl is needed for this test: {e}"));
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Closes the broker side of the connections with this client-provided name.
@@ -606,4 +585,132 @@ async fn throughput_embedded_enqueue() {
 #[ignore = "a measurement, run by hand"]
 async fn throughput_rabbitmq_enqueue() {
     enqueue_throughput(Backend::RabbitMq).await;
+}
+
+/// A handle whose lanes are bounded and expire quickly.
+async fn open_bounded(f: &Fixture, max_lanes: usize) -> RabbitQueue {
+    let options = BrokerOptions {
+        max_lanes,
+        lane_idle: Duration::from_millis(200),
+        ..BrokerOptions::default()
+    };
+    RabbitQueue::open_with(&f.url, options)
+        .await
+        .unwrap_or_else(|e| panic!("RabbitMQ is needed for this test: {e}; {START_RABBITMQ}"))
+}
+
+/// Lanes are granted on first use up to the bound; senders beyond it share a lane, and every
+/// letter is handed out either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_lanes_are_bounded_and_the_rest_share() {
+    let f = Fixture::new(Backend::RabbitMq).await;
+    let q = open_bounded(&f, 2).await;
+    let senders: Vec<Cvr> = (3_000_000..)
+        .filter_map(brevdue::domain::complete_cvr)
+        .take(5)
+        .collect();
+    let letters: Vec<Delivery> = senders
+        .iter()
+        .map(|s| from(*s, Route::Mailbox, Priority::Bulk))
+        .collect();
+    q.enqueue(&letters).await.unwrap();
+    let lanes = q.lane_names().await.unwrap();
+    assert_eq!(lanes.len(), 2, "{lanes:?}");
+    let got = lease_until(&q, Route::Mailbox, letters.len(), Duration::from_secs(10)).await;
+    let mut want = ids(&letters_as_leased(&letters));
+    let mut have = ids(&got);
+    want.sort();
+    have.sort();
+    assert_eq!(have, want, "every letter is handed out, lane or not");
+    q.ack(&have).await.unwrap();
+}
+
+fn letters_as_leased(d: &[Delivery]) -> Vec<Leased> {
+    d.iter()
+        .map(|d| Leased {
+            delivery: *d,
+            attempts: 0,
+        })
+        .collect()
+}
+
+async fn owners(q: &RabbitQueue) -> Vec<(String, Option<Cvr>)> {
+    q.lane_owners().await.expect("lane record")
+}
+
+/// Leases exactly these letters (in any order) and acknowledges them.
+async fn deliver(q: &RabbitQueue, d: Vec<Delivery>) {
+    let got = lease_until(q, Route::Mailbox, d.len(), Duration::from_secs(10)).await;
+    let mut have = ids(&got);
+    let mut want: Vec<LetterId> = d.iter().map(|d| d.letter_id).collect();
+    have.sort();
+    want.sort();
+    assert_eq!(have, want, "every letter is handed out, once");
+    q.ack(&have).await.expect("ack");
+}
+
+/// An idle, empty lane is given up by the upkeep; when its sender sends again it gets a lane
+/// again and nothing is lost. A sender that finds every lane taken shares the shared lane, and
+/// a gateway that has not heard that a lane changed hands still gets its letter delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_idle_lanes_go_and_come_back_with_nothing_lost() {
+    let f = Fixture::new(Backend::RabbitMq).await;
+    let prefix = f.url.rsplit("prefix=").next().unwrap().to_string();
+    let q = open_bounded(&f, 1).await;
+    let other = open_bounded(&f, 1).await;
+    let lane = format!("{prefix}mailbox.normal.lane0");
+    let first = from(sender_a(), Route::Mailbox, Priority::Normal);
+    q.enqueue(&[first]).await.unwrap();
+    assert_eq!(owners(&q).await, vec![(lane.clone(), Some(sender_a()))]);
+    // The other gateway hears that sender A has the lane.
+    assert_eq!(owners(&other).await, vec![(lane.clone(), Some(sender_a()))]);
+    deliver(&q, vec![first]).await;
+
+    // Idle past lane_idle and empty: given up.
+    let freed = eventually(vec![(lane.clone(), None)], || async {
+        q.tidy().await.expect("upkeep");
+        owners(&q).await
+    })
+    .await;
+    assert_eq!(
+        freed,
+        vec![(lane.clone(), None)],
+        "the idle lane was not given up"
+    );
+
+    // Sender A sends again: the lane is its own again.
+    let again = from(sender_a(), Route::Mailbox, Priority::Normal);
+    q.enqueue(&[again]).await.unwrap();
+    assert_eq!(owners(&q).await, vec![(lane.clone(), Some(sender_a()))]);
+    // Sender B finds the one lane taken: its letter goes to the shared lane.
+    let shared = from(sender_b(), Route::Mailbox, Priority::Normal);
+    q.enqueue(&[shared]).await.unwrap();
+    deliver(&q, vec![again, shared]).await;
+
+    // Idle again, and this time sender B takes the lane; the other gateway still thinks it
+    // is A's and publishes A's letter to it: delivered all the same.
+    let freed = eventually(vec![(lane.clone(), None)], || async {
+        q.tidy().await.expect("upkeep");
+        owners(&q).await
+    })
+    .await;
+    assert_eq!(freed, vec![(lane.clone(), None)]);
+    let b = from(sender_b(), Route::Mailbox, Priority::Normal);
+    q.enqueue(&[b]).await.unwrap();
+    assert_eq!(owners(&q).await, vec![(lane.clone(), Some(sender_b()))]);
+    let stale = from(sender_a(), Route::Mailbox, Priority::Normal);
+    other.enqueue(&[stale]).await.unwrap();
+    deliver(&q, vec![b, stale]).await;
+    let lanes: Vec<String> = queues_named(&prefix)
+        .into_iter()
+        .filter(|n| {
+            n.rsplit_once('.')
+                .is_some_and(|(_, last)| last.starts_with("lane") && last != "lanes")
+        })
+        .collect();
+    assert_eq!(
+        lanes,
+        vec![lane],
+        "lanes are handed over, never more than the bound"
+    );
 }

@@ -17,7 +17,9 @@ use crate::deliver::DeliveryConfig;
 use crate::directory::RegistryConfig;
 use crate::follow::FollowConfig;
 use crate::memo::MemoConfig;
+use crate::outbox::OutboxConfig;
 use crate::pipeline::CommitterConfig;
+use crate::retention::RetentionConfig;
 use crate::validate::Limits;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +68,10 @@ pub struct Config {
     pub memo: MemoConfig,
     /// `[registry]`: how running gateways follow registry changes.
     pub registry: RegistryConfig,
+    /// `[outbox]`: the sweep that keeps the store and the queue in step.
+    pub outbox: OutboxConfig,
+    /// `[retention]`: how long delivered letters' content is kept.
+    pub retention: RetentionConfig,
 }
 
 impl Default for Config {
@@ -91,6 +97,8 @@ impl Default for Config {
             events: FollowConfig::default(),
             memo: MemoConfig::default(),
             registry: RegistryConfig::default(),
+            outbox: OutboxConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -203,6 +211,8 @@ impl Config {
         p.extend(self.database.problems());
         p.extend(self.broker.problems());
         p.extend(self.registry.problems());
+        p.extend(self.outbox.problems());
+        p.extend(self.retention.problems());
         if self.commit.max_batch_letters == 0 {
             p.push("commit.max_batch_letters must be at least 1".into());
         }

@@ -155,6 +155,21 @@ pub trait Queue: Send + Sync + 'static {
     /// the sender registry changes. Senders not listed have weight 1.
     async fn set_senders(&self, shares: &[SenderShare]) -> Result<(), QueueError>;
 
+    /// Periodic upkeep, called by the serving gateway every refresh interval. RabbitMQ: learns
+    /// the lanes other gateways granted and removes lanes idle for `broker.lane_idle`. The
+    /// embedded queue has nothing to do.
+    async fn tidy(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    /// True once after the queue found itself empty of everything it held before (RabbitMQ: a
+    /// connect found none of the prefix's queues, so a broker that lost them, or a new
+    /// prefix): every waiting letter must be queued again, publish markers or not. The
+    /// embedded queue is idempotent and re-queued from the store as it is.
+    fn take_reset(&self) -> bool {
+        false
+    }
+
     /// Waits until work may be available or `max_wait` has passed.
     async fn wait_for_work(&self, max_wait: Duration);
 }

@@ -45,6 +45,12 @@ pub enum BlobError {
         #[source]
         source: std::io::Error,
     },
+    #[error("could not list or remove segments in {}", .dir.display())]
+    Tidy {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A thread panicked while holding the segment state; nothing it wrote can be trusted.
     #[error("the segment {0} lock was poisoned by a panic")]
     Poisoned(&'static str),
@@ -168,6 +174,59 @@ impl BlobLog {
         }
         w.len = offset;
         Ok(refs)
+    }
+
+    /// The segment appends go to now.
+    pub fn current(&self) -> Result<u32, BlobError> {
+        Ok(self
+            .writer
+            .lock()
+            .map_err(|_| BlobError::Poisoned("writer"))?
+            .segment)
+    }
+
+    /// Every segment file, with its size.
+    pub fn segments(&self) -> Result<Vec<(u32, u64)>, BlobError> {
+        let tidy = |source| BlobError::Tidy {
+            dir: self.dir.clone(),
+            source,
+        };
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(tidy)? {
+            let entry = entry.map_err(tidy)?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if let Some(n) = name
+                .strip_prefix("segment-")
+                .and_then(|n| n.strip_suffix(".dat"))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                out.push((n, entry.metadata().map_err(tidy)?.len()));
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Removes a segment no letter points into any more (never the one appends go to).
+    /// Durable on return.
+    pub fn remove(&self, segment: u32) -> Result<(), BlobError> {
+        if segment == self.current()? {
+            return Ok(());
+        }
+        self.readers
+            .lock()
+            .map_err(|_| BlobError::Poisoned("readers"))?
+            .remove(&segment);
+        let tidy = |source| BlobError::Tidy {
+            dir: self.dir.clone(),
+            source,
+        };
+        match fs::remove_file(segment_path(&self.dir, segment)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(tidy(e)),
+        }
+        sync_dir(&self.dir).map_err(tidy)
     }
 
     pub fn read(&self, r: &BlobRef) -> Result<Vec<u8>, BlobError> {

@@ -5,6 +5,7 @@
 //! clear: callers hand in pseudonyms and sealed bytes.
 
 mod blobs;
+mod compact;
 mod follow;
 pub(crate) mod follow_sql;
 mod operators;
@@ -405,6 +406,45 @@ pub trait Store: FollowStore + RegistryStore + OperatorStore + Send + Sync + 'st
 
     /// Every letter accepted but not yet delivered, for re-queueing after a crash.
     async fn undelivered(&self) -> Result<Vec<PendingDelivery>, StoreError>;
+
+    /// Records that the queue holds these letters' deliveries (it confirmed them), at `at_ms`.
+    /// Idempotent: a letter marked again gets the later time. Durable on return.
+    async fn mark_queued(&self, ids: &[LetterId], at_ms: i64) -> Result<(), StoreError>;
+
+    /// Waiting letters accepted at or before `accepted_by_ms` whose delivery is not known to be
+    /// queued: no mark, or marked before `stale_before_ms` while already due then. Oldest
+    /// first, at most `limit`. What the outbox sweep re-queues.
+    async fn unqueued(
+        &self,
+        accepted_by_ms: i64,
+        stale_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, StoreError>;
+
+    /// Drops up to `limit` marks of letters no longer waiting; returns how many.
+    async fn forget_finished_marks(&self, limit: usize) -> Result<u64, StoreError>;
+
+    /// Drops every publish marker (the queue lost what it held). Durable on return.
+    async fn forget_all_marks(&self) -> Result<(), StoreError>;
+
+    /// Bytes the store takes on disk: SQLite's database, journal and content segments, or the
+    /// PostgreSQL database. For `brevdue_store_bytes`.
+    async fn stored_bytes(&self) -> Result<u64, StoreError>;
+
+    /// Purges the content (ciphertext and wrapped data key) of up to `limit` letters handed to
+    /// print before `delivered_before_ms`; returns how many. Never touches a letter that is
+    /// waiting, or one in a mailbox (the mailbox's until it deletes it). The row stays: status,
+    /// events and the idempotency key outlive the content. Durable on return.
+    async fn purge_content(
+        &self,
+        delivered_before_ms: i64,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
+
+    /// Gives back the disk purged content took: SQLite removes content segments no letter
+    /// points into, and rewrites those mostly purged whose letters are all done; PostgreSQL
+    /// leaves it to autovacuum. Returns the bytes freed.
+    async fn compact(&self) -> Result<u64, StoreError>;
 
     /// The letters recorded as printed in this batch (decides a half-written spool batch's
     /// fate after a crash: none means discard, otherwise publish exactly these).

@@ -302,6 +302,29 @@ impl Backend for PostgresStore {
         &self.pool
     }
 
+    async fn stored_bytes(&self) -> Result<u64, StoreError> {
+        super::compact::postgres_bytes(&self.pool).await
+    }
+
+    async fn purge_content(
+        &self,
+        delivered_before_ms: i64,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        super::compact::purge(
+            &self.pool,
+            super::compact::PURGE_POSTGRES,
+            delivered_before_ms,
+            limit,
+        )
+        .await
+    }
+
+    async fn compact(&self) -> Result<u64, StoreError> {
+        // Freed pages are reused by autovacuum; nothing to move by hand.
+        Ok(0)
+    }
+
     async fn load_batch(&self, ids: &[LetterId]) -> Result<Vec<StoredLetter>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());

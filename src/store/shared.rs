@@ -60,6 +60,19 @@ pub(crate) trait Backend: Send + Sync + 'static {
         events: &[NewEvent],
         detail: &str,
     ) -> impl Future<Output = Result<Vec<(Cvr, usize)>, StoreError>> + Send;
+
+    /// [`Store::stored_bytes`].
+    fn stored_bytes(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// [`Store::purge_content`].
+    fn purge_content(
+        &self,
+        delivered_before_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// [`Store::compact`].
+    fn compact(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// Letter ids per statement in the delivery updates (well under both databases' limit on bound
@@ -175,6 +188,29 @@ static UNDELIVERED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT letter_id, sender_cvr, route, priority, not_before, accepted_at FROM letters \
          WHERE {}",
+        waiting_predicate()
+    )
+});
+
+/// Waiting letters without a fresh publish marker (see `Store::unqueued`): found through the
+/// `letters_undelivered` partial index, so a sweep reads the waiting letters, not the history.
+static UNQUEUED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT l.letter_id, l.sender_cvr, l.route, l.priority, l.not_before, l.accepted_at \
+         FROM letters l LEFT JOIN outbox_marks m ON m.letter_id = l.letter_id \
+         WHERE l.{} AND l.accepted_at <= $1 \
+         AND (m.letter_id IS NULL OR (m.marked_at < $2 AND COALESCE(l.not_before, 0) < $2)) \
+         ORDER BY l.accepted_at LIMIT $3",
+        waiting_predicate()
+    )
+});
+
+/// Marks of letters that are no longer waiting (delivered, failed, cancelled) or gone.
+static FORGET_FINISHED_MARKS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "DELETE FROM outbox_marks WHERE letter_id IN (\
+         SELECT m.letter_id FROM outbox_marks m LEFT JOIN letters l ON l.letter_id = m.letter_id \
+         WHERE l.letter_id IS NULL OR NOT (l.{}) LIMIT $1)",
         waiting_predicate()
     )
 });
@@ -402,6 +438,81 @@ where
             .fetch_all(self.pool())
             .await?;
         rows.iter().map(rows::pending_from).collect()
+    }
+
+    // ---- publish markers of the outbox sweep (src/outbox/); separate from the letter paths
+
+    async fn mark_queued(&self, ids: &[LetterId], at_ms: i64) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut ids: Vec<String> = ids.iter().map(LetterId::to_string).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut tx = self.pool().begin().await?;
+        for chunk in ids.chunks(ID_CHUNK) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, $1)", i + 2))
+                .collect();
+            let sql = format!(
+                "INSERT INTO outbox_marks (letter_id, marked_at) VALUES {} \
+                 ON CONFLICT (letter_id) DO UPDATE SET marked_at = excluded.marked_at",
+                values.join(", ")
+            );
+            let mut q = sqlx::query::<B::Db>(sqlx::AssertSqlSafe(sql)).bind(at_ms);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unqueued(
+        &self,
+        accepted_by_ms: i64,
+        stale_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        let rows = sqlx::query::<B::Db>(UNQUEUED.as_str())
+            .bind(accepted_by_ms)
+            .bind(stale_before_ms)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(rows::pending_from).collect()
+    }
+
+    async fn forget_finished_marks(&self, limit: usize) -> Result<u64, StoreError> {
+        let done = sqlx::query::<B::Db>(FORGET_FINISHED_MARKS.as_str())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn forget_all_marks(&self) -> Result<(), StoreError> {
+        sqlx::query::<B::Db>("DELETE FROM outbox_marks")
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn stored_bytes(&self) -> Result<u64, StoreError> {
+        Backend::stored_bytes(self).await
+    }
+
+    async fn purge_content(
+        &self,
+        delivered_before_ms: i64,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        Backend::purge_content(self, delivered_before_ms, limit).await
+    }
+
+    async fn compact(&self) -> Result<u64, StoreError> {
+        Backend::compact(self).await
     }
 
     async fn print_batch_letters(&self, batch: &str) -> Result<Vec<LetterId>, StoreError> {

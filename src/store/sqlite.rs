@@ -29,6 +29,8 @@ use super::{Cause, InsertOutcome, NewLetter, StoreError, StoredLetter};
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The database file (its size, and its journal's, count in `stored_bytes`).
+    path: std::path::PathBuf,
     /// Letter ciphertext, written once to append-only segments (see `blobs`).
     blobs: Arc<BlobLog>,
     /// Whether storing letters writes their acceptance events; always true in the gateway.
@@ -51,6 +53,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(Cause::Sqlite(e)))?;
         Ok(SqliteStore {
             pool,
+            path: path.to_path_buf(),
             blobs: Arc::new(blobs),
             intake_events: true,
         })
@@ -67,6 +70,49 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Per letter of a batch: whether its (sender, uuid) is already stored, or repeats one
+    /// earlier in the batch. Those get no content written: a duplicate resend must not grow
+    /// the segments.
+    async fn known_letters(&self, letters: &[NewLetter]) -> Result<Vec<bool>, StoreError> {
+        // Per sender, so each lookup is a search of the (sender_cvr, message_uuid) index; a
+        // row-value IN over pairs would scan it.
+        let mut by_sender: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+        for l in letters {
+            by_sender
+                .entry(cvr_code(l.sender))
+                .or_default()
+                .push(l.message_uuid.to_string());
+        }
+        let mut stored = std::collections::HashSet::new();
+        for (sender, uuids) in &by_sender {
+            for chunk in uuids.chunks(500) {
+                let sql = format!(
+                    "SELECT message_uuid FROM letters WHERE sender_cvr = $1 AND message_uuid IN ({})",
+                    (0..chunk.len())
+                        .map(|i| format!("${}", i + 2))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(*sender);
+                for u in chunk {
+                    q = q.bind(u.as_str());
+                }
+                for row in q.fetch_all(&self.pool).await? {
+                    let uuid: String = row.try_get("message_uuid")?;
+                    stored.insert((*sender, uuid));
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        Ok(letters
+            .iter()
+            .map(|l| {
+                let key = (cvr_code(l.sender), l.message_uuid.to_string());
+                stored.contains(&key) || !seen.insert(key)
+            })
+            .collect())
+    }
+
     /// A letter's ciphertext: from its segment, or inline for letters stored before segments.
     async fn read_ciphertext(&self, row: &SqliteRow) -> Result<Vec<u8>, StoreError> {
         let segment: Option<i64> = row.try_get("blob_segment")?;
@@ -110,18 +156,32 @@ impl Backend for SqliteStore {
     const BEGIN_SNAPSHOT: &'static str = SNAPSHOT;
 
     async fn insert_batch(&self, letters: &[NewLetter]) -> Result<Vec<InsertOutcome>, StoreError> {
-        // Content first, durable, then the rows that point at it.
-        let lens: Vec<usize> = letters.iter().map(|l| l.sealed.ciphertext.len()).collect();
+        // Content first, durable, then the rows that point at it; a resend's content is not
+        // written again (its row exists: the insert below finds it).
+        let known = self.known_letters(letters).await?;
+        let fresh = || letters.iter().zip(&known).filter(|(_, k)| !**k);
+        let lens: Vec<usize> = fresh().map(|(l, _)| l.sealed.ciphertext.len()).collect();
         let mut data = Vec::with_capacity(lens.iter().sum());
-        for l in letters {
+        for (l, _) in fresh() {
             data.extend_from_slice(&l.sealed.ciphertext);
         }
         let blobs = self.blobs.clone();
-        let refs = tokio::task::spawn_blocking(move || blobs.append(&data, &lens)).await??;
+        let appended = tokio::task::spawn_blocking(move || blobs.append(&data, &lens)).await??;
+        let mut appended = appended.into_iter();
+        let refs: Vec<Option<BlobRef>> = known
+            .iter()
+            .map(|k| if *k { None } else { appended.next() })
+            .collect();
         let mut tx = self.pool.begin_with(Self::BEGIN_WRITE).await?;
         let mut out = Vec::with_capacity(letters.len());
         let mut events = Vec::with_capacity(letters.len());
         for (l, blob) in letters.iter().zip(&refs) {
+            // A letter known to be stored offers no content: its insert must conflict.
+            let blob = blob.unwrap_or(BlobRef {
+                segment: 0,
+                offset: 0,
+                len: 0,
+            });
             let state = if l.not_before_ms.is_some() {
                 LetterState::Scheduled
             } else {
@@ -157,6 +217,12 @@ impl Backend for SqliteStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if inserted == 1 && blob.len == 0 && !l.sealed.ciphertext.is_empty() {
+                // Only this process writes letters to this database, so a letter found stored
+                // a moment ago cannot be missing now; if it is, store nothing rather than a row
+                // without its content.
+                return Err(corrupt("a letter found stored before the insert was not"));
+            }
             if inserted == 1 {
                 if self.intake_events {
                     events.push(NewEvent::accepted(l));
@@ -190,6 +256,28 @@ impl Backend for SqliteStore {
 
     fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    async fn stored_bytes(&self) -> Result<u64, StoreError> {
+        super::compact::sqlite_bytes(&self.path, &self.blobs).await
+    }
+
+    async fn purge_content(
+        &self,
+        delivered_before_ms: i64,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        super::compact::purge(
+            &self.pool,
+            super::compact::PURGE_SQLITE,
+            delivered_before_ms,
+            limit,
+        )
+        .await
+    }
+
+    async fn compact(&self) -> Result<u64, StoreError> {
+        super::compact::segments(&self.pool, &self.blobs).await
     }
 
     async fn load_batch(&self, ids: &[LetterId]) -> Result<Vec<StoredLetter>, StoreError> {

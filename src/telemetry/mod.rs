@@ -39,6 +39,8 @@ pub const WATCH_STREAMS_OPEN: &str = "brevdue_watch_streams_open";
 pub const EVENTS_WRITTEN: &str = "brevdue_events_written_total";
 pub const RECIPIENT_CHECKS: &str = "brevdue_recipient_checks_total";
 pub const CONNECTIONS_REFUSED: &str = "brevdue_grpc_connections_refused_total";
+pub const STORE_BYTES: &str = "brevdue_store_bytes";
+pub const CONTENT_PURGED: &str = "brevdue_retention_purged_total";
 
 /// What kind of series a metric is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +159,16 @@ pub const ALL: &[(&str, Kind, &str)] = &[
         CONNECTIONS_REFUSED,
         Kind::Counter,
         "gRPC connections closed at once because grpc.max_connections were open",
+    ),
+    (
+        STORE_BYTES,
+        Kind::Gauge,
+        "Bytes the store takes on disk (SQLite: database, journal and content segments; PostgreSQL: the database)",
+    ),
+    (
+        CONTENT_PURGED,
+        Kind::Counter,
+        "Letters whose content retention.delivered purged",
     ),
 ];
 
@@ -296,6 +308,14 @@ pub fn delivery_retry(route: Route) {
 pub fn delivery_failed(route: Route) {
     counter!(DELIVERY_FAILED, "route" => route_label(route)).increment(1);
     live().failed();
+}
+
+pub fn store_bytes(bytes: u64) {
+    gauge!(STORE_BYTES).set(bytes as f64);
+}
+
+pub fn content_purged(letters: u64) {
+    counter!(CONTENT_PURGED).increment(letters);
 }
 
 pub fn queue_depth(mailbox: u64, print: u64, dead: u64) {
@@ -527,6 +547,8 @@ mod tests {
         watch_stream_closed();
         recipient_checked(&sender);
         connection_refused();
+        store_bytes(1);
+        content_purged(1);
         admission_refused("rate");
         admission_load(GateLoad {
             waiting: 1,

@@ -129,3 +129,28 @@ pub fn rabbit_prefix() -> (String, DeleteQueues) {
     let url = format!("{}?prefix=brevdue-test-{}.", amqp_base(), &id[..12]);
     (url.clone(), DeleteQueues(url))
 }
+
+/// The queues on the broker whose names start with `prefix`, as `rabbitmqctl` lists them (AMQP
+/// cannot list queues).
+pub fn queues_named(prefix: &str) -> Vec<String> {
+    rabbitmqctl(&["-q", "list_queues", "name"])
+        .lines()
+        .map(str::trim)
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs `rabbitmqctl` on this machine's broker; its output.
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("rabbitmqctl is needed for this test: {e}"));
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}; {START_RABBITMQ}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -236,6 +236,20 @@ impl Harness {
             .expect("store opens")
     }
 
+    /// The operator port's `/metrics` page (the whole HTTP answer).
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(self.config.admin_listen)
+            .await
+            .expect("admin port");
+        tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("request");
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).await.expect("response");
+        out
+    }
+
     /// Letters in the mailboxes of these recipients, all together.
     pub async fn in_mailboxes(&self, recipients: &[&str]) -> u64 {
         let secrets = brevdue::directory::Secrets::load_or_create(&self.data.path().join("keys"))

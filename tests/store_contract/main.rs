@@ -45,6 +45,8 @@ mod follow;
 mod idempotency;
 mod letters;
 mod measure;
+mod outbox;
 mod postgres_only;
 mod registry;
+mod retention;
 mod senders;

@@ -48,3 +48,13 @@ pub(super) async fn within<T, E: Into<Box<dyn std::error::Error + Send + Sync>>>
         })),
     }
 }
+
+/// The broker says the queue or exchange does not exist (404; the channel is closed).
+pub(super) fn not_found(e: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(
+        e.kind(),
+        lapin::ErrorKind::ProtocolError(p)
+            if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
+    )
+}

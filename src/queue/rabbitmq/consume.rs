@@ -1,5 +1,5 @@
-//! Consuming: per route, one channel with a consumer on the urgent queue and on every known
-//! sender's NORMAL and BULK lanes, feeding the route's inbox (`inbox.rs`, which also decides
+//! Consuming: per route, one channel with a consumer on the urgent queue, the returns queue,
+//! the shared lanes and every known lane, feeding the route's inbox (`inbox.rs`, which also decides
 //! the order `lease` takes messages in); and the leases this handle holds, which are
 //! unacknowledged messages until settled.
 //!
@@ -14,8 +14,8 @@
 //! When a route's consumers (re)start, the first lease waits briefly for what their queues
 //! held (see `inbox.rs`).
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -25,13 +25,13 @@ use lapin::{Acker, Channel, Consumer};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::domain::{Cvr, LetterId, Priority, Route};
+use crate::domain::{LetterId, Route};
 
 use super::call::{unavailable, within};
 use super::inbox::{Inbox, Incoming, Slot};
 use super::link::Link;
 use super::message::Msg;
-use super::topology::{LANE_PRIORITIES, ROUTES, ready};
+use super::topology::{LANE_PRIORITIES, LaneSlot, ROUTES, ready};
 use super::{QueueError, RabbitQueue, lock};
 
 /// How long the first lease after consumers (re)started waits for what their queues held.
@@ -44,8 +44,8 @@ pub(super) struct RouteConsumer {
     prefetch: u16,
     pub(super) inbox: Arc<Inbox>,
     tasks: Vec<JoinHandle<()>>,
-    /// Senders whose lanes this channel consumes.
-    lanes: HashSet<Cvr>,
+    /// The lanes this channel consumes.
+    lanes: HashSet<LaneSlot>,
 }
 
 impl Drop for RouteConsumer {
@@ -92,17 +92,29 @@ async fn forward(
     slot: Slot,
     mut expect: u32,
     work: Arc<Notify>,
+    activity: Arc<StdMutex<HashMap<LaneSlot, Instant>>>,
 ) {
-    while let Some(next) = consumer.next().await {
+    loop {
+        let Some(next) = consumer.next().await else {
+            if let Slot::Lane(lane) = slot {
+                // The broker cancelled the consumer: its lane queue was deleted (with the
+                // topology, or by hand). The route's other queues go on; the lane is consumed
+                // again if the record names it again.
+                inbox.lock().detached.push(lane);
+                if expect > 0 {
+                    inbox.warmed();
+                }
+                work.notify_waiters();
+                return;
+            }
+            break;
+        };
         match next {
             Ok(d) => {
-                inbox.push(
-                    slot,
-                    Incoming {
-                        acker: d.acker,
-                        data: d.data,
-                    },
-                );
+                if let Slot::Lane(lane) = slot {
+                    lock(&activity).insert(lane, Instant::now());
+                }
+                inbox.push(slot, Incoming::new(d.acker, &d.data, slot));
                 if expect > 0 {
                     expect -= 1;
                     if expect == 0 {
@@ -126,14 +138,18 @@ impl RabbitQueue {
     /// or connection died) and adding consumers for lanes learnt since.
     pub(super) async fn inbox(&self, route: Route, max: usize) -> Result<Arc<Inbox>, QueueError> {
         let link = self.link().await?;
-        // Lanes are only ever added, so a consumer with as many lanes as are known has them all.
-        let complete = |c: &RouteConsumer| fresh(c, &link) && c.lanes.len() >= self.known_count();
-        if let Some(c) = lock(&self.consumers).get(&route).filter(|c| complete(c)) {
-            return Ok(c.inbox.clone());
+        let known: Vec<LaneSlot> = self.lanes_of(route);
+        {
+            let mut consumers = lock(&self.consumers);
+            if let Some(c) = consumers.get_mut(&route).filter(|c| fresh(c, &link)) {
+                for gone in c.inbox.take_detached() {
+                    c.lanes.remove(&gone);
+                }
+                if known.iter().all(|l| c.lanes.contains(l)) {
+                    return Ok(c.inbox.clone());
+                }
+            }
         }
-        // Lanes learnt from the lane record may not have been declared (their recorder died
-        // first), and after a reconnect none count as declared.
-        self.declare_lanes(self.known_senders()).await?;
         let _setup = self.consumer_setup.lock().await;
         if let Some(inbox) = self.attach_lanes_locked(route, &link).await? {
             return Ok(inbox);
@@ -141,7 +157,7 @@ impl RabbitQueue {
         self.stop_consumers(route).await;
         // Room for the batch a worker holds and the next one (see the module comment).
         let prefetch = u16::try_from(max.saturating_mul(2).clamp(16, 4096)).unwrap_or(4096);
-        let known = self.known_senders();
+        let known = self.lanes_of(route);
         let consumer = within(
             "starting consumers",
             self.timeouts.call_timeout,
@@ -174,12 +190,15 @@ impl RabbitQueue {
         route: Route,
         link: &Link,
     ) -> Result<Option<Arc<Inbox>>, QueueError> {
-        let known = self.known_senders();
+        let known = self.lanes_of(route);
         let running = lock(&self.consumers)
-            .get(&route)
+            .get_mut(&route)
             .filter(|c| fresh(c, link))
             .map(|c| {
-                let missing: Vec<Cvr> = known
+                for gone in c.inbox.take_detached() {
+                    c.lanes.remove(&gone);
+                }
+                let missing: Vec<LaneSlot> = known
                     .iter()
                     .filter(|s| !c.lanes.contains(s))
                     .copied()
@@ -195,7 +214,7 @@ impl RabbitQueue {
         let added = within(
             "starting consumers",
             self.timeouts.call_timeout,
-            self.consume_lanes(&channel, route, &missing, &inbox, prefetch, false),
+            self.consume_lanes(&channel, &missing, &inbox, prefetch, false),
         )
         .await;
         match added {
@@ -228,7 +247,7 @@ impl RabbitQueue {
         &self,
         link: &Link,
         route: Route,
-        senders: &[Cvr],
+        lanes: &[LaneSlot],
         prefetch: u16,
     ) -> Result<RouteConsumer, QueueError> {
         let channel = link.conn.create_channel().await.map_err(broker)?;
@@ -247,51 +266,59 @@ impl RabbitQueue {
             tasks: Vec::new(),
             lanes: HashSet::new(),
         };
-        let urgent = self.names.urgent(route);
-        let waiting = ready(&rc.channel, &urgent).await.map_err(broker)?;
-        let consumer = consume(&rc.channel, &urgent).await.map_err(broker)?;
-        rc.tasks.push(self.spawn_forward(
-            consumer,
-            &inbox,
-            Slot::Urgent,
-            waiting.min(prefetch.into()),
-        ));
+        let mut fixed = vec![
+            (Slot::Urgent, self.names.urgent(route)),
+            (Slot::Returns, self.names.returns(route)),
+        ];
+        for level in 0..LANE_PRIORITIES.len() {
+            fixed.push((Slot::Shared(level), self.names.shared(route, level)));
+        }
         let tasks = self
-            .consume_lanes(&rc.channel, route, senders, &inbox, prefetch, true)
+            .consume_queues(&rc.channel, &fixed, &inbox, prefetch, true)
             .await?;
         rc.tasks.extend(tasks);
-        rc.lanes.extend(senders.iter().copied());
+        let tasks = self
+            .consume_lanes(&rc.channel, lanes, &inbox, prefetch, true)
+            .await?;
+        rc.tasks.extend(tasks);
+        rc.lanes.extend(lanes.iter().copied());
         Ok(rc)
     }
 
-    /// Consumes the NORMAL and BULK lanes of `senders` (pipelined), which must exist. `warm`:
-    /// the first lease waits for what they hold.
+    /// Consumes these lanes (pipelined), which must exist. `warm`: the first lease waits for
+    /// what they hold.
     async fn consume_lanes(
         &self,
         channel: &Channel,
-        route: Route,
-        senders: &[Cvr],
+        lanes: &[LaneSlot],
         inbox: &Arc<Inbox>,
         prefetch: u16,
         warm: bool,
     ) -> Result<Vec<JoinHandle<()>>, QueueError> {
-        let lanes: Vec<(Slot, String)> = senders
+        let queues: Vec<(Slot, String)> = lanes
             .iter()
-            .flat_map(|s| {
-                LANE_PRIORITIES
-                    .iter()
-                    .enumerate()
-                    .map(|(level, p)| (Slot::Lane(level, *s), self.lane_name(route, *p, *s)))
-            })
+            .map(|l| (Slot::Lane(*l), self.names.lane(*l)))
             .collect();
-        let waiting = futures::future::try_join_all(lanes.iter().map(|(_, q)| ready(channel, q)))
+        self.consume_queues(channel, &queues, inbox, prefetch, warm)
+            .await
+    }
+
+    async fn consume_queues(
+        &self,
+        channel: &Channel,
+        queues: &[(Slot, String)],
+        inbox: &Arc<Inbox>,
+        prefetch: u16,
+        warm: bool,
+    ) -> Result<Vec<JoinHandle<()>>, QueueError> {
+        let waiting = futures::future::try_join_all(queues.iter().map(|(_, q)| ready(channel, q)))
             .await
             .map_err(broker)?;
         let consumers =
-            futures::future::try_join_all(lanes.iter().map(|(_, q)| consume(channel, q)))
+            futures::future::try_join_all(queues.iter().map(|(_, q)| consume(channel, q)))
                 .await
                 .map_err(broker)?;
-        let tasks = lanes
+        let tasks = queues
             .iter()
             .zip(waiting)
             .zip(consumers)
@@ -307,8 +334,12 @@ impl RabbitQueue {
         Ok(tasks)
     }
 
-    fn lane_name(&self, route: Route, priority: Priority, sender: Cvr) -> String {
-        self.names.lane(route, priority, sender)
+    /// The known lanes of one route.
+    fn lanes_of(&self, route: Route) -> Vec<LaneSlot> {
+        self.known_lanes()
+            .into_iter()
+            .filter(|l| l.route == route)
+            .collect()
     }
 
     fn spawn_forward(
@@ -327,6 +358,7 @@ impl RabbitQueue {
             slot,
             expect,
             self.work.clone(),
+            self.activity.clone(),
         ))
     }
 

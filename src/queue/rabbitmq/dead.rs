@@ -22,12 +22,11 @@ impl RabbitQueue {
     /// (the channel is closed and RabbitMQ puts them all back). For audits: the plaintext scan
     /// proves messages carry letter references only.
     pub async fn peek_all(&self) -> Result<Vec<Vec<u8>>, QueueError> {
-        let senders = self.every_lane_owner().await?;
-        self.declare_lanes(senders.iter().copied()).await?;
+        let lanes = self.refresh_lanes().await?;
         let link = self.link().await?;
-        // The lane record holds sender numbers only, and holding its messages would hide them
+        // The lane record holds lane names only, and holding its messages would hide them
         // from a gateway reading it now.
-        let queues = self.names.letter_queues(&senders);
+        let queues = self.names.letter_queues(&lanes);
         within("reading the queues", self.timeouts.call_timeout, async {
             let ch = link.conn.create_channel().await?;
             let mut bodies = Vec::new();

@@ -1,8 +1,10 @@
 //! The inbox of one route's consumers: the messages they received and `lease` has not taken
 //! yet, and the order `lease` takes them in.
 //!
-//! `lease` takes the urgent messages first, then the NORMAL lanes, then the BULK lanes, each by
-//! weighted deficit round robin ([`crate::drr::Drr`]): the sender whose turn it is takes up to
+//! `lease` takes the urgent messages first, then letters back from the delay tiers (which it
+//! puts into their work queues again), then NORMAL, then BULK letters, each by weighted deficit
+//! round robin ([`crate::drr::Drr`]) over the senders named in the messages, whichever lane
+//! (a sender's own or a shared one) they came from: the sender whose turn it is takes up to
 //! its weight, then the next sender with buffered messages; a turn cut short by the batch size
 //! goes on in the next lease. A sender with one letter behind a flooder with a million
 //! therefore gets it into the next batch, and two flooders with weights 3 and 1 share batches
@@ -23,14 +25,19 @@ use crate::domain::Cvr;
 use crate::drr::Drr;
 
 use super::lanes::weight_of;
-use super::topology::LANE_PRIORITIES;
+use super::message::Msg;
+use super::topology::{LANE_PRIORITIES, LaneSlot};
 
-/// Where a consumer's messages go in the inbox.
+/// Which queue a consumer consumes, and so where its messages go in the inbox.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Slot {
     Urgent,
-    /// Index into `LANE_PRIORITIES`, and whose lane.
-    Lane(usize, Cvr),
+    /// Letters back from a delay tier.
+    Returns,
+    /// A shared lane of this level (index into `LANE_PRIORITIES`).
+    Shared(usize),
+    /// A sender's own lane.
+    Lane(LaneSlot),
 }
 
 /// Messages a route's consumers received and `lease` has not taken yet.
@@ -43,8 +50,12 @@ pub(super) struct Inbox {
 #[derive(Default)]
 pub(super) struct InboxState {
     urgent: VecDeque<Incoming>,
-    /// NORMAL then BULK, each shared between senders by weighted deficit round robin.
-    lanes: [Drr<Cvr, Incoming>; LANE_PRIORITIES.len()],
+    returns: VecDeque<Incoming>,
+    /// NORMAL then BULK, each shared between senders by weighted deficit round robin
+    /// (unreadable messages under no sender).
+    lanes: [Drr<Option<Cvr>, Incoming>; LANE_PRIORITIES.len()],
+    /// Lanes whose consumer the broker cancelled (the lane was removed).
+    pub(super) detached: Vec<LaneSlot>,
     stopped: bool,
     /// Consumers still waiting for what their queue held when they started.
     warming: usize,
@@ -53,7 +64,27 @@ pub(super) struct InboxState {
 
 pub(super) struct Incoming {
     pub(super) acker: Acker,
-    pub(super) data: Vec<u8>,
+    /// The message, read as it arrived; `None` when it is unreadable.
+    pub(super) msg: Option<Msg>,
+    /// Back from a delay tier: to be put into its work queue again, not handed out.
+    pub(super) returned: bool,
+}
+
+impl Incoming {
+    pub(super) fn new(acker: Acker, data: &[u8], slot: Slot) -> Incoming {
+        let msg = match Msg::decode(data) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable message; it is moved to the dead queue");
+                None
+            }
+        };
+        Incoming {
+            acker,
+            msg,
+            returned: matches!(slot, Slot::Returns),
+        }
+    }
 }
 
 impl Inbox {
@@ -64,9 +95,12 @@ impl Inbox {
     pub(super) fn push(&self, slot: Slot, item: Incoming) {
         {
             let mut s = self.lock();
+            let sender = item.msg.as_ref().map(|m| m.delivery.sender);
             match slot {
                 Slot::Urgent => s.urgent.push_back(item),
-                Slot::Lane(level, sender) => s.lanes[level].push(sender, item),
+                Slot::Returns => s.returns.push_back(item),
+                Slot::Shared(level) => s.lanes[level].push(sender, item),
+                Slot::Lane(lane) => s.lanes[lane.level].push(sender, item),
             }
         }
         self.arrived.notify_waiters();
@@ -78,6 +112,7 @@ impl Inbox {
         s.warming = 0;
         // Their channel is gone: the broker hands these out again.
         s.urgent.clear();
+        s.returns.clear();
         for r in &mut s.lanes {
             r.clear();
         }
@@ -87,7 +122,12 @@ impl Inbox {
 
     pub(super) fn is_empty(&self) -> bool {
         let s = self.lock();
-        s.urgent.is_empty() && s.lanes.iter().all(|r| r.is_empty())
+        s.urgent.is_empty() && s.returns.is_empty() && s.lanes.iter().all(|r| r.is_empty())
+    }
+
+    /// The lanes whose consumers ended since the last call.
+    pub(super) fn take_detached(&self) -> Vec<LaneSlot> {
+        std::mem::take(&mut self.lock().detached)
     }
 
     pub(super) fn stopped(&self) -> bool {
@@ -138,13 +178,15 @@ impl Inbox {
         let mut s = self.lock();
         let mut out = Vec::new();
         while out.len() < max {
-            match s.urgent.pop_front() {
+            match s.urgent.pop_front().or_else(|| s.returns.pop_front()) {
                 Some(i) => out.push(i),
                 None => break,
             }
         }
         for r in &mut s.lanes {
-            r.take_up_to(max, &mut out, |sender, _| weight_of(weights, *sender));
+            r.take_up_to(max, &mut out, |sender, _| {
+                sender.map_or(1, |s| weight_of(weights, s))
+            });
         }
         out
     }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties};
 
-use super::call::{Outgoing, refused, within};
-use super::{QueueError, RabbitQueue, lanes, lock, topology};
+use super::call::{Outgoing, not_found, refused, within};
+use super::{QueueError, RabbitQueue, lanes, topology};
 
 /// One connection with its confirm-mode publishing channel.
 pub(super) struct Link {
@@ -59,6 +59,17 @@ impl RabbitQueue {
         let conn = Connection::connect_uri(self.uri.clone(), props)
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
+        // A broker without this prefix's lane record has none of its queues (a new
+        // installation, or the broker lost them): the store must queue every waiting letter
+        // again, whatever its publish marker says.
+        let probe = conn.create_channel().await.map_err(|e| e.to_string())?;
+        match topology::ready(&probe, &self.names.lane_record()).await {
+            Ok(_) => {
+                let _ = probe.close(200, "OK".into()).await;
+            }
+            Err(e) if not_found(&e) => self.reset.store(true, Ordering::SeqCst),
+            Err(e) => return Err(format!("looking for the queues failed: {e}")),
+        }
         let setup = conn.create_channel().await.map_err(|e| e.to_string())?;
         topology::declare(&setup, &self.names)
             .await
@@ -69,10 +80,9 @@ impl RabbitQueue {
         let recorded = lanes::read_record(&self.uri, &self.names)
             .await
             .map_err(|e| format!("reading the lane record failed: {e}"))?;
-        self.learn(recorded);
-        // Whatever happened while disconnected (a lane deleted by hand), lanes are declared
-        // again before the next publish to them.
-        lock(&self.lanes).forget_declared();
+        if self.learn_record(&recorded) {
+            self.work.notify_waiters();
+        }
         let publish = conn.create_channel().await.map_err(|e| e.to_string())?;
         publish
             .confirm_select(ConfirmSelectOptions::default())
@@ -99,8 +109,34 @@ impl RabbitQueue {
 
     /// Publishes everything, then waits for every confirm: durable on `Ok`.
     pub(super) async fn publish(&self, out: &[Outgoing]) -> Result<(), QueueError> {
+        let returned = self.publish_returning(out).await?;
+        match returned.first() {
+            None => Ok(()),
+            Some(i) => {
+                // A queue is missing (deleted by hand?): declare everything again next time.
+                self.invalidate_current().await;
+                Err(refused(format!(
+                    "could not route a message to {:?}; the queues are declared again on the next call",
+                    out[*i].routing_key
+                )))
+            }
+        }
+    }
+
+    /// Drops the live connection, whichever it is, so the next call starts afresh.
+    pub(super) async fn invalidate_current(&self) {
+        let generation = self.link.lock().await.as_ref().map(|l| l.generation);
+        if let Some(g) = generation {
+            self.invalidate(g).await;
+        }
+    }
+
+    /// Publishes everything, then waits for every confirm. Every message is durable on `Ok`
+    /// but those whose indices are returned: no queue took them (their queue does not exist),
+    /// so they were not stored at all.
+    async fn publish_returning(&self, out: &[Outgoing]) -> Result<Vec<usize>, QueueError> {
         if out.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let link = self.link().await?;
         let confirmations = within("publishing", self.timeouts.call_timeout, async {
@@ -121,18 +157,11 @@ impl RabbitQueue {
             futures::future::try_join_all(confirms).await
         })
         .await?;
-        for c in confirmations {
+        let mut returned = Vec::new();
+        for (i, c) in confirmations.into_iter().enumerate() {
             match c {
                 Confirmation::Ack(None) => {}
-                Confirmation::Ack(Some(returned)) => {
-                    // A queue is missing (deleted by hand?): declare everything again next time.
-                    self.invalidate(link.generation).await;
-                    return Err(refused(format!(
-                        "could not route a message to {:?} ({}); the queues are declared again on the next call",
-                        returned.delivery.routing_key.as_str(),
-                        returned.reply_text.as_str()
-                    )));
-                }
+                Confirmation::Ack(Some(_)) => returned.push(i),
                 Confirmation::Nack(_) => {
                     return Err(refused(
                         "refused to store a message (negative confirm)".into(),
@@ -145,6 +174,6 @@ impl RabbitQueue {
                 }
             }
         }
-        Ok(())
+        Ok(returned)
     }
 }

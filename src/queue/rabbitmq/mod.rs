@@ -8,15 +8,20 @@
 //! `amqps://` is refused: brevdue is built with ring as its only crypto provider and no TLS
 //! for AMQP.
 //!
-//! Queues: one shared urgent queue per route, and per sender and route a NORMAL and a BULK
-//! lane (`topology.rs`), so that a sender flooding the gateway queues behind itself, not in
-//! front of everyone else; which senders have lanes is recorded on the broker (`lanes.rs`).
+//! Queues: one shared urgent queue per route, and per sender, route and lower priority a lane
+//! granted on first use (`topology.rs`), so that a sender flooding the gateway queues behind
+//! itself, not in front of everyone else. Lanes are bounded (`broker.max_lanes`; senders
+//! beyond share a lane per route and priority) and handed to another sender when idle, so the
+//! broker's queues grow with the senders sending at once, up to the bound, never with the
+//! senders registered; which lanes exist is recorded on the broker (`lanes.rs`).
 //!
 //! How the trait's meaning maps onto RabbitMQ:
-//! - `enqueue` declares the lanes of senders it has not seen yet, then publishes every item
-//!   (pipelined) and returns once the broker confirmed all of them: persistent messages in
-//!   quorum queues, so durable. Not idempotent: the same letter enqueued twice is two
-//!   messages; delivery skips letters the store already has delivered.
+//! - `enqueue` grants the lanes it needs and has not seen yet (within the bound), then
+//!   publishes every item (pipelined) and returns once the broker confirmed all of them:
+//!   persistent messages in quorum queues, so durable. Lane queues are never deleted while
+//!   serving, so a letter published to a lane that changed hands meanwhile still lands in a
+//!   queue that exists. Not idempotent: the same letter enqueued twice is two messages;
+//!   delivery skips letters the store already has delivered.
 //! - `lease` takes what this gateway's consumers (one channel per route, a consumer per queue,
 //!   prefetch limited) have received: urgent first, then NORMAL, then BULK, each shared between
 //!   senders by weight (`inbox.rs`). A leased message stays unacknowledged at the broker
@@ -27,9 +32,11 @@
 //!   attempt, confirmed, then acknowledges the original; `dead_letter` publishes it to the
 //!   dead queue, confirmed, then acknowledges. If the acknowledgement is lost the original
 //!   comes back too: a duplicate the store makes harmless.
-//! - `set_senders` declares every registered sender's lanes (so this gateway consumes them
-//!   before their first letter arrives, whichever gateway accepts it) and sets the weights.
-//! - `depth` counts the ready messages of the urgent queues and of every known lane.
+//! - `set_senders` sets the weights; it declares nothing (a registered sender costs the broker
+//!   nothing until it sends).
+//! - `tidy` (every refresh) reads the lane record, so this gateway consumes lanes others
+//!   granted, and gives up lanes it has seen unused for `broker.lane_idle` that are empty.
+//! - `depth` counts the ready messages of the fixed work queues and of every known lane.
 //! - The connection is checked before every call; a dead one (broker restart, network) is
 //!   replaced, the topology declared again, the lane record read again and consumers started
 //!   again on every known lane. Publishes in flight when it died fail with `Unavailable`;
@@ -47,7 +54,7 @@ mod url;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -57,7 +64,7 @@ use lapin::uri::AMQPUri;
 use tokio::sync::{Mutex, Notify};
 
 use crate::clock::now_ms;
-use crate::domain::{Cvr, LetterId, Priority, Route};
+use crate::domain::{LetterId, Route};
 
 use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError, SenderShare};
 use crate::backend::BrokerOptions;
@@ -66,7 +73,7 @@ use consume::{Held, RouteConsumer, Settle, settle};
 use lanes::LaneBook;
 use link::Link;
 use message::Msg;
-use topology::{LANE_PRIORITIES, Names, ROUTES, tier_for};
+use topology::{LaneId, LaneSlot, Names, tier_for};
 
 /// How long `lease` waits for a first message when nothing is buffered.
 const FIRST_DELIVERY_WAIT: Duration = Duration::from_millis(50);
@@ -79,6 +86,8 @@ pub struct RabbitQueue {
     /// The live connection; replaced when found dead.
     link: Mutex<Option<Arc<Link>>>,
     generation: AtomicU64,
+    /// Set when a connect found none of this prefix's queues (see `Queue::take_reset`).
+    reset: AtomicBool,
     /// Serialises starting consumers.
     consumer_setup: Mutex<()>,
     consumers: StdMutex<HashMap<Route, RouteConsumer>>,
@@ -87,8 +96,10 @@ pub struct RabbitQueue {
     held: StdMutex<HashMap<LetterId, Held>>,
     /// Signalled when a consumer buffers a message (or stops), or lanes are learnt.
     work: Arc<Notify>,
-    /// Which senders have lanes, and their weights.
+    /// Which lanes exist, and the senders' weights.
     lanes: StdMutex<LaneBook>,
+    /// When this handle last published to or received from each known lane.
+    activity: Arc<StdMutex<HashMap<LaneSlot, Instant>>>,
     /// Serialises declaring lanes.
     lane_setup: Mutex<()>,
     /// Deadlines of broker calls (configuration).
@@ -110,11 +121,13 @@ impl RabbitQueue {
             names: Names::new(&prefix),
             link: Mutex::new(None),
             generation: AtomicU64::new(0),
+            reset: AtomicBool::new(false),
             consumer_setup: Mutex::new(()),
             consumers: StdMutex::new(HashMap::new()),
             held: StdMutex::new(HashMap::new()),
             work: Arc::new(Notify::new()),
             lanes: StdMutex::new(LaneBook::default()),
+            activity: Arc::new(StdMutex::new(HashMap::new())),
             lane_setup: Mutex::new(()),
             timeouts,
         };
@@ -127,16 +140,16 @@ impl RabbitQueue {
         self.names.prefix()
     }
 
-    /// Deletes this prefix's queues (with their messages), every sender's lanes included, and
+    /// Deletes this prefix's queues (with their messages), every lane included, and
     /// exchange: for tests and for taking an installation down. Returns how many messages were
     /// dropped.
     pub async fn delete_topology(&self) -> Result<u64, QueueError> {
         lock(&self.consumers).clear();
-        let senders = self.every_lane_owner().await?;
+        let lanes = self.refresh_lanes().await?;
         let link = self.link().await?;
         let dropped = within("deleting the queues", self.timeouts.call_timeout, async {
             let ch = link.conn.create_channel().await?;
-            let n = topology::delete(&ch, &self.names, &senders).await?;
+            let n = topology::delete(&ch, &self.names, &lanes).await?;
             ch.close(200, "OK".into()).await?;
             Ok::<_, lapin::Error>(n)
         })
@@ -146,28 +159,33 @@ impl RabbitQueue {
         Ok(dropped)
     }
 
-    /// Every sender with lanes: those this handle knows and those the lane record names now.
-    async fn every_lane_owner(&self) -> Result<Vec<Cvr>, QueueError> {
-        let recorded = within(
-            "reading the lane record",
-            self.timeouts.call_timeout,
-            lanes::read_record(&self.uri, &self.names),
-        )
-        .await?;
-        self.learn(recorded);
-        Ok(self.known_senders())
+    /// The names of this prefix's lanes (the lane record read now): for operators and tests.
+    pub async fn lane_names(&self) -> Result<Vec<String>, QueueError> {
+        let lanes = self.refresh_lanes().await?;
+        Ok(lanes.iter().map(|l| self.names.lane(*l)).collect())
     }
 
-    /// Where a letter reference goes: its work queue when due, else the delay tier for what is
-    /// left of its wait.
-    fn to_work(&self, msg: &Msg, now: i64) -> Outgoing {
+    /// Where a letter reference goes: its work queue when due (its sender's lane if granted,
+    /// else the shared lane), else the delay tier for what is left of its wait, from which it
+    /// comes back to the route's returns queue.
+    fn to_work(&self, msg: &Msg, now: i64, granted: &HashMap<LaneId, LaneSlot>) -> Outgoing {
         let d = &msg.delivery;
-        let routing_key = self.names.work(d.route, d.priority, d.sender);
         let remaining = d.not_before_ms - now;
-        let (exchange, tier) = if remaining <= 0 {
-            (String::new(), None)
+        let (exchange, tier, routing_key) = if remaining > 0 {
+            (
+                self.names.delay_exchange(),
+                Some(tier_for(remaining)),
+                self.names.returns(d.route),
+            )
         } else {
-            (self.names.delay_exchange(), Some(tier_for(remaining)))
+            let queue = match LaneId::of(d.route, d.priority, d.sender) {
+                None => self.names.urgent(d.route),
+                Some(lane) => match granted.get(&lane) {
+                    Some(slot) => self.names.lane(*slot),
+                    None => self.names.shared(d.route, lane.level),
+                },
+            };
+            (String::new(), None, queue)
         };
         Outgoing {
             exchange,
@@ -177,16 +195,26 @@ impl RabbitQueue {
         }
     }
 
-    /// Publishes letter references to their work queues (or delay tiers), declaring the lanes
-    /// of senders not seen yet first.
+    /// The lane a message due now goes to, if it is one of a sender's.
+    fn lane_for(msg: &Msg, now: i64) -> Option<LaneId> {
+        let d = &msg.delivery;
+        if d.not_before_ms > now {
+            return None;
+        }
+        LaneId::of(d.route, d.priority, d.sender)
+    }
+
+    /// Publishes letter references to their work queues (or delay tiers), granting the lanes
+    /// not seen yet first.
     async fn publish_work(&self, msgs: &[Msg], now: i64) -> Result<(), QueueError> {
-        self.ensure_lanes(
-            msgs.iter()
-                .filter(|m| m.delivery.priority != Priority::Urgent)
-                .map(|m| m.delivery.sender),
-        )
-        .await?;
-        let out: Vec<Outgoing> = msgs.iter().map(|m| self.to_work(m, now)).collect();
+        let granted = self
+            .grant_lanes(msgs.iter().filter_map(|m| Self::lane_for(m, now)))
+            .await?;
+        let out: Vec<Outgoing> = msgs
+            .iter()
+            .map(|m| self.to_work(m, now, &granted))
+            .collect();
+        self.touch(granted.values().copied());
         self.publish(&out).await
     }
 
@@ -236,15 +264,11 @@ impl Queue for RabbitQueue {
         {
             let mut held = lock(&self.held);
             for i in inbox.take(max, &weights) {
-                let msg = match Msg::decode(&i.data) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::error!(error = %e, "unreadable message moved to the dead queue");
-                        corrupt.push(i.acker);
-                        continue;
-                    }
+                let Some(msg) = i.msg else {
+                    corrupt.push(i.acker);
+                    continue;
                 };
-                if msg.delivery.not_before_ms > now {
+                if i.returned || msg.delivery.not_before_ms > now {
                     early.push((msg, i.acker));
                     continue;
                 }
@@ -265,7 +289,8 @@ impl Queue for RabbitQueue {
         // The work queues dead-letter rejected messages to the dead queue.
         settle(&corrupt, Settle::Drop).await;
         if !early.is_empty() {
-            // Back from a delay tier shorter than the wait: delay again for the rest.
+            // Back from a delay tier: into its work queue, or, still early (the tier was
+            // shorter than the wait), delayed again for the rest.
             let (again, ackers): (Vec<Msg>, Vec<Acker>) = early.into_iter().unzip();
             match self.publish_work(&again, now).await {
                 Ok(()) => {
@@ -361,21 +386,52 @@ impl Queue for RabbitQueue {
     }
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
-        let senders = self.known_senders();
-        // Lanes learnt from the lane record but never declared (their recorder died first).
-        self.declare_lanes(senders.iter().copied()).await?;
+        match self.count_ready().await {
+            Ok(d) => Ok(d),
+            // A lane another gateway removed since this handle read the record.
+            Err(_) => {
+                self.refresh_lanes().await?;
+                self.count_ready().await
+            }
+        }
+    }
+
+    async fn set_senders(&self, shares: &[SenderShare]) -> Result<(), QueueError> {
+        self.set_weights(shares.iter().map(|s| (s.sender, s.weight)).collect());
+        Ok(())
+    }
+
+    async fn tidy(&self) -> Result<(), QueueError> {
+        self.tidy_lanes().await
+    }
+
+    fn take_reset(&self) -> bool {
+        self.reset.swap(false, Ordering::SeqCst)
+    }
+
+    async fn wait_for_work(&self, max_wait: Duration) {
+        let notified = self.work.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let buffered = lock(&self.consumers).values().any(|c| !c.inbox.is_empty());
+        if !buffered {
+            let _ = tokio::time::timeout(max_wait, notified).await;
+        }
+    }
+}
+
+impl RabbitQueue {
+    /// Ready messages in the fixed work queues and every known lane, by route, and dead ones.
+    async fn count_ready(&self) -> Result<QueueDepth, QueueError> {
+        let mut queues: Vec<(Route, String)> = self.names.fixed_work();
+        queues.extend(
+            self.known_lanes()
+                .into_iter()
+                .map(|l| (l.route, self.names.lane(l))),
+        );
         let link = self.link().await?;
         within("counting messages", self.timeouts.call_timeout, async {
             let ch = link.conn.create_channel().await?;
-            let mut queues: Vec<(Route, String)> = Vec::new();
-            for route in ROUTES {
-                queues.push((route, self.names.urgent(route)));
-                for s in &senders {
-                    for p in LANE_PRIORITIES {
-                        queues.push((route, self.names.lane(route, p, *s)));
-                    }
-                }
-            }
             // Pipelined: hundreds of lanes are counted in a few round trips' time.
             let counts =
                 futures::future::try_join_all(queues.iter().map(|(_, q)| topology::ready(&ch, q)))
@@ -392,21 +448,6 @@ impl Queue for RabbitQueue {
             Ok::<_, lapin::Error>(d)
         })
         .await
-    }
-
-    async fn set_senders(&self, shares: &[SenderShare]) -> Result<(), QueueError> {
-        self.set_weights(shares.iter().map(|s| (s.sender, s.weight)).collect());
-        self.ensure_lanes(shares.iter().map(|s| s.sender)).await
-    }
-
-    async fn wait_for_work(&self, max_wait: Duration) {
-        let notified = self.work.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let buffered = lock(&self.consumers).values().any(|c| !c.inbox.is_empty());
-        if !buffered {
-            let _ = tokio::time::timeout(max_wait, notified).await;
-        }
     }
 }
 
