@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
-mod memory;
+pub(super) mod memory;
 mod report;
 mod traffic;
 
