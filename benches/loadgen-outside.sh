@@ -10,7 +10,7 @@
 # The ceilings' store alone runs on CEILING_STORE (a second scratch database, never the
 # gateway's: its letters would look waiting) or SQLite in the scratch directory; the queue
 # alone on QUEUE with a prefix of its own, or the embedded queue.
-# Every argument goes to `brevdue loadgen`. The data directory is fresh and removed at the end
+# Every argument goes to `brevdue loadgen`; SERVE_CONFIG names a brevdue.toml for the gateways. The data directory is fresh and removed at the end
 # (KEEP=1 keeps it); a PostgreSQL database given in STORE must be a scratch one (it gets the
 # run's letters), and the queues of a RabbitMQ prefix are deleted with `brevdue` gone.
 set -euo pipefail
@@ -36,7 +36,7 @@ trap cleanup EXIT
   --name "Loadgen Styrelsen" --kind public --out "$DIR/sender" >/dev/null
 TARGETS=()
 for i in $(seq 0 $((INSTANCES - 1))); do
-  "$BIN" serve --data-dir "$DIR/data" "${BACKENDS[@]}" --listen "127.0.0.1:$((PORT + i))" \
+  "$BIN" serve ${SERVE_CONFIG:+--config "$SERVE_CONFIG"} --data-dir "$DIR/data" "${BACKENDS[@]}" --listen "127.0.0.1:$((PORT + i))" \
     --admin-listen "127.0.0.1:$((ADMIN + i))" >"$DIR/serve-$i.log" 2>&1 &
   PIDS+=($!)
   TARGETS+=(--target "127.0.0.1:$((PORT + i))" --metrics "http://127.0.0.1:$((ADMIN + i))/metrics" --server-pid "$!")
