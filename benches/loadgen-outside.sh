@@ -51,3 +51,14 @@ CEILINGS=()
 [ -n "${CEILING_STORE:-}" ] && CEILINGS+=(--store "$CEILING_STORE")
 [ -n "${QUEUE:-}" ] && CEILINGS+=(--queue "$QUEUE")
 "$BIN" loadgen "${TARGETS[@]}" --cert-dir "$DIR/sender" --scratch-dir "$DIR" "${CEILINGS[@]}" "$@"
+# Disk use of the run (the letters, their rows and events, the queue, the mailbox outbox).
+echo "disk use of the data directory after the run:"
+du -sb "$DIR/data"/* 2>/dev/null | sort -k2
+# The gateways' queues of a RabbitMQ prefix go with the run (the broker's file limit is small).
+PREFIX=$(printf '%s' "${QUEUE:-}" | sed -n 's/.*[?&]prefix=\([^&]*\).*/\1/p')
+if [ -n "$PREFIX" ] && command -v rabbitmqctl >/dev/null; then
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  PIDS=()
+  rabbitmqctl -q list_queues name | grep "^$PREFIX" | while read -r q; do rabbitmqctl -q delete_queue "$q" >/dev/null; done
+fi

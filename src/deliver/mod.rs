@@ -97,7 +97,10 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
             enabled: true,
-            batch: 256,
+            // A round's commits (lease, attempts, outbox sync, delivered, ack) are shared by
+            // its letters: measured from outside, 1,024 let delivery keep up with a third more
+            // of intake than 256 did.
+            batch: 1024,
             mailbox_workers: 1,
             load_bytes: ByteSize::mib(8),
             batch_bytes: ByteSize::mib(64),
