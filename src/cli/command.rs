@@ -202,7 +202,7 @@ enum Command {
     },
     /// Measure durable end-to-end throughput against the raw ceilings of this machine, or
     /// (`--scenario flood`) urgent letters' latency while one sender floods the gateway.
-    Loadgen(super::loadgen::LoadgenArgs),
+    Loadgen(Box<super::loadgen::LoadgenArgs>),
 }
 
 #[derive(Subcommand)]
@@ -670,7 +670,7 @@ pub async fn run(
                 .await?
             }
         },
-        Command::Loadgen(args) => super::loadgen::run(args).await?,
+        Command::Loadgen(args) => super::loadgen::run(*args).await?,
         Command::Health { server, ca } => super::health::check(&server, &ca).await?,
     }
     Ok(ExitCode::SUCCESS)

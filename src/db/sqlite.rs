@@ -104,3 +104,40 @@ fn restrict_permissions(path: &Path) {
         }
     }
 }
+
+/// Splits `items` into the pieces multi-row statements take: each a power of two long, at
+/// most `max` (a power of two). Through sqlx, binding costs grow faster than the number of
+/// values in a statement (measured: 16 rows of 7 values bind at 316 k rows/s, 1,024 rows at
+/// 13 k rows/s), while every statement is a round trip to the connection's thread; about a
+/// hundred values a statement is the sweet spot. Powers of two keep the distinct statement
+/// texts, and so the prepared statements each connection caches, to a handful per kind.
+pub(crate) fn statement_chunks<T>(items: &[T], max: usize) -> Vec<&[T]> {
+    let max = max.max(1);
+    let mut out = Vec::with_capacity(items.len() / max + 8);
+    let mut rest = items;
+    while !rest.is_empty() {
+        let n = rest.len().min(max);
+        let size = 1usize << (usize::BITS - 1 - n.leading_zeros());
+        let (head, tail) = rest.split_at(size);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::statement_chunks;
+
+    #[test]
+    fn pieces_are_powers_of_two_up_to_the_maximum_and_cover_everything() {
+        let items: Vec<u32> = (0..109).collect();
+        let pieces = statement_chunks(&items, 32);
+        let sizes: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
+        assert_eq!(sizes, vec![32, 32, 32, 8, 4, 1]);
+        let joined: Vec<u32> = pieces.concat();
+        assert_eq!(joined, items);
+        assert!(statement_chunks::<u32>(&[], 32).is_empty());
+        assert_eq!(statement_chunks(&[1, 2, 3], 1).len(), 3);
+    }
+}

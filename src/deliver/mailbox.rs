@@ -200,6 +200,20 @@ impl MailboxOutbox {
         sync_dir(&self.dir)
     }
 
+    /// Starts writing batch `batch` under its temporary name, entry by entry.
+    pub fn begin_batch(&self, batch: &str) -> Result<OutboxWriter, OutboxError> {
+        let path = self.tmp_path(batch);
+        Ok(OutboxWriter {
+            batch: batch.to_string(),
+            file: create_tmp(&path)?,
+            path,
+            dir: self.dir.clone(),
+            written: 0,
+            bytes: 0,
+            broken: false,
+        })
+    }
+
     /// Publishes one of this gateway's batches with only the letters in `keep` (those the store
     /// recorded in it). `written` is how many letters [`Self::write_batch`] wrote: when the store
     /// recorded them all, as it nearly always does, the file is renamed without being read back.
@@ -307,10 +321,7 @@ pub fn read_batch(path: &Path) -> Result<Vec<OutboxEntry>, OutboxError> {
     Ok(out)
 }
 
-fn write_entries<'e>(
-    path: &Path,
-    entries: impl Iterator<Item = &'e OutboxEntry>,
-) -> Result<(), OutboxError> {
+fn create_tmp(path: &Path) -> Result<std::io::BufWriter<fs::File>, OutboxError> {
     let f = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -319,21 +330,100 @@ fn write_entries<'e>(
         .open(path)
         .map_err(io(path))?;
     // Streamed through a small buffer: the batch is never copied whole in memory.
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-    for e in entries {
-        // Plain strings and numbers: serialising cannot fail, but a failure is still reported.
-        let header = serde_json::to_vec(e).map_err(|err| OutboxError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(err),
-        })?;
-        w.write_all(&(header.len() as u32).to_be_bytes())
-            .and_then(|()| w.write_all(&header))
-            .and_then(|()| w.write_all(&(e.ciphertext.len() as u64).to_be_bytes()))
-            .and_then(|()| w.write_all(&e.ciphertext))
-            .map_err(io(path))?;
-    }
+    Ok(std::io::BufWriter::with_capacity(1 << 20, f))
+}
+
+fn append_entry(w: &mut impl Write, path: &Path, e: &OutboxEntry) -> Result<(), OutboxError> {
+    // Plain strings and numbers: serialising cannot fail, but a failure is still reported.
+    let header = serde_json::to_vec(e).map_err(|err| OutboxError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(err),
+    })?;
+    w.write_all(&(header.len() as u32).to_be_bytes())
+        .and_then(|()| w.write_all(&header))
+        .and_then(|()| w.write_all(&(e.ciphertext.len() as u64).to_be_bytes()))
+        .and_then(|()| w.write_all(&e.ciphertext))
+        .map_err(io(path))
+}
+
+fn finish_tmp(w: std::io::BufWriter<fs::File>, path: &Path) -> Result<(), OutboxError> {
     let f = w.into_inner().map_err(|e| io(path)(e.into_error()))?;
     f.sync_all().map_err(io(path))
+}
+
+fn write_entries<'e>(
+    path: &Path,
+    entries: impl Iterator<Item = &'e OutboxEntry>,
+) -> Result<(), OutboxError> {
+    let mut w = create_tmp(path)?;
+    for e in entries {
+        append_entry(&mut w, path, e)?;
+    }
+    finish_tmp(w, path)
+}
+
+/// A batch being written under its temporary name, one entry at a time as delivery makes
+/// them: a round keeps none of its MeMo messages in memory. Durable once [`Self::finish`]ed,
+/// published like a batch from [`MailboxOutbox::write_batch`].
+pub struct OutboxWriter {
+    batch: String,
+    path: PathBuf,
+    dir: PathBuf,
+    file: std::io::BufWriter<fs::File>,
+    written: usize,
+    bytes: u64,
+    /// A write failed: how much of it reached the file is unknown, so the batch cannot be
+    /// published; its letters go back to the queue.
+    broken: bool,
+}
+
+impl OutboxWriter {
+    pub fn batch(&self) -> &str {
+        &self.batch
+    }
+
+    /// Entries appended so far.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// Sealed bytes appended so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Appends one entry (buffered; durable with [`Self::finish`]).
+    pub fn append(&mut self, e: &OutboxEntry) -> Result<(), OutboxError> {
+        if self.broken {
+            return Err(OutboxError::Io {
+                path: self.path.display().to_string(),
+                source: std::io::Error::other("an earlier write to this batch failed"),
+            });
+        }
+        let r = append_entry(&mut self.file, &self.path, e);
+        match &r {
+            Ok(()) => {
+                self.written += 1;
+                self.bytes += e.ciphertext.len() as u64;
+            }
+            Err(_) => self.broken = true,
+        }
+        r
+    }
+
+    /// Makes the batch durable under its temporary name (file and directory synced). A
+    /// broken batch is removed instead and refused.
+    pub fn finish(self) -> Result<(), OutboxError> {
+        if self.broken {
+            let _ = fs::remove_file(&self.path);
+            return Err(OutboxError::Io {
+                path: self.path.display().to_string(),
+                source: std::io::Error::other("a write to this batch failed"),
+            });
+        }
+        finish_tmp(self.file, &self.path)?;
+        sync_dir(&self.dir)
+    }
 }
 
 /// Prunes what the store did not record, then renames into place (synced). Nothing to do when
@@ -431,5 +521,43 @@ mod tests {
         assert_eq!(published.len(), 2);
         assert_eq!(read_batch(&published[1]).unwrap(), entries);
         assert!(outbox.unfinished().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_batch_written_entry_by_entry_reads_back_like_one_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = ring(dir.path());
+        let spool =
+            PrintSpool::open(&dir.path().join("print"), &dir.path().join("staging")).unwrap();
+        let outbox = MailboxOutbox::open(&dir.path().join("mailbox"), &spool).unwrap();
+        let sender: Cvr = "61126228".parse().unwrap();
+        let ids = [LetterId::new(), LetterId::new(), LetterId::new()];
+        let entries: Vec<OutboxEntry> = ids
+            .iter()
+            .map(|id| OutboxEntry::seal(&ring, *id, sender, &[1; 32], b"memo".to_vec()).unwrap())
+            .collect();
+        let mut w = outbox.begin_batch("s1").unwrap();
+        for e in &entries {
+            w.append(e).unwrap();
+        }
+        assert_eq!(w.written(), 3);
+        assert_eq!(
+            w.bytes(),
+            entries
+                .iter()
+                .map(|e| e.ciphertext.len() as u64)
+                .sum::<u64>()
+        );
+        w.finish().unwrap();
+        assert!(outbox.batches().unwrap().is_empty(), "not yet published");
+        outbox
+            .publish("s1", &HashSet::from([ids[0], ids[2]]), 3)
+            .unwrap();
+        let published = outbox.batches().unwrap();
+        assert_eq!(
+            read_batch(&published[0]).unwrap(),
+            vec![entries[0].clone(), entries[2].clone()],
+            "pruned to what the store recorded"
+        );
     }
 }

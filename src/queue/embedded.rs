@@ -12,6 +12,7 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
+use crate::db::sqlite::statement_chunks;
 use crate::db::{route_code, route_from_code};
 use crate::domain::{Cvr, LetterId, Priority, Route};
 
@@ -19,6 +20,36 @@ use super::fair::FairClock;
 use super::{DeadLetter, Delivery, Leased, Queue, QueueCause, QueueDepth, QueueError, SenderShare};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/queue-sqlite");
+
+/// Most deliveries per enqueue statement (7 values each; see `statement_chunks`).
+const ENQUEUE_ROWS: usize = 16;
+/// Most letter ids per lease or acknowledgement statement.
+const ID_CHUNK: usize = 64;
+
+/// `?first, ?first+1, …`: `n` numbered placeholders.
+fn numbered(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Inserts `rows` deliveries (7 values each, in the order of the columns below) that are
+/// neither queued already nor dead-lettered: a letter enqueued again keeps its place and a dead
+/// letter stays dead until an operator revives it.
+fn enqueue_statement(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| format!("({})", numbered(1 + 7 * r, 7)))
+        .collect();
+    // `WHERE` is required before `ON CONFLICT` in an INSERT … SELECT (SQLite's parsing rule).
+    format!(
+        "INSERT INTO deliveries (letter_id, route, priority, not_before, enqueued_at, sender, vtime) \
+         SELECT * FROM (VALUES {}) AS v \
+         WHERE NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.letter_id = v.column1) \
+         ON CONFLICT (letter_id) DO NOTHING",
+        values.join(", ")
+    )
+}
 
 pub struct EmbeddedQueue {
     pool: SqlitePool,
@@ -105,23 +136,23 @@ impl Queue for EmbeddedQueue {
             let mut fair = self.fair();
             items.iter().map(|d| fair.stamp(d.sender)).collect()
         };
+        let rows: Vec<(&Delivery, i64)> = items.iter().zip(stamps).collect();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for (d, vtime) in items.iter().zip(stamps) {
-            sqlx::query(
-                "INSERT INTO deliveries (letter_id, route, priority, not_before, enqueued_at, sender, vtime) \
-                 SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM dead_letters WHERE letter_id = ?) \
-                 ON CONFLICT (letter_id) DO NOTHING",
-            )
-            .bind(d.letter_id.to_string())
-            .bind(route_code(d.route))
-            .bind(d.priority.code())
-            .bind(d.not_before_ms)
-            .bind(d.enqueued_at_ms)
-            .bind(i64::from(d.sender.value()))
-            .bind(vtime)
-            .bind(d.letter_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        // Several rows a statement: through sqlx every statement is a round trip to the
+        // connection's thread, which one statement per row pays a thousand times a batch.
+        for chunk in statement_chunks(&rows, ENQUEUE_ROWS) {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(enqueue_statement(chunk.len())));
+            for (d, vtime) in chunk {
+                q = q
+                    .bind(d.letter_id.to_string())
+                    .bind(route_code(d.route))
+                    .bind(d.priority.code())
+                    .bind(d.not_before_ms)
+                    .bind(d.enqueued_at_ms)
+                    .bind(i64::from(d.sender.value()))
+                    .bind(*vtime);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         self.work.notify_waiters();
@@ -154,15 +185,25 @@ impl Queue for EmbeddedQueue {
             let d = delivery_from(r)?;
             latest = latest.max(r.try_get("vtime")?);
             let attempts: i64 = r.try_get("attempts")?;
-            sqlx::query("UPDATE deliveries SET lease_until = ? WHERE letter_id = ?")
-                .bind(until)
-                .bind(d.letter_id.to_string())
-                .execute(&mut *tx)
-                .await?;
             out.push(Leased {
                 delivery: d,
                 attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
             });
+        }
+        let ids: Vec<String> = out
+            .iter()
+            .map(|l| l.delivery.letter_id.to_string())
+            .collect();
+        for chunk in statement_chunks(&ids, ID_CHUNK) {
+            let statement = format!(
+                "UPDATE deliveries SET lease_until = ?1 WHERE letter_id IN ({})",
+                numbered(2, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(until);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         if !out.is_empty() {
@@ -172,12 +213,21 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn ack(&self, ids: &[LetterId]) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = ids.iter().map(LetterId::to_string).collect();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for id in ids {
-            sqlx::query("DELETE FROM deliveries WHERE letter_id = ?")
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
+        for chunk in statement_chunks(&keys, ID_CHUNK) {
+            let statement = format!(
+                "DELETE FROM deliveries WHERE letter_id IN ({})",
+                numbered(1, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(statement));
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -499,8 +499,9 @@ pub(crate) async fn write_events_sqlite(
     events: &[NewEvent],
     detail: &str,
 ) -> Result<Vec<(Cvr, usize)>, StoreError> {
-    // 5 bound values a row, well under SQLite's 32,766 per statement.
-    const ROWS: usize = 4096;
+    // Most rows a statement, 4 values each: binding a statement of thousands of values through
+    // sqlx costs more than the round trips it saves (see `db::sqlite::statement_chunks`).
+    const ROWS: usize = 32;
     let mut written = Vec::new();
     for (sender, evs) in by_sender(events) {
         let cvr = i64::from(sender.value());
@@ -511,7 +512,7 @@ pub(crate) async fn write_events_sqlite(
             .fetch_one(&mut *conn)
             .await?;
         let mut seq = last - n;
-        for chunk in evs.chunks(ROWS) {
+        for chunk in crate::db::sqlite::statement_chunks(&evs, ROWS) {
             let mut sql = String::with_capacity(80 + chunk.len() * 24);
             sql.push_str(
                 "INSERT INTO events (sender_cvr, seq, letter_id, state, at, detail) VALUES ",

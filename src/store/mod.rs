@@ -296,6 +296,16 @@ pub struct StoredLetter {
     pub sealed: Sealed,
 }
 
+/// Letters loaded within a byte budget (`Store::load_within`).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// In the order asked for; ids not in the store are left out.
+    pub letters: Vec<StoredLetter>,
+    /// How many of the ids asked for were handled (loaded or missing): the caller asks again
+    /// for the rest.
+    pub consumed: usize,
+}
+
 /// How a sender names one of its letters.
 #[derive(Clone, Copy, Debug)]
 pub enum LetterKey {
@@ -359,6 +369,11 @@ pub trait Store: FollowStore + RegistryStore + OperatorStore + Send + Sync + 'st
 
     /// The letters with these ids (missing ids are left out).
     async fn load_for_delivery(&self, ids: &[LetterId]) -> Result<Vec<StoredLetter>, StoreError>;
+
+    /// The first letters of `ids`, in order, as many as fit in `max_bytes` of ciphertext (the
+    /// first one always, however large), in a couple of round trips rather than one per
+    /// letter: delivery's reads. `consumed` says how many ids were handled.
+    async fn load_within(&self, ids: &[LetterId], max_bytes: u64) -> Result<Loaded, StoreError>;
 
     /// Moves letters to `Delivered` (and into the recipient's mailbox, in the same transaction)
     /// or `PrintSpooled` (recording the print batch). Only letters still waiting and not claimed

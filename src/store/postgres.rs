@@ -128,6 +128,9 @@ impl Backend for PostgresStore {
     // conditional update under the row lock or the import's advisory lock.
     const BEGIN_WRITE: &'static str = "BEGIN";
     const BEGIN_SNAPSHOT: &'static str = SNAPSHOT;
+    const CONTENT_LEN: &'static str = "octet_length(ciphertext)::bigint";
+    // One round trip to the server a statement: as many as stay well under the limit.
+    const IDS_PER_STATEMENT: usize = 512;
 
     async fn insert_batch(&self, letters: &[NewLetter]) -> Result<Vec<InsertOutcome>, StoreError> {
         if letters.is_empty() {

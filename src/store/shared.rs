@@ -12,14 +12,15 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 
+use crate::db::sqlite::statement_chunks;
 use crate::domain::{Cvr, LetterId, LetterState, SenderInfo, SenderLimits};
 use crate::seal::RecipientTag;
 
 use super::follow_sql::{NewEvent, signal_all};
 use super::rows::{self, LimitColumns, StoreRow, WAITING, count_from, cvr_code, record_columns};
 use super::{
-    AttemptCount, CertRecord, Generations, InsertOutcome, LetterKey, LetterRecord, NewLetter,
-    PendingDelivery, Revocation, StateCounts, Store, StoreError, StoredLetter,
+    AttemptCount, CertRecord, Generations, InsertOutcome, LetterKey, LetterRecord, Loaded,
+    NewLetter, PendingDelivery, Revocation, StateCounts, Store, StoreError, StoredLetter,
 };
 
 /// What a SQL backend does its own way. Each method keeps the guarantee of the `Store` method
@@ -32,6 +33,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// How a read of several statements begins so that it sees one snapshot: a change committed
     /// between two of them is either wholly in the result or wholly out of it.
     const BEGIN_SNAPSHOT: &'static str;
+
+    /// SQL for the length of a letter's ciphertext in bytes, read without the content.
+    const CONTENT_LEN: &'static str;
+    /// Most letter ids bound in one statement of the shared delivery updates.
+    const IDS_PER_STATEMENT: usize;
 
     fn pool(&self) -> &Pool<Self::Db>;
 
@@ -75,9 +81,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn compact(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
-/// Letter ids per statement in the delivery updates (well under both databases' limit on bound
-/// parameters).
-const ID_CHUNK: usize = 512;
+/// Most letter ids delivery reads in one go (`load_within`).
+const LOAD_WINDOW: usize = 512;
 
 /// `$first, $first+1, …`: `n` numbered placeholders, which both backends take.
 fn placeholders(first: usize, n: usize) -> String {
@@ -263,6 +268,42 @@ where
         self.load_batch(ids).await
     }
 
+    async fn load_within(&self, ids: &[LetterId], max_bytes: u64) -> Result<Loaded, StoreError> {
+        let window = &ids[..ids.len().min(LOAD_WINDOW)];
+        if window.is_empty() {
+            return Ok(Loaded::default());
+        }
+        // The sizes first (no content), so only what fits is read.
+        let mut sizes = std::collections::HashMap::with_capacity(window.len());
+        for chunk in statement_chunks(window, B::IDS_PER_STATEMENT) {
+            let statement = format!(
+                "SELECT letter_id, {} AS n FROM letters WHERE letter_id IN ({})",
+                B::CONTENT_LEN,
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query::<B::Db>(sqlx::AssertSqlSafe(statement));
+            for id in chunk {
+                q = q.bind(id.to_string());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                sizes.insert(rows::letter_id_from(&row)?, row.int("n")?.max(0) as u64);
+            }
+        }
+        let (mut take, mut bytes) = (0, 0u64);
+        for id in window {
+            let n = sizes.get(id).copied().unwrap_or(0);
+            if take > 0 && bytes + n > max_bytes {
+                break;
+            }
+            bytes += n;
+            take += 1;
+        }
+        Ok(Loaded {
+            letters: self.load_batch(&window[..take]).await?,
+            consumed: take,
+        })
+    }
+
     async fn mark_delivered(
         &self,
         ids: &[LetterId],
@@ -285,7 +326,7 @@ where
         keys.dedup();
         let mut out = Vec::with_capacity(keys.len());
         // One statement per chunk, not per letter: this runs before every delivery round.
-        for chunk in keys.chunks(ID_CHUNK) {
+        for chunk in statement_chunks(&keys, B::IDS_PER_STATEMENT) {
             let statement = format!(
                 "UPDATE letters SET attempts = attempts + 1, interrupted = interrupted + 1 \
                  WHERE state IN ($1, $2) AND letter_id IN ({}) \
@@ -333,7 +374,7 @@ where
         keys.sort();
         keys.dedup();
         let mut claimed = std::collections::HashSet::with_capacity(keys.len());
-        for chunk in keys.chunks(ID_CHUNK) {
+        for chunk in statement_chunks(&keys, B::IDS_PER_STATEMENT) {
             let statement = format!(
                 "UPDATE letters SET print_batch = $1 WHERE state IN ($2, $3) \
                  AND (print_batch IS NULL OR print_batch = $1) AND letter_id IN ({}) \
@@ -450,7 +491,7 @@ where
         ids.sort_unstable();
         ids.dedup();
         let mut tx = self.pool().begin().await?;
-        for chunk in ids.chunks(ID_CHUNK) {
+        for chunk in ids.chunks(B::IDS_PER_STATEMENT) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| format!("(${}, $1)", i + 2))
                 .collect();

@@ -6,6 +6,7 @@ use crate::fixtures::*;
 contract!(
     letter_is_scoped_to_its_sender,
     load_for_delivery_returns_the_sealed_letter,
+    load_within_stops_at_the_byte_budget,
     attempts_failure_and_reopen,
     undelivered_lists_only_waiting_letters,
     state_counts,
@@ -32,6 +33,51 @@ async fn letter_is_scoped_to_its_sender(b: Backend) {
         .await
         .expect("unknown");
     assert!(unknown.is_none());
+}
+
+async fn load_within_stops_at_the_byte_budget(b: Backend) {
+    let store = b.open().await;
+    let ring = ring();
+    let sender = cvr(BANK);
+    let letters: Vec<_> = (0..5)
+        .map(|i| {
+            sealed_letter(
+                &ring,
+                sender,
+                MessageUuid::random(),
+                [1; 32],
+                &format!("{i}"),
+                1000,
+            )
+        })
+        .collect();
+    store.insert_letters(&letters).await.expect("insert");
+    let size = letters[0].sealed.ciphertext.len() as u64;
+    let missing = LetterId::new();
+    let mut ids: Vec<LetterId> = letters.iter().map(|l| l.letter_id).collect();
+    ids.insert(1, missing);
+    // Room for two letters and a bit: the first, the missing id (no content) and the second.
+    let first = store.load_within(&ids, 2 * size + 10).await.expect("load");
+    assert_eq!(
+        first.consumed, 3,
+        "two letters and the missing id between them"
+    );
+    let got: Vec<LetterId> = first.letters.iter().map(|l| l.record.letter_id).collect();
+    assert_eq!(got, vec![letters[0].letter_id, letters[1].letter_id]);
+    assert_eq!(
+        first.letters[1].sealed.ciphertext,
+        letters[1].sealed.ciphertext
+    );
+    // The rest, asked for again: a budget smaller than one letter still loads that one.
+    let rest = store.load_within(&ids[3..], 1).await.expect("load");
+    assert_eq!(rest.consumed, 1);
+    assert_eq!(rest.letters[0].record.letter_id, letters[2].letter_id);
+    let all = store.load_within(&ids[4..], u64::MAX).await.expect("load");
+    assert_eq!(all.consumed, 2);
+    assert_eq!(all.letters.len(), 2);
+    let none = store.load_within(&[], 1).await.expect("empty");
+    assert_eq!(none.consumed, 0);
+    assert!(none.letters.is_empty());
 }
 
 async fn load_for_delivery_returns_the_sealed_letter(b: Backend) {
