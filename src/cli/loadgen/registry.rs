@@ -215,11 +215,14 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
 
     // 2. `brevdue registry import`, in its own process.
     let exe = std::env::current_exe().context("the brevdue binary")?;
-    let store_args: Vec<String> = args
-        .store
-        .as_ref()
-        .map(|s| vec!["--store".to_string(), s.to_string()])
-        .unwrap_or_default();
+    // The URL itself for the child processes (a store URL's `Display` is a description).
+    let store_args: Vec<String> = match &args.store {
+        Some(crate::config::StoreUrl::Postgres(url)) => vec!["--store".into(), url.clone()],
+        Some(crate::config::StoreUrl::Sqlite(path)) => {
+            vec!["--store".into(), format!("sqlite://{}", path.display())]
+        }
+        None => Vec::new(),
+    };
     let mut import = Command::new(&exe);
     import
         .arg("registry")
@@ -232,7 +235,7 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
         .arg("--subscriptions")
         .arg(&files.subscriptions)
         .stdout(Stdio::inherit())
-        .stderr(Stdio::null());
+        .stderr(Stdio::inherit());
     let (import_peak, import_took) = wait_sampled(import.spawn()?)?;
     let rows = files.recipients_count + files.subscriptions_count;
     println!(
