@@ -16,6 +16,7 @@ use crate::admission::AdmissionConfig;
 use crate::deliver::DeliveryConfig;
 use crate::follow::FollowConfig;
 use crate::memo::MemoConfig;
+use crate::operators::OperationsConfig;
 use crate::pipeline::CommitterConfig;
 use crate::validate::Limits;
 
@@ -63,6 +64,8 @@ pub struct Config {
     pub events: FollowConfig,
     /// `[memo]`: the MeMo version produced for letters sent as fields.
     pub memo: MemoConfig,
+    /// `[operations]`: how operators' bulk jobs run.
+    pub operations: OperationsConfig,
 }
 
 impl Default for Config {
@@ -87,6 +90,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             events: FollowConfig::default(),
             memo: MemoConfig::default(),
+            operations: OperationsConfig::default(),
         }
     }
 }
@@ -196,6 +200,7 @@ impl Config {
         p.extend(self.admission.problems());
         p.extend(self.grpc.problems());
         p.extend(self.events.problems());
+        p.extend(self.operations.problems());
         p.extend(self.database.problems());
         p.extend(self.broker.problems());
         if self.commit.max_batch_letters == 0 {
