@@ -269,7 +269,8 @@ fn console_status(e: ConsoleError) -> Status {
         }
         ConsoleError::Store(s) => {
             let retryable = s.is_transient();
-            let id = report(&s, retryable);
+            let id = ErrorId::new();
+            tracing::warn!(error_id = %id, error = %chain(&s), "an operator action failed in the store");
             let status = ours(
                 if retryable {
                     Code::Unavailable
