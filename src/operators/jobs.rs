@@ -5,8 +5,9 @@
 //! Order of one step, chosen so that a crash between any two of its parts loses nothing and
 //! does nothing twice:
 //! 1. read the next pending letters;
-//! 2. (retry, purge) take them off the queue's dead letters: a letter there would keep the
-//!    embedded queue from taking it again, and a purged one is gone for good;
+//! 2. (retry, purge; once per job, for all its pending letters, before the first step) take
+//!    them off the queue's dead letters: a letter there would keep the embedded queue from
+//!    taking it again, and a purged one is gone for good;
 //! 3. the store step: each letter changed (or marked failed, with why), its event and its
 //!    mark in one transaction, conditional on the letter still being pending;
 //! 4. (retry) queue the retried letters. A crash before this leaves them ACCEPTED in the
@@ -76,6 +77,9 @@ enum StepError {
     Queue(#[from] QueueError),
 }
 
+/// Letters taken off the dead letters per queue call (one read of RabbitMQ's dead queue each).
+const DEAD_CHUNK: usize = 100_000;
+
 /// How long to wait between looks for jobs another gateway started.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -139,6 +143,15 @@ impl JobRunner {
         operator: &str,
         cancel: &CancellationToken,
     ) -> Result<(), StepError> {
+        // Off the dead letters once for the whole job, not per step: RabbitMQ reads its whole
+        // dead queue for it, and messages one pass gives back may not be visible to the next
+        // pass at once. Idempotent, so a resumed job does it again for what is still pending.
+        if matches!(kind, JobKind::Retry | JobKind::Purge) {
+            let pending = self.store.pending_job_letters(job_id, u32::MAX).await?;
+            for chunk in pending.chunks(DEAD_CHUNK) {
+                self.queue.take_dead_letters(chunk).await?;
+            }
+        }
         loop {
             if cancel.is_cancelled() {
                 return Ok(());
@@ -149,9 +162,6 @@ impl JobRunner {
                 .await?;
             if ids.is_empty() {
                 return self.finish(job_id, kind, operator).await;
-            }
-            if matches!(kind, JobKind::Retry | JobKind::Purge) {
-                self.queue.take_dead_letters(&ids).await?;
             }
             let step = self.store.run_job_step(job_id, kind, &ids).await?;
             crate::telemetry::job_letters(kind.as_str(), step.changed.len() as u64, step.failed);
