@@ -97,7 +97,7 @@ async fn ten_thousand_dead_letters_are_retried_in_one_job(backend: Backend) {
         seen.len()
     );
 
-    let counts = h.wait_for_delivery().await;
+    let counts = wait_for_all_delivered(&h).await;
     assert_eq!(counts.print_spooled, LETTERS as u64);
     assert_eq!(counts.failed, 0);
     let spooled = spooled_letters(h.data.path());

@@ -234,3 +234,21 @@ pub async fn states_of(
     }
     by
 }
+
+/// [`Harness::wait_for_delivery`] with a deadline fitted to thousands of print letters on a
+/// shared machine (it only fails the test).
+pub async fn wait_for_all_delivered(h: &Harness) -> brevdue::store::StateCounts {
+    let store = h.store().await;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let c = store.state_counts().await.expect("counts");
+        if c.accepted + c.scheduled == 0 {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "letters were still waiting for delivery after 600 s: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
