@@ -17,11 +17,37 @@ use super::{QueueError, RabbitQueue};
 
 impl RabbitQueue {
     /// Takes the dead-queue messages of `ids` (all copies of each); returns the ids found.
+    /// A read does not always see every message (the broker hands back those of an earlier
+    /// read in its own time), so reads are repeated until one finds nothing more asked for.
     pub(super) async fn take_dead_many(
         &self,
         ids: &[LetterId],
     ) -> Result<Vec<LetterId>, QueueError> {
-        let wanted: HashSet<LetterId> = ids.iter().copied().collect();
+        let mut wanted: HashSet<LetterId> = ids.iter().copied().collect();
+        let mut taken = Vec::new();
+        for _ in 0..8 {
+            let found = self.take_dead_once(&wanted).await?;
+            if found.is_empty() {
+                break;
+            }
+            for id in &found {
+                wanted.remove(id);
+            }
+            taken.extend(found);
+            if wanted.is_empty() {
+                break;
+            }
+        }
+        taken.sort();
+        taken.dedup();
+        Ok(taken)
+    }
+
+    /// One read of the whole dead queue, taking the messages of `wanted`.
+    async fn take_dead_once(
+        &self,
+        wanted: &HashSet<LetterId>,
+    ) -> Result<Vec<LetterId>, QueueError> {
         let link = self.link().await?;
         let dead = self.names.dead();
         let ch = within(
