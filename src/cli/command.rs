@@ -115,9 +115,6 @@ enum Command {
         #[command(subcommand)]
         command: OperatorsCommand,
     },
-    /// Act as an operator over the network: dead letters, bulk retry/cancel/purge jobs, route
-    /// holds, sender drill-down and suspension, the audit trail (with --server and --cert-dir).
-    Ops(super::ops::OpsArgs),
     /// Import the recipient registry, or apply changes to it.
     Registry {
         #[command(subcommand)]
@@ -674,7 +671,6 @@ pub async fn run(
             }
         },
         Command::Loadgen(args) => super::loadgen::run(*args).await?,
-        Command::Ops(args) => return super::ops::run(args).await,
         Command::Health { server, ca } => super::health::check(&server, &ca).await?,
     }
     Ok(ExitCode::SUCCESS)

@@ -11,7 +11,6 @@ pub mod frames;
 pub mod identity;
 pub mod listener;
 mod operations;
-mod ops_convert;
 mod registry_admin;
 mod service;
 pub mod status;
