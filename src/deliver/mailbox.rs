@@ -283,6 +283,16 @@ impl MailboxOutbox {
 
 /// The entries of a batch file.
 pub fn read_batch(path: &Path) -> Result<Vec<OutboxEntry>, OutboxError> {
+    let (entries, cut) = parse_batch(path)?;
+    match cut {
+        Some(e) => Err(e),
+        None => Ok(entries),
+    }
+}
+
+/// The complete entries of a batch file and, when its end is not a whole entry (a write cut
+/// short by a crash or a full disk), why.
+fn parse_batch(path: &Path) -> Result<(Vec<OutboxEntry>, Option<OutboxError>), OutboxError> {
     let bytes = fs::read(path).map_err(io(path))?;
     let corrupt = |record: usize, problem: String| OutboxError::Corrupt {
         path: path.display().to_string(),
@@ -293,24 +303,36 @@ pub fn read_batch(path: &Path) -> Result<Vec<OutboxEntry>, OutboxError> {
     let mut rest = bytes.as_slice();
     while !rest.is_empty() {
         let record = out.len() + 1;
-        let (len, after) = rest
+        let len = rest
             .split_first_chunk::<4>()
-            .ok_or_else(|| corrupt(record, "truncated header length".into()))?;
+            .ok_or_else(|| corrupt(record, "truncated header length".into()));
+        let (len, after) = match len {
+            Ok(v) => v,
+            Err(e) => return Ok((out, Some(e))),
+        };
         let len = u32::from_be_bytes(*len) as usize;
         if len > MAX_HEADER || after.len() < len {
-            return Err(corrupt(record, format!("header of {len} bytes")));
+            return Ok((out, Some(corrupt(record, format!("header of {len} bytes")))));
         }
         let (header, after) = after.split_at(len);
-        let mut entry: OutboxEntry =
-            serde_json::from_slice(header).map_err(|e| corrupt(record, e.to_string()))?;
-        let (ct_len, after) = after
-            .split_first_chunk::<8>()
-            .ok_or_else(|| corrupt(record, "truncated message length".into()))?;
+        let mut entry: OutboxEntry = match serde_json::from_slice(header) {
+            Ok(e) => e,
+            Err(e) => return Ok((out, Some(corrupt(record, e.to_string())))),
+        };
+        let Some((ct_len, after)) = after.split_first_chunk::<8>() else {
+            return Ok((
+                out,
+                Some(corrupt(record, "truncated message length".into())),
+            ));
+        };
         let ct_len = usize::try_from(u64::from_be_bytes(*ct_len)).unwrap_or(usize::MAX);
         if after.len() < ct_len {
-            return Err(corrupt(
-                record,
-                format!("message of {ct_len} bytes is cut short"),
+            return Ok((
+                out,
+                Some(corrupt(
+                    record,
+                    format!("message of {ct_len} bytes is cut short"),
+                )),
             ));
         }
         let (ciphertext, after) = after.split_at(ct_len);
@@ -318,7 +340,7 @@ pub fn read_batch(path: &Path) -> Result<Vec<OutboxEntry>, OutboxError> {
         out.push(entry);
         rest = after;
     }
-    Ok(out)
+    Ok((out, None))
 }
 
 fn create_tmp(path: &Path) -> Result<std::io::BufWriter<fs::File>, OutboxError> {
@@ -437,16 +459,26 @@ fn publish_file(
     if !tmp.exists() {
         return Ok(());
     }
-    let entries = read_batch(tmp)?;
+    // A file still being written when its gateway died (or the disk filled) may end in a
+    // partial entry. Its letter was not yet recorded as delivered (entries are synced before
+    // the store records them), so the complete entries are what counts; if the store did
+    // record a letter whose entry is not whole, nothing is published and the error stands.
+    let (entries, cut) = parse_batch(tmp)?;
     let kept: Vec<&OutboxEntry> = entries
         .iter()
         .filter(|e| e.letter_id.parse().is_ok_and(|id| keep.contains(&id)))
         .collect();
+    let was_cut = cut.is_some();
+    if let Some(e) = cut
+        && kept.len() < keep.len()
+    {
+        return Err(e);
+    }
     if kept.is_empty() {
         fs::remove_file(tmp).map_err(io(tmp))?;
         return sync_dir(dir);
     }
-    if kept.len() < entries.len() {
+    if kept.len() < entries.len() || was_cut {
         write_entries(tmp, kept.into_iter())?;
     }
     let done = dir.join(format!("{batch}{EXT}"));
