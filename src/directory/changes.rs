@@ -110,10 +110,14 @@ pub fn spawn_follower(
 /// Log entries read per round trip.
 const PAGE: u32 = 10_000;
 
-/// Overlay entries above which the overlay is folded into a new packed index in the
-/// background: at national size a merge takes seconds and about one index of extra memory
-/// while it runs, so it is worth doing only once the overlay is large.
-const MERGE_AT_MIN: usize = 65_536;
+/// The overlay is folded into a new packed index in the background once it holds
+/// `max(MERGE_AT_MIN, recipients / MERGE_FRACTION)` entries. Overlay entries cost several
+/// times what a packed entry does (a copy-on-write map node each, two maps while a batch is
+/// swapped in), so a small bound keeps memory flat while changes flow; a merge of the
+/// national index takes a couple of seconds of one core, which at 26 k entries (6.7 M / 256)
+/// is at most one merge every few seconds under a heavy stream of changes.
+const MERGE_AT_MIN: usize = 4_096;
+const MERGE_FRACTION: usize = 256;
 
 /// What one round of following did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -230,7 +234,7 @@ impl Directory {
     /// Starts folding the overlay into a new packed index when it has grown large.
     fn merge_if_large(self: &Arc<Self>) {
         let current = read(&self.index);
-        let threshold = MERGE_AT_MIN.max(current.base().len() / 64);
+        let threshold = MERGE_AT_MIN.max(current.base().len() / MERGE_FRACTION);
         if current.overlay_len() < threshold || self.merging.swap(true, Ordering::SeqCst) {
             return;
         }
