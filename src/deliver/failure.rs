@@ -79,7 +79,11 @@ impl Deliverer {
     ) {
         let d = leased.delivery;
         let now = now_ms();
-        let age = due_at_ms.map(|due| Duration::from_millis((now - due).max(0) as u64));
+        // Time the route was held does not age a letter (operators' holds, `operators::holds`).
+        let age = due_at_ms.map(|due| {
+            Duration::from_millis((now - due).max(0) as u64)
+                .saturating_sub(self.holds.held_between(d.route, due, now))
+        });
         let give_up =
             failure == Failure::Interrupted || age.is_some_and(|age| age >= self.config.max_age);
         let result = if give_up {

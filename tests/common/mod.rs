@@ -7,6 +7,7 @@ pub mod backends;
 pub mod delivery;
 pub mod follow;
 pub mod operators;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -45,6 +45,7 @@
 mod call;
 mod consume;
 mod dead;
+mod dead_bulk;
 mod inbox;
 mod lanes;
 mod link;
@@ -379,6 +380,10 @@ impl Queue for RabbitQueue {
 
     async fn revive(&self, id: LetterId) -> Result<bool, QueueError> {
         self.take_dead(id, true).await
+    }
+
+    async fn take_dead_letters(&self, ids: &[LetterId]) -> Result<Vec<LetterId>, QueueError> {
+        self.take_dead_many(ids).await
     }
 
     async fn purge(&self, id: LetterId) -> Result<bool, QueueError> {
