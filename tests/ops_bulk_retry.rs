@@ -108,7 +108,14 @@ async fn ten_thousand_dead_letters_are_retried_in_one_job(backend: Backend) {
     let queue = brevdue::queue::open(&h.config.queue_url(), false)
         .await
         .expect("queue");
-    assert!(queue.dead_letters().await.expect("dead").is_empty());
+    let stale = queue.dead_letters().await.expect("dead");
+    assert!(
+        stale.is_empty(),
+        "{} dead-queue entries left after the retry job (started at {} ms), e.g. {:?}",
+        stale.len(),
+        started.created_at_unix_ms,
+        stale.iter().take(3).collect::<Vec<_>>()
+    );
 
     let jobs = ops
         .list_jobs(pb::ListJobsRequest { limit: 10 })

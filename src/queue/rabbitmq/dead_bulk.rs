@@ -15,26 +15,35 @@ use super::consume::{Settle, settle};
 use super::message::Msg;
 use super::{QueueError, RabbitQueue};
 
+/// How many times the dead queue is read for letters still missing.
+const TAKE_READS: u32 = 6;
+/// The pause before the second read; it grows by this much for every further one.
+const TAKE_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl RabbitQueue {
     /// Takes the dead-queue messages of `ids` (all copies of each); returns the ids found.
     /// A read does not always see every message (the broker hands back those of an earlier
-    /// read in its own time), so reads are repeated until one finds nothing more asked for.
+    /// read, or of another reader, in its own time), so while letters asked for are missing
+    /// the queue is read again, after a growing pause, up to [`TAKE_READS`] times. Letters
+    /// that are not there at all cost those pauses once per job, not per letter.
     pub(super) async fn take_dead_many(
         &self,
         ids: &[LetterId],
     ) -> Result<Vec<LetterId>, QueueError> {
-        let mut wanted: HashSet<LetterId> = ids.iter().copied().collect();
+        let wanted: HashSet<LetterId> = ids.iter().copied().collect();
+        let mut missing = wanted.clone();
         let mut taken = Vec::new();
-        for _ in 0..8 {
-            let found = self.take_dead_once(&wanted).await?;
-            if found.is_empty() {
-                break;
+        for read in 0..TAKE_READS {
+            if read > 0 {
+                tokio::time::sleep(TAKE_PAUSE * read).await;
             }
+            // Every copy of every letter asked for, also of those already found once.
+            let found = self.take_dead_once(&wanted).await?;
             for id in &found {
-                wanted.remove(id);
+                missing.remove(id);
             }
             taken.extend(found);
-            if wanted.is_empty() {
+            if missing.is_empty() {
                 break;
             }
         }
