@@ -149,7 +149,8 @@ impl JobRunner {
         if matches!(kind, JobKind::Retry | JobKind::Purge) {
             let pending = self.store.pending_job_letters(job_id, u32::MAX).await?;
             for chunk in pending.chunks(DEAD_CHUNK) {
-                self.queue.take_dead_letters(chunk).await?;
+                let taken = self.queue.take_dead_letters(chunk).await?;
+                tracing::debug!(job = %job_id, asked = chunk.len(), taken = taken.len(), "job letters taken off the dead letters");
             }
         }
         loop {

@@ -5,14 +5,11 @@
 
 use std::collections::HashSet;
 
-use lapin::Acker;
-use lapin::options::BasicGetOptions;
+use lapin::{Acker, Channel};
 
 use crate::domain::LetterId;
 
-use super::call::within;
 use super::consume::{Settle, settle};
-use super::message::Msg;
 use super::{QueueError, RabbitQueue};
 
 /// How many times the dead queue is read for letters still missing.
@@ -42,6 +39,12 @@ impl RabbitQueue {
             for id in &found {
                 missing.remove(id);
             }
+            tracing::debug!(
+                read,
+                taken = found.len(),
+                missing = missing.len(),
+                "read the dead queue for a bulk take"
+            );
             taken.extend(found);
             if missing.is_empty() {
                 break;
@@ -57,39 +60,28 @@ impl RabbitQueue {
         &self,
         wanted: &HashSet<LetterId>,
     ) -> Result<Vec<LetterId>, QueueError> {
-        let link = self.link().await?;
-        let dead = self.names.dead();
-        let ch = within(
-            "opening a channel",
-            self.timeouts.call_timeout,
-            link.conn.create_channel(),
-        )
-        .await?;
-        let mut found: Vec<(LetterId, Acker)> = Vec::new();
-        loop {
-            let got = within(
-                "reading the dead letters",
-                self.timeouts.call_timeout,
-                ch.basic_get(dead.as_str().into(), BasicGetOptions { no_ack: false }),
-            )
-            .await?;
-            let Some(m) = got else { break };
-            if let Ok(msg) = Msg::decode(&m.delivery.data)
-                && wanted.contains(&msg.letter_id())
-            {
-                found.push((msg.letter_id(), m.delivery.acker));
-            }
-        }
+        let (link, ch) = self.dead_channel().await?;
+        let taken = self.take_wanted_on(&ch, wanted).await;
+        // Also after a failed read: closing gives back every message read and not taken.
+        self.close_dead_channel(&link, ch).await;
+        taken
+    }
+
+    async fn take_wanted_on(
+        &self,
+        ch: &Channel,
+        wanted: &HashSet<LetterId>,
+    ) -> Result<Vec<LetterId>, QueueError> {
+        let read = self.read_dead(ch).await?;
+        let seen = read.len();
+        let found: Vec<(LetterId, Acker)> = read
+            .into_iter()
+            .filter_map(|(m, a)| m.map(|m| (m.letter_id(), a)))
+            .filter(|(id, _)| wanted.contains(id))
+            .collect();
+        tracing::debug!(seen, wanted = found.len(), "dead queue read through");
         let ackers: Vec<Acker> = found.iter().map(|(_, a)| a.clone()).collect();
-        let failed = settle(&ackers, Settle::Ack).await;
-        // Closing the channel returns every message it read and did not acknowledge.
-        let _ = within(
-            "closing a channel",
-            self.timeouts.call_timeout,
-            ch.close(200, "OK".into()),
-        )
-        .await;
-        if failed > 0 {
+        if settle(&ackers, Settle::Ack).await > 0 {
             return Err(super::call::refused(
                 "connection lost while taking dead letters off their queue".into(),
             ));
