@@ -3,8 +3,8 @@
 //! are few, so reading them all is cheap. Two operators listing at the same moment may each see
 //! part of the list.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use std::sync::Arc;
 
@@ -137,7 +137,13 @@ impl RabbitQueue {
         let (link, ch) = self.dead_channel().await?;
         let taken = self.take_dead_on(&ch, id, revive).await;
         self.close_dead_channel(&link, ch).await;
-        taken
+        if taken? {
+            // Copies the broker handed back despite their acknowledgement (see
+            // `take_dead_many`): taken too, without reviving the letter a second time.
+            self.take_again(&HashSet::from([id])).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     async fn take_dead_on(
@@ -166,6 +172,9 @@ impl RabbitQueue {
             return Err(super::call::refused(
                 "connection lost while taking a dead letter off its queue".into(),
             ));
+        }
+        if !ackers.is_empty() {
+            tokio::time::sleep(super::dead_bulk::ACK_SETTLE).await;
         }
         Ok(!found.is_empty())
     }

@@ -353,6 +353,7 @@ impl Queue for RabbitQueue {
 
     async fn dead_letter(&self, id: LetterId, error: &str) -> Result<(), QueueError> {
         let Some(h) = lock(&self.held).remove(&id) else {
+            tracing::debug!(letter = %id, "dead-lettering a letter whose lease is gone: nothing published");
             return Ok(());
         };
         // Published even when the channel the lease came on has died: the copy the broker put
