@@ -16,7 +16,7 @@ use super::{QueueError, RabbitQueue};
 /// How many times the dead queue is read for letters still missing.
 const TAKE_READS: u32 = 6;
 /// The pause before the second read; it grows by this much for every further one.
-const TAKE_PAUSE: Duration = Duration::from_millis(100);
+const TAKE_PAUSE: Duration = Duration::from_millis(250);
 /// How long acknowledgements are given before their channel is closed (see `take_dead_many`).
 pub(super) const ACK_SETTLE: Duration = Duration::from_millis(200);
 
