@@ -110,6 +110,7 @@ async fn run_signalling(
         ca_pem: pki.ca_pem()?,
     };
 
+    let holds = crate::operators::Holds::load(store.clone()).await?;
     let spool = PrintSpool::open(&data.print_spool(), &data.print_staging())
         .map_err(crate::deliver::DeliverError::from)?;
     let deliverer = Arc::new(Deliverer {
@@ -121,6 +122,7 @@ async fn run_signalling(
         spool,
         config: config.delivery.clone(),
         memo: config.memo.clone(),
+        holds: holds.clone(),
     });
     deliverer.recover_spool().await?;
     queue.set_senders(&directory.shares()).await?;
@@ -206,11 +208,30 @@ async fn run_signalling(
             .clone()
             .keep_fresh(config.refresh_interval, work.clone()),
     );
-    let console = crate::operators::Console::new(store.clone(), roster);
+    let jobs =
+        crate::operators::JobRunner::new(store.clone(), queue.clone(), config.operations.clone());
+    tracker.spawn(jobs.clone().run(work.clone()));
+    tracker.spawn(
+        holds
+            .clone()
+            .keep_fresh(config.refresh_interval, work.clone()),
+    );
+    tracker.spawn(crate::operators::gauges::run(
+        store.clone(),
+        holds.clone(),
+        work.clone(),
+    ));
+    let console = Arc::new(crate::operators::Console {
+        store: store.clone(),
+        directory: gateway.directory.clone(),
+        roster,
+        holds,
+        jobs,
+    });
     let router = grpc_server(
         gateway,
         admission,
-        console,
+        console.clone(),
         stop.clone(),
         GrpcSettings {
             tls: &tls,
@@ -238,6 +259,7 @@ async fn run_signalling(
         sampler,
         ready: readiness,
         token,
+        console,
     });
     let dashboard = admin_listener
         .local_addr()

@@ -13,7 +13,7 @@ use super::stats::Stats;
 const PAGE: &str = include_str!("dashboard.html");
 
 /// Inline script and style only; data only from this origin.
-const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+pub(super) const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
                    connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; \
                    frame-ancestors 'none'";
 

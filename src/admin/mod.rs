@@ -1,11 +1,15 @@
 //! The operator's HTTP port: `/metrics` (Prometheus), `/healthz` (the process is up),
 //! `/readyz` (the store and queue answer, from cached probes), and the live dashboard
-//! (`/dashboard`, fed by `/api/stats` from the sampler's per-second snapshots), which ask for the
-//! admin token when one is configured. It binds to loopback unless configured otherwise.
+//! (`/dashboard`, fed by `/api/stats` from the sampler's per-second snapshots) with the operator
+//! pages beside it (`/dashboard/operations`, `/dashboard/sender`, acting through `/api/ops/*`),
+//! which ask for the admin token when one is configured. It binds to loopback unless configured
+//! otherwise.
 
 pub mod auth;
 mod dashboard;
 pub mod history;
+mod ops_api;
+mod ops_pages;
 pub mod ready;
 pub mod sampler;
 pub mod stats;
@@ -16,7 +20,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::get;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::queue::Queue;
@@ -36,6 +40,8 @@ pub struct AdminState {
     pub ready: Readiness,
     /// Asked for by `/dashboard` and `/api/*` when set.
     pub token: AdminToken,
+    /// What the operator pages' actions call.
+    pub console: Arc<crate::operators::Console>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -43,6 +49,18 @@ pub fn router(state: AdminState) -> Router {
     let operator_pages = Router::new()
         .route("/dashboard", get(dashboard::page))
         .route("/api/stats", get(dashboard::stats))
+        .route("/dashboard/operations", get(ops_pages::operations))
+        .route("/dashboard/sender", get(ops_pages::sender))
+        .route("/api/ops/routes", get(ops_api::routes))
+        .route("/api/ops/dead", get(ops_api::dead))
+        .route("/api/ops/jobs", get(ops_api::jobs).post(ops_api::start_job))
+        .route("/api/ops/jobs/{id}", get(ops_api::job))
+        .route("/api/ops/holds", post(ops_api::hold))
+        .route(
+            "/api/ops/sender",
+            get(ops_api::sender).post(ops_api::suspend),
+        )
+        .route("/api/ops/audit", get(ops_api::audit))
         .route_layer(axum::middleware::from_fn_with_state(
             state.token.clone(),
             auth::require,

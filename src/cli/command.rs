@@ -115,6 +115,9 @@ enum Command {
         #[command(subcommand)]
         command: OperatorsCommand,
     },
+    /// Act as an operator over the network: dead letters, bulk retry/cancel/purge jobs, route
+    /// holds, sender drill-down and suspension, the audit trail (with --server and --cert-dir).
+    Ops(super::ops::OpsArgs),
     /// Import the recipient registry, or apply changes to it.
     Registry {
         #[command(subcommand)]
@@ -671,6 +674,7 @@ pub async fn run(
             }
         },
         Command::Loadgen(args) => super::loadgen::run(*args).await?,
+        Command::Ops(args) => return super::ops::run(args).await,
         Command::Health { server, ca } => super::health::check(&server, &ca).await?,
     }
     Ok(ExitCode::SUCCESS)

@@ -12,6 +12,7 @@ pub mod id_check;
 pub mod loadgen;
 pub mod memo_zip;
 pub mod operators;
+pub mod ops;
 pub mod registry;
 pub mod send;
 pub mod status;

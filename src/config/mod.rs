@@ -17,6 +17,7 @@ use crate::deliver::DeliveryConfig;
 use crate::directory::RegistryConfig;
 use crate::follow::FollowConfig;
 use crate::memo::MemoConfig;
+use crate::operators::OperationsConfig;
 use crate::outbox::OutboxConfig;
 use crate::pipeline::CommitterConfig;
 use crate::retention::RetentionConfig;
@@ -72,6 +73,8 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// `[retention]`: how long delivered letters' content is kept.
     pub retention: RetentionConfig,
+    /// `[operations]`: how operators' bulk jobs run.
+    pub operations: OperationsConfig,
 }
 
 impl Default for Config {
@@ -99,6 +102,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             outbox: OutboxConfig::default(),
             retention: RetentionConfig::default(),
+            operations: OperationsConfig::default(),
         }
     }
 }
@@ -208,6 +212,7 @@ impl Config {
         p.extend(self.admission.problems());
         p.extend(self.grpc.problems());
         p.extend(self.events.problems());
+        p.extend(self.operations.problems());
         p.extend(self.database.problems());
         p.extend(self.broker.problems());
         p.extend(self.registry.problems());

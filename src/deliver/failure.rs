@@ -79,7 +79,11 @@ impl Deliverer {
     ) {
         let d = leased.delivery;
         let now = now_ms();
-        let age = due_at_ms.map(|due| Duration::from_millis((now - due).max(0) as u64));
+        // Time the route was held does not age a letter (operators' holds, `operators::holds`).
+        let age = due_at_ms.map(|due| {
+            Duration::from_millis((now - due).max(0) as u64)
+                .saturating_sub(self.holds.held_between(d.route, due, now))
+        });
         let give_up =
             failure == Failure::Interrupted || age.is_some_and(|age| age >= self.config.max_age);
         let result = if give_up {
@@ -93,12 +97,21 @@ impl Deliverer {
                 }
                 None => format!("delivery failed after {attempts} attempts: {problem}"),
             };
-            match self.store.mark_failed(d.letter_id, &detail).await {
-                Ok(()) => self
-                    .queue
-                    .dead_letter(d.letter_id, &problem)
-                    .await
-                    .map_err(super::DeliverError::from),
+            // The dead letters first, the store second: once the store says FAILED, an
+            // operator's bulk job may select the letter and take it off the dead letters, so
+            // its entry must be there already or it would stay behind as a stale one.
+            match self.queue.dead_letter(d.letter_id, &problem).await {
+                Ok(()) => match self.store.mark_failed(d.letter_id, &detail).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        // Back to work, so the letter is tried again rather than left among
+                        // the dead while the store still has it waiting.
+                        if let Err(q) = self.queue.revive(d.letter_id).await {
+                            tracing::warn!(error = %chain(&q), letter = %d.letter_id, "could not put a letter back after the store refused its failure");
+                        }
+                        Err(e.into())
+                    }
+                },
                 Err(e) => Err(e.into()),
             }
         } else {

@@ -126,6 +126,8 @@ pub struct Deliverer {
     pub config: DeliveryConfig,
     /// The MeMo version written for letters sent as fields.
     pub memo: crate::memo::MemoConfig,
+    /// Routes operators hold: asked before every lease, and by the maximum age.
+    pub holds: Arc<crate::operators::Holds>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +188,13 @@ impl Deliverer {
 
     async fn run(self: Arc<Self>, route: Route, cancel: CancellationToken) {
         while !cancel.is_cancelled() {
+            // A held route's letters stay in the queue untouched until it is released.
+            if self.holds.is_held(route) {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(self.config.idle_poll) => continue,
+                }
+            }
             let leased = match self
                 .queue
                 .lease(route, self.config.batch, self.config.lease)
@@ -200,6 +209,24 @@ impl Deliverer {
                     }
                 }
             };
+            // Held while this worker waited for letters: they go back untried.
+            if self.holds.is_held(route) && !leased.is_empty() {
+                for l in &leased {
+                    let back = self
+                        .queue
+                        .retry(
+                            l.delivery.letter_id,
+                            crate::clock::now_ms(),
+                            "the route is held by an operator",
+                        )
+                        .await;
+                    if let Err(e) = back {
+                        // The lease runs out and the letter is handed out again.
+                        tracing::warn!(error = %chain(&e), "could not give a letter of a held route back to the queue");
+                    }
+                }
+                continue;
+            }
             if leased.is_empty() {
                 tokio::select! {
                     () = cancel.cancelled() => break,

@@ -11,6 +11,7 @@ pub mod frames;
 pub mod identity;
 pub mod listener;
 mod operations;
+mod ops_convert;
 mod registry_admin;
 mod service;
 pub mod status;

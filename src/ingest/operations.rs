@@ -1,15 +1,18 @@
 //! The `brevdue.v1.Operations` service: the operator the door identified, extract, call the
-//! console ([`crate::operators::Console`]), convert.
+//! console ([`crate::operators::Console`]), convert ([`super::ops_convert`]).
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use crate::clock::now_ms;
 use crate::operators::Console;
 
-use super::identity::operator;
+use super::identity::{Operator, operator};
+use super::ops_convert as c;
 use super::pb;
 use super::pb::operations_server::{Operations, OperationsServer};
+use super::status::AuthError;
 
 pub struct OperationsService {
     console: Arc<Console>,
@@ -19,10 +22,16 @@ impl OperationsService {
     pub fn server(console: Arc<Console>) -> OperationsServer<OperationsService> {
         OperationsServer::new(OperationsService { console })
     }
-}
 
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not available on this gateway yet"))
+    /// The door's operator, checked again now: a certificate revoked since the call began
+    /// (or since the connection opened) is refused.
+    fn operator<T>(&self, request: &Request<T>) -> Result<Operator, Status> {
+        let op = operator(request)?;
+        match self.console.roster.operator_by_cert(&op.fingerprint) {
+            Some(_) => Ok(op),
+            None => Err(AuthError::UnknownOperator.into()),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -31,16 +40,7 @@ impl Operations for OperationsService {
         &self,
         request: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::OperatorIdentity>, Status> {
-        let op = operator(&request)?;
-        // Checked again now: a certificate revoked since the call began is refused.
-        if self
-            .console
-            .roster
-            .operator_by_cert(&op.fingerprint)
-            .is_none()
-        {
-            return Err(super::status::AuthError::UnknownOperator.into());
-        }
+        let op = self.operator(&request)?;
         Ok(Response::new(pb::OperatorIdentity {
             name: op.name.to_string(),
             fingerprint: crate::pki::hex(&op.fingerprint),
@@ -49,75 +49,143 @@ impl Operations for OperationsService {
 
     async fn list_dead_letters(
         &self,
-        _request: Request<pb::DeadLetterQuery>,
+        request: Request<pb::DeadLetterQuery>,
     ) -> Result<Response<pb::DeadLetterPage>, Status> {
-        Err(not_yet("ListDeadLetters"))
+        self.operator(&request)?;
+        let q = request.into_inner();
+        let now = now_ms();
+        let selection = c::selection_from(q.selection, now)?;
+        let after = c::page_from(&q.page_token)?;
+        let limit = if q.page_size == 0 { 100 } else { q.page_size };
+        let (letters, total) = self.console.letters(selection, after, limit).await?;
+        let next_page_token =
+            if letters.len() as u32 >= limit.min(crate::operators::console::MAX_PAGE) {
+                letters.last().map(c::page_token).unwrap_or_default()
+            } else {
+                String::new()
+            };
+        Ok(Response::new(pb::DeadLetterPage {
+            letters: letters
+                .into_iter()
+                .map(|l| c::letter_to_pb(l, now))
+                .collect(),
+            next_page_token,
+            total,
+        }))
     }
 
     async fn start_job(
         &self,
-        _request: Request<pb::JobRequest>,
+        request: Request<pb::JobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        Err(not_yet("StartJob"))
+        let op = self.operator(&request)?;
+        let q = request.into_inner();
+        let kind = c::kind_from(q.kind)?;
+        let selection = c::selection_from(q.selection, now_ms())?;
+        let job = self
+            .console
+            .start_job(
+                op.name.as_str(),
+                kind,
+                selection,
+                Some(q.request_id.as_str()),
+            )
+            .await?;
+        Ok(Response::new(c::job_to_pb(job)))
     }
 
-    async fn get_job(&self, _request: Request<pb::JobQuery>) -> Result<Response<pb::Job>, Status> {
-        Err(not_yet("GetJob"))
+    async fn get_job(&self, request: Request<pb::JobQuery>) -> Result<Response<pb::Job>, Status> {
+        self.operator(&request)?;
+        let job = self.console.job(request.get_ref().job_id.trim()).await?;
+        Ok(Response::new(c::job_to_pb(job)))
     }
 
     async fn list_jobs(
         &self,
-        _request: Request<pb::ListJobsRequest>,
+        request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::JobList>, Status> {
-        Err(not_yet("ListJobs"))
+        self.operator(&request)?;
+        let limit = match request.get_ref().limit {
+            0 => 20,
+            n => n,
+        };
+        let jobs = self.console.jobs(limit).await?;
+        Ok(Response::new(pb::JobList {
+            jobs: jobs.into_iter().map(c::job_to_pb).collect(),
+        }))
     }
 
     async fn suspend_sender(
         &self,
-        _request: Request<pb::SenderRequest>,
+        request: Request<pb::SenderRequest>,
     ) -> Result<Response<pb::SenderReport>, Status> {
-        Err(not_yet("SuspendSender"))
+        let op = self.operator(&request)?;
+        let cvr = c::cvr_from("sender_cvr", &request.get_ref().sender_cvr)?;
+        let report = self.console.suspend(op.name.as_str(), cvr, true).await?;
+        Ok(Response::new(c::sender_to_pb(report, now_ms())))
     }
 
     async fn resume_sender(
         &self,
-        _request: Request<pb::SenderRequest>,
+        request: Request<pb::SenderRequest>,
     ) -> Result<Response<pb::SenderReport>, Status> {
-        Err(not_yet("ResumeSender"))
+        let op = self.operator(&request)?;
+        let cvr = c::cvr_from("sender_cvr", &request.get_ref().sender_cvr)?;
+        let report = self.console.suspend(op.name.as_str(), cvr, false).await?;
+        Ok(Response::new(c::sender_to_pb(report, now_ms())))
     }
 
     async fn hold_route(
         &self,
-        _request: Request<pb::RouteRequest>,
+        request: Request<pb::RouteRequest>,
     ) -> Result<Response<pb::RouteHolds>, Status> {
-        Err(not_yet("HoldRoute"))
+        let op = self.operator(&request)?;
+        let q = request.into_inner();
+        let route = c::route_required(q.route)?;
+        let holds = self
+            .console
+            .hold(op.name.as_str(), route, &q.reason)
+            .await?;
+        Ok(Response::new(c::holds_to_pb(holds)))
     }
 
     async fn release_route(
         &self,
-        _request: Request<pb::RouteRequest>,
+        request: Request<pb::RouteRequest>,
     ) -> Result<Response<pb::RouteHolds>, Status> {
-        Err(not_yet("ReleaseRoute"))
+        let op = self.operator(&request)?;
+        let route = c::route_required(request.get_ref().route)?;
+        let holds = self.console.release(op.name.as_str(), route).await?;
+        Ok(Response::new(c::holds_to_pb(holds)))
     }
 
     async fn list_holds(
         &self,
-        _request: Request<pb::ListHoldsRequest>,
+        request: Request<pb::ListHoldsRequest>,
     ) -> Result<Response<pb::RouteHolds>, Status> {
-        Err(not_yet("ListHolds"))
+        self.operator(&request)?;
+        Ok(Response::new(c::holds_to_pb(self.console.holds())))
     }
 
     async fn get_sender(
         &self,
-        _request: Request<pb::SenderRequest>,
+        request: Request<pb::SenderRequest>,
     ) -> Result<Response<pb::SenderReport>, Status> {
-        Err(not_yet("GetSender"))
+        self.operator(&request)?;
+        let cvr = c::cvr_from("sender_cvr", &request.get_ref().sender_cvr)?;
+        let report = self.console.sender(cvr).await?;
+        Ok(Response::new(c::sender_to_pb(report, now_ms())))
     }
 
     async fn list_audit(
         &self,
-        _request: Request<pb::AuditQuery>,
+        request: Request<pb::AuditQuery>,
     ) -> Result<Response<pb::AuditPage>, Status> {
-        Err(not_yet("ListAudit"))
+        self.operator(&request)?;
+        let q = request.into_inner();
+        let before = (q.before_id > 0).then_some(q.before_id);
+        let limit = if q.limit == 0 { 100 } else { q.limit };
+        let entries = self.console.audit(before, limit).await?;
+        Ok(Response::new(c::audit_to_pb(entries)))
     }
 }

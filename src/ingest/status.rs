@@ -15,6 +15,7 @@ use crate::admission::Refused;
 use crate::domain::Cvr;
 use crate::error_report::{ErrorId, chain};
 use crate::follow::FollowError;
+use crate::operators::ConsoleError;
 use crate::pipeline::{RETRY_AFTER, SubmitError};
 
 /// Why a caller is not let in.
@@ -48,6 +49,9 @@ pub enum RequestError {
     MalformedStream(String),
     #[error("no such letter from this sender")]
     NotFound,
+    /// A field of an operator's request that is wrong; the text names it and says how.
+    #[error("{0}")]
+    BadField(String),
     /// A request message over its method's limit, seen in its header before it was read.
     #[error("a {method} request of {size} bytes is over that method's limit of {limit} bytes")]
     MessageTooLarge {
@@ -70,6 +74,8 @@ pub enum ApiError {
     Submit(#[from] SubmitError),
     #[error(transparent)]
     Follow(#[from] FollowError),
+    #[error(transparent)]
+    Console(#[from] ConsoleError),
 }
 
 /// Set on every status that may be retried: how long to wait first.
@@ -134,6 +140,7 @@ impl From<ApiError> for Status {
                 r @ (RequestError::BadLetterId(_)
                 | RequestError::BadMessageUuid(_)
                 | RequestError::MissingKey
+                | RequestError::BadField(_)
                 | RequestError::MessageTooLarge { .. }),
             ) => Status::invalid_argument(r.to_string()),
             ApiError::Admission(r) => with_retry(
@@ -186,6 +193,7 @@ impl From<ApiError> for Status {
                 )
             }
             ApiError::Follow(e) => follow_status(e),
+            ApiError::Console(e) => console_status(e),
         }
     }
 }
@@ -247,6 +255,44 @@ fn follow_status(e: FollowError) -> Status {
                 status
             }
         }
+    }
+}
+
+/// Operator actions: a wrong request or an unknown sender or job is the operator's to fix; a
+/// store that failed is ours, logged under an error id, and repeating is safe (jobs are
+/// idempotent by request id, holds and suspensions by nature).
+fn console_status(e: ConsoleError) -> Status {
+    match e {
+        ConsoleError::Invalid(p) => Status::invalid_argument(p),
+        e @ (ConsoleError::UnknownSender(_) | ConsoleError::UnknownJob(_)) => {
+            Status::not_found(e.to_string())
+        }
+        ConsoleError::Store(s) => {
+            let retryable = s.is_transient();
+            let id = ErrorId::new();
+            tracing::warn!(error_id = %id, error = %chain(&s), "an operator action failed in the store");
+            let status = ours(
+                if retryable {
+                    Code::Unavailable
+                } else {
+                    Code::Internal
+                },
+                "the gateway could not read or change its store; repeating the call is safe"
+                    .to_string(),
+                id,
+            );
+            if retryable {
+                with_retry(status, RETRY_AFTER)
+            } else {
+                status
+            }
+        }
+    }
+}
+
+impl From<ConsoleError> for Status {
+    fn from(e: ConsoleError) -> Status {
+        ApiError::from(e).into()
     }
 }
 

@@ -23,6 +23,7 @@ pub async fn record(
     letters: u64,
     result: &str,
 ) -> Result<i64, StoreError> {
+    crate::telemetry::operator_action(action);
     store
         .record_audit(&NewAudit {
             operator: operator.to_string(),

@@ -147,6 +147,20 @@ pub trait Queue: Send + Sync + 'static {
     /// Drops a dead letter for good.
     async fn purge(&self, id: LetterId) -> Result<bool, QueueError>;
 
+    /// Takes many letters off the dead letters at once (an operator's bulk job), without
+    /// queueing them again; returns those that were there. Idempotent. The default takes
+    /// them one at a time; a backend that must read its whole dead queue for each does it
+    /// once for all.
+    async fn take_dead_letters(&self, ids: &[LetterId]) -> Result<Vec<LetterId>, QueueError> {
+        let mut taken = Vec::new();
+        for id in ids {
+            if self.purge(*id).await? {
+                taken.push(*id);
+            }
+        }
+        Ok(taken)
+    }
+
     /// Embedded: every queued delivery, leased or not yet due included. RabbitMQ: messages
     /// ready in the work queues (not those out with consumers or waiting in delay queues).
     async fn depth(&self) -> Result<QueueDepth, QueueError>;

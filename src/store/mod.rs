@@ -8,6 +8,8 @@ mod blobs;
 mod compact;
 mod follow;
 pub(crate) mod follow_sql;
+mod jobs;
+mod jobs_sql;
 mod operators;
 mod operators_sql;
 mod postgres;
@@ -33,7 +35,11 @@ pub use blobs::BlobError;
 pub use follow::{
     BatchCounts, BatchRejection, EventPage, EventQuery, FollowStore, ListQuery, StoredEvent, signal,
 };
-pub use operators::{AuditEntry, NewAudit, OperatorCert, OperatorRevocation, OperatorStore};
+pub use jobs::{JobKind, JobRecord, JobStep, JobStore, NewJob, OperatorLetter, Selection};
+pub use operators::{
+    AuditEntry, HeldSpan, NewAudit, OperatorCert, OperatorRevocation, OperatorStore, RouteHold,
+    SenderActivity,
+};
 pub use postgres::PostgresStore;
 pub use registry::{
     AppliedChanges, ChangeKind, ChangePage, ChangeProblem, ChangeRequest, ImportRow, LoggedChange,
@@ -355,8 +361,10 @@ pub struct StateCounts {
 #[async_trait]
 /// Every store also keeps what senders following their letters read (see `follow`), the
 /// registry with its change log (see `registry`) and what operators are and did (see
-/// `operators`).
-pub trait Store: FollowStore + RegistryStore + OperatorStore + Send + Sync + 'static {
+/// `operators`, `jobs`).
+pub trait Store:
+    FollowStore + RegistryStore + OperatorStore + JobStore + Send + Sync + 'static
+{
     /// Stores accepted letters in one transaction. Durable (committed and synced) on return.
     /// Per letter, in order: `Inserted`, or `Existing` when the sender already has that message
     /// uuid (stored earlier or earlier in this same batch); an existing letter is never changed.

@@ -227,7 +227,9 @@ fn waiting_predicate() -> String {
 }
 
 #[async_trait]
-impl<B: Backend + super::FollowStore + super::RegistryStore + super::OperatorStore> Store for B
+impl<
+    B: Backend + super::FollowStore + super::RegistryStore + super::OperatorStore + super::JobStore,
+> Store for B
 where
     for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
     <B::Db as Database>::Arguments: IntoArguments<B::Db>,

@@ -41,6 +41,11 @@ pub const RECIPIENT_CHECKS: &str = "brevdue_recipient_checks_total";
 pub const CONNECTIONS_REFUSED: &str = "brevdue_grpc_connections_refused_total";
 pub const STORE_BYTES: &str = "brevdue_store_bytes";
 pub const CONTENT_PURGED: &str = "brevdue_retention_purged_total";
+pub const OLDEST_WAITING: &str = "brevdue_oldest_waiting_seconds";
+pub const ROUTES_HELD: &str = "brevdue_routes_held";
+pub const JOBS_RUNNING: &str = "brevdue_operator_jobs_running";
+pub const JOB_LETTERS: &str = "brevdue_operator_job_letters_total";
+pub const OPERATOR_ACTIONS: &str = "brevdue_operator_actions_total";
 
 /// What kind of series a metric is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +174,31 @@ pub const ALL: &[(&str, Kind, &str)] = &[
         CONTENT_PURGED,
         Kind::Counter,
         "Letters whose content retention.delivered purged",
+    ),
+    (
+        OLDEST_WAITING,
+        Kind::Gauge,
+        "Age of the oldest letter waiting for delivery (since it became due), by route; 0 when none waits",
+    ),
+    (
+        ROUTES_HELD,
+        Kind::Gauge,
+        "1 while an operator holds the route (its letters wait, none is tried), else 0, by route",
+    ),
+    (
+        JOBS_RUNNING,
+        Kind::Gauge,
+        "Operators' bulk jobs (retry, cancel, purge) running",
+    ),
+    (
+        JOB_LETTERS,
+        Kind::Counter,
+        "Letters operators' bulk jobs finished, by kind (retry, cancel, purge) and result (changed, failed)",
+    ),
+    (
+        OPERATOR_ACTIONS,
+        Kind::Counter,
+        "Operator actions recorded in the audit trail, by action",
     ),
 ];
 
@@ -322,6 +352,30 @@ pub fn queue_depth(mailbox: u64, print: u64, dead: u64) {
     gauge!(QUEUE_DEPTH, "route" => "mailbox").set(mailbox as f64);
     gauge!(QUEUE_DEPTH, "route" => "print").set(print as f64);
     gauge!(QUEUE_DEPTH, "route" => "dead").set(dead as f64);
+}
+
+/// Per route, how long its oldest waiting letter has waited (`None`: nothing waits).
+pub fn oldest_waiting(route: Route, age: Option<Duration>) {
+    gauge!(OLDEST_WAITING, "route" => route_label(route))
+        .set(age.map(|a| a.as_secs_f64()).unwrap_or(0.0));
+}
+
+pub fn route_held(route: Route, held: bool) {
+    gauge!(ROUTES_HELD, "route" => route_label(route)).set(if held { 1.0 } else { 0.0 });
+}
+
+pub fn jobs_running(n: usize) {
+    gauge!(JOBS_RUNNING).set(n as f64);
+}
+
+/// Letters a bulk job of `kind` finished: `changed` done as asked, `failed` left with a reason.
+pub fn job_letters(kind: &'static str, changed: u64, failed: u64) {
+    counter!(JOB_LETTERS, "kind" => kind, "result" => "changed").increment(changed);
+    counter!(JOB_LETTERS, "kind" => kind, "result" => "failed").increment(failed);
+}
+
+pub fn operator_action(action: &str) {
+    counter!(OPERATOR_ACTIONS, "action" => action.to_string()).increment(1);
 }
 
 pub fn admission_refused(reason: &'static str) {
@@ -550,6 +604,11 @@ mod tests {
         store_bytes(1);
         content_purged(1);
         admission_refused("rate");
+        oldest_waiting(Route::Print, Some(ms));
+        route_held(Route::Print, true);
+        jobs_running(1);
+        job_letters("retry", 2, 1);
+        operator_action("hold");
         admission_load(GateLoad {
             waiting: 1,
             letters_inside: 2,

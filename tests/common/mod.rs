@@ -7,6 +7,7 @@ pub mod backends;
 pub mod delivery;
 pub mod follow;
 pub mod operators;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -85,6 +86,14 @@ pub struct Harness {
 
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The gateway's own log in the test's output, when asked for: BREVDUE_TEST_LOG takes a
+    // filter as RUST_LOG does (e.g. `brevdue=debug`).
+    if let Ok(filter) = std::env::var("BREVDUE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
 }
 
 impl Harness {

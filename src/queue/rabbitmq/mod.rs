@@ -45,6 +45,7 @@
 mod call;
 mod consume;
 mod dead;
+mod dead_bulk;
 mod inbox;
 mod lanes;
 mod link;
@@ -352,6 +353,7 @@ impl Queue for RabbitQueue {
 
     async fn dead_letter(&self, id: LetterId, error: &str) -> Result<(), QueueError> {
         let Some(h) = lock(&self.held).remove(&id) else {
+            tracing::debug!(letter = %id, "dead-lettering a letter whose lease is gone: nothing published");
             return Ok(());
         };
         // Published even when the channel the lease came on has died: the copy the broker put
@@ -379,6 +381,10 @@ impl Queue for RabbitQueue {
 
     async fn revive(&self, id: LetterId) -> Result<bool, QueueError> {
         self.take_dead(id, true).await
+    }
+
+    async fn take_dead_letters(&self, ids: &[LetterId]) -> Result<Vec<LetterId>, QueueError> {
+        self.take_dead_many(ids).await
     }
 
     async fn purge(&self, id: LetterId) -> Result<bool, QueueError> {
