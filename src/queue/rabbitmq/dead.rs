@@ -16,6 +16,7 @@ use crate::domain::LetterId;
 
 use super::call::within;
 use super::consume::{Settle, settle};
+use super::dead_bulk::ACK_SETTLE;
 use super::link::Link;
 use super::message::Msg;
 use super::{DeadLetter, Delivery, QueueError, RabbitQueue};
@@ -168,14 +169,22 @@ impl RabbitQueue {
             self.publish_work(&[fresh], 0).await?;
         }
         let ackers: Vec<Acker> = found.iter().map(|(_, a)| a.clone()).collect();
-        if settle(&ackers, Settle::Ack).await > 0 {
-            return Err(super::call::refused(
-                "connection lost while taking a dead letter off its queue".into(),
-            ));
-        }
-        if !ackers.is_empty() {
-            tokio::time::sleep(super::dead_bulk::ACK_SETTLE).await;
-        }
+        ack_taken(&ackers).await?;
         Ok(!found.is_empty())
     }
+}
+
+/// Acknowledges the dead messages a read takes, then gives the broker [`ACK_SETTLE`] before
+/// their channel may close (see `take_dead_many`).
+pub(super) async fn ack_taken(ackers: &[Acker]) -> Result<(), QueueError> {
+    if ackers.is_empty() {
+        return Ok(());
+    }
+    if settle(ackers, Settle::Ack).await > 0 {
+        return Err(super::call::refused(
+            "connection lost while taking dead letters off their queue".into(),
+        ));
+    }
+    tokio::time::sleep(ACK_SETTLE).await;
+    Ok(())
 }

@@ -10,7 +10,7 @@ use lapin::{Acker, Channel};
 
 use crate::domain::LetterId;
 
-use super::consume::{Settle, settle};
+use super::dead::ack_taken;
 use super::{QueueError, RabbitQueue};
 
 /// How many times the dead queue is read for letters still missing.
@@ -104,14 +104,7 @@ impl RabbitQueue {
             .collect();
         tracing::debug!(seen, wanted = found.len(), "dead queue read through");
         let ackers: Vec<Acker> = found.iter().map(|(_, a)| a.clone()).collect();
-        if settle(&ackers, Settle::Ack).await > 0 {
-            return Err(super::call::refused(
-                "connection lost while taking dead letters off their queue".into(),
-            ));
-        }
-        if !ackers.is_empty() {
-            tokio::time::sleep(ACK_SETTLE).await;
-        }
+        ack_taken(&ackers).await?;
         let mut taken: Vec<LetterId> = found.into_iter().map(|(id, _)| id).collect();
         taken.sort();
         taken.dedup();
