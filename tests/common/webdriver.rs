@@ -178,18 +178,23 @@ impl Browser {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (code, text) = self.send(method, path, body).await;
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert_eq!(code, 200, "WebDriver {method} {path}: {text}");
+        v["value"].clone()
+    }
+
+    /// One WebDriver request; its status and body.
+    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
         let body = body.map(|b| b.to_string());
-        let (code, text) = http(
+        http(
             self.port,
             method,
             path,
             &[("Content-Type", "application/json")],
             body.as_deref(),
         )
-        .await;
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        assert_eq!(code, 200, "WebDriver {method} {path}: {text}");
-        v["value"].clone()
+        .await
     }
 
     fn at(&self, rest: &str) -> String {
@@ -226,14 +231,23 @@ impl Browser {
             .to_string()
     }
 
+    /// Clicks the element `css` selects. The live pages re-render their buttons on every
+    /// refresh, so the element found may be replaced before the click reaches it: then it is
+    /// looked up again (a few times); any other refusal fails the test.
     pub async fn click(&self, css: &str) {
-        let id = self.element(css).await;
-        self.call(
-            "POST",
-            &self.at(&format!("/element/{id}/click")),
-            Some(json!({})),
-        )
-        .await;
+        for _ in 0..5 {
+            let id = self.element(css).await;
+            let path = self.at(&format!("/element/{id}/click"));
+            let (code, text) = self.send("POST", &path, Some(json!({}))).await;
+            if code == 200 {
+                return;
+            }
+            assert!(
+                text.contains("stale element reference"),
+                "WebDriver POST {path}: {text}"
+            );
+        }
+        panic!("{css} was replaced before every one of 5 clicks");
     }
 
     pub async fn type_into(&self, css: &str, text: &str) {
