@@ -92,8 +92,15 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// How many numbers past the one asked for a new segment may take (see [`create_segment`]).
+const SEGMENT_TRIES: u32 = 64;
+
+/// Starts a new segment numbered `segment` or, when that file exists, the next free number:
+/// another process with the same data directory (a CLI command beside the gateway, a
+/// restarted gateway while the old one ends) may have started one in between. Each writer
+/// has its own file, and references carry their segment's number, so nothing is shared.
 fn create_segment(dir: &Path, segment: u32) -> Result<Writer, BlobError> {
-    let create = || -> std::io::Result<File> {
+    let create = |segment: u32| -> std::io::Result<File> {
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
@@ -102,13 +109,31 @@ fn create_segment(dir: &Path, segment: u32) -> Result<Writer, BlobError> {
         sync_dir(dir)?;
         Ok(file)
     };
-    let file = create().map_err(|source| BlobError::Create { segment, source })?;
-    Ok(Writer {
-        segment,
-        file,
-        len: 0,
-        damaged: false,
-    })
+    let mut number = segment;
+    loop {
+        match create(number) {
+            Ok(file) => {
+                return Ok(Writer {
+                    segment: number,
+                    file,
+                    len: 0,
+                    damaged: false,
+                });
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AlreadyExists
+                    && number - segment < SEGMENT_TRIES =>
+            {
+                number += 1;
+            }
+            Err(source) => {
+                return Err(BlobError::Create {
+                    segment: number,
+                    source,
+                });
+            }
+        }
+    }
 }
 
 impl BlobLog {
@@ -279,5 +304,24 @@ mod tests {
             fresh[0].segment, refs[0].segment,
             "a reopened log starts a new segment"
         );
+    }
+
+    #[test]
+    fn a_segment_started_by_another_process_is_passed_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = BlobLog::open(tmp.path()).unwrap();
+        let a = first.append(b"first", &[5]).unwrap();
+        // Another process opens the directory: it starts the next number.
+        let second = BlobLog::open(tmp.path()).unwrap();
+        let b = second.append(b"second", &[6]).unwrap();
+        assert_eq!(b[0].segment, a[0].segment + 1);
+        // The first now starts a new segment (as after a failed write): it passes over the
+        // number the second took instead of failing.
+        first.writer.lock().unwrap().damaged = true;
+        let c = first.append(b"third", &[5]).unwrap();
+        assert_eq!(c[0].segment, a[0].segment + 2);
+        assert_eq!(second.read(&a[0]).unwrap(), b"first");
+        assert_eq!(first.read(&b[0]).unwrap(), b"second");
+        assert_eq!(second.read(&c[0]).unwrap(), b"third");
     }
 }
