@@ -16,7 +16,6 @@ use crate::domain::LetterId;
 
 use super::call::within;
 use super::consume::{Settle, settle};
-use super::dead_bulk::ACK_SETTLE;
 use super::link::Link;
 use super::message::Msg;
 use super::{DeadLetter, Delivery, QueueError, RabbitQueue};
@@ -173,6 +172,9 @@ impl RabbitQueue {
         Ok(!found.is_empty())
     }
 }
+
+/// How long acknowledgements are given before their channel is closed (see `take_dead_many`).
+pub(super) const ACK_SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Acknowledges the dead messages a read takes, then gives the broker [`ACK_SETTLE`] before
 /// their channel may close (see `take_dead_many`).

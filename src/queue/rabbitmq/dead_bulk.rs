@@ -17,8 +17,6 @@ use super::{QueueError, RabbitQueue};
 const TAKE_READS: u32 = 6;
 /// The pause before the second read; it grows by this much for every further one.
 const TAKE_PAUSE: Duration = Duration::from_millis(250);
-/// How long acknowledgements are given before their channel is closed (see `take_dead_many`).
-pub(super) const ACK_SETTLE: Duration = Duration::from_millis(200);
 
 impl RabbitQueue {
     /// Takes the dead-queue messages of `ids` (all copies of each); returns the ids found.
@@ -30,7 +28,7 @@ impl RabbitQueue {
     /// just before their channel closes and hand those messages back (RabbitMQ
     /// rabbitmq-server#10327, seen here as thousands of retried letters left among the dead),
     /// so a take holds only once a later read finds none of the letters: each read waits
-    /// [`ACK_SETTLE`] after its acknowledgements, and reads go on until one takes nothing.
+    /// a moment (`dead::ACK_SETTLE`) after its acknowledgements, and reads go on until one takes nothing.
     pub(super) async fn take_dead_many(
         &self,
         ids: &[LetterId],
