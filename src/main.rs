@@ -7,6 +7,11 @@ use brevdue::cli::command::{Cli, run};
 use brevdue::config::ConfigError;
 use clap::Parser;
 
+/// jemalloc keeps a long-running gateway's heap flat under a stream of letter-sized buffers,
+/// where glibc's malloc fragmented it (see Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // clap exits with 2 itself on a usage error.
     let cli = Cli::parse();
