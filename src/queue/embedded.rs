@@ -12,7 +12,7 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
-use crate::db::sqlite::statement_chunks;
+use crate::db::sqlite::{anonymous, statement_chunks};
 use crate::db::{route_code, route_from_code};
 use crate::domain::{Cvr, LetterId, Priority, Route};
 
@@ -21,33 +21,24 @@ use super::{DeadLetter, Delivery, Leased, Queue, QueueCause, QueueDepth, QueueEr
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/queue-sqlite");
 
-/// Most deliveries per enqueue statement (7 values each; see `statement_chunks`).
-const ENQUEUE_ROWS: usize = 16;
+/// Most deliveries per enqueue statement (7 values each, anonymous placeholders; see
+/// `statement_chunks`).
+const ENQUEUE_ROWS: usize = 64;
 /// Most letter ids per lease or acknowledgement statement.
-const ID_CHUNK: usize = 64;
-
-/// `?first, ?first+1, …`: `n` numbered placeholders.
-fn numbered(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("?{i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+const ID_CHUNK: usize = 256;
 
 /// Inserts `rows` deliveries (7 values each, in the order of the columns below) that are
 /// neither queued already nor dead-lettered: a letter enqueued again keeps its place and a dead
 /// letter stays dead until an operator revives it.
 fn enqueue_statement(rows: usize) -> String {
-    let values: Vec<String> = (0..rows)
-        .map(|r| format!("({})", numbered(1 + 7 * r, 7)))
-        .collect();
+    let row = format!("({})", anonymous(7));
     // `WHERE` is required before `ON CONFLICT` in an INSERT … SELECT (SQLite's parsing rule).
     format!(
         "INSERT INTO deliveries (letter_id, route, priority, not_before, enqueued_at, sender, vtime) \
          SELECT * FROM (VALUES {}) AS v \
          WHERE NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.letter_id = v.column1) \
          ON CONFLICT (letter_id) DO NOTHING",
-        values.join(", ")
+        vec![row; rows].join(", ")
     )
 }
 
@@ -196,8 +187,8 @@ impl Queue for EmbeddedQueue {
             .collect();
         for chunk in statement_chunks(&ids, ID_CHUNK) {
             let statement = format!(
-                "UPDATE deliveries SET lease_until = ?1 WHERE letter_id IN ({})",
-                numbered(2, chunk.len())
+                "UPDATE deliveries SET lease_until = ? WHERE letter_id IN ({})",
+                anonymous(chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(until);
             for id in chunk {
@@ -221,7 +212,7 @@ impl Queue for EmbeddedQueue {
         for chunk in statement_chunks(&keys, ID_CHUNK) {
             let statement = format!(
                 "DELETE FROM deliveries WHERE letter_id IN ({})",
-                numbered(1, chunk.len())
+                anonymous(chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(statement));
             for id in chunk {

@@ -499,9 +499,9 @@ pub(crate) async fn write_events_sqlite(
     events: &[NewEvent],
     detail: &str,
 ) -> Result<Vec<(Cvr, usize)>, StoreError> {
-    // Most rows a statement, 4 values each: binding a statement of thousands of values through
-    // sqlx costs more than the round trips it saves (see `db::sqlite::statement_chunks`).
-    const ROWS: usize = 32;
+    // Most rows a statement, 6 values each, anonymous placeholders (see
+    // `db::sqlite::statement_chunks`).
+    const ROWS: usize = 128;
     let mut written = Vec::new();
     for (sender, evs) in by_sender(events) {
         let cvr = i64::from(sender.value());
@@ -513,32 +513,21 @@ pub(crate) async fn write_events_sqlite(
             .await?;
         let mut seq = last - n;
         for chunk in crate::db::sqlite::statement_chunks(&evs, ROWS) {
-            let mut sql = String::with_capacity(80 + chunk.len() * 24);
-            sql.push_str(
-                "INSERT INTO events (sender_cvr, seq, letter_id, state, at, detail) VALUES ",
+            let row = format!("({})", crate::db::sqlite::anonymous(6));
+            let sql = format!(
+                "INSERT INTO events (sender_cvr, seq, letter_id, state, at, detail) VALUES {}",
+                vec![row; chunk.len()].join(", ")
             );
-            // $1 and $2 (sender, detail) are shared; each row numbers its own four after them.
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                let b = 3 + 4 * i;
-                sql.push_str(&format!(
-                    "($1, ${}, ${}, ${}, ${}, $2)",
-                    b,
-                    b + 1,
-                    b + 2,
-                    b + 3
-                ));
-            }
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(cvr).bind(detail);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for e in chunk {
                 seq += 1;
                 q = q
+                    .bind(cvr)
                     .bind(seq)
                     .bind(e.letter_id.to_string())
                     .bind(e.state.code())
-                    .bind(e.at_ms);
+                    .bind(e.at_ms)
+                    .bind(detail);
             }
             q.execute(&mut *conn).await?;
         }

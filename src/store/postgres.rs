@@ -131,6 +131,7 @@ impl Backend for PostgresStore {
     const CONTENT_LEN: &'static str = "octet_length(ciphertext)::bigint";
     // One round trip to the server a statement: as many as stay well under the limit.
     const IDS_PER_STATEMENT: usize = 512;
+    const NUMBERED: bool = true;
 
     async fn insert_batch(&self, letters: &[NewLetter]) -> Result<Vec<InsertOutcome>, StoreError> {
         if letters.is_empty() {

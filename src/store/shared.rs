@@ -38,6 +38,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     const CONTENT_LEN: &'static str;
     /// Most letter ids bound in one statement of the shared delivery updates.
     const IDS_PER_STATEMENT: usize;
+    /// True where placeholders are numbered (`$1`, PostgreSQL); false where the hot statements
+    /// use anonymous `?`, bound in the order they appear (SQLite: sqlx looks every numbered
+    /// placeholder up by name, a scan of the statement's names, so binding n of them costs n²).
+    const NUMBERED: bool;
 
     fn pool(&self) -> &Pool<Self::Db>;
 
@@ -91,6 +95,22 @@ fn placeholders(first: usize, n: usize) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Placeholders `first..first + n` of a statement whose values are bound in the order they
+/// appear: numbered where the backend numbers them, anonymous `?` on SQLite (see
+/// [`Backend::NUMBERED`]). Every placeholder of such a statement must come from here.
+fn in_order<B: Backend>(first: usize, n: usize) -> String {
+    if B::NUMBERED {
+        placeholders(first, n)
+    } else {
+        crate::db::sqlite::anonymous(n)
+    }
+}
+
+/// The waiting states as SQL literals (our own codes, never input): a statement that names
+/// them binds nothing for them, so its only values are bound in order.
+static WAITING_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("{}, {}", WAITING[0].code(), WAITING[1].code()));
 
 /// The letters [`Store::mark_delivered`] moves, and what it records on each.
 #[derive(Clone, Copy, Debug)]
@@ -281,7 +301,7 @@ where
             let statement = format!(
                 "SELECT letter_id, {} AS n FROM letters WHERE letter_id IN ({})",
                 B::CONTENT_LEN,
-                placeholders(1, chunk.len())
+                in_order::<B>(1, chunk.len())
             );
             let mut q = sqlx::query::<B::Db>(sqlx::AssertSqlSafe(statement));
             for id in chunk {
@@ -327,23 +347,23 @@ where
         keys.sort();
         keys.dedup();
         let mut out = Vec::with_capacity(keys.len());
-        // One statement per chunk, not per letter: this runs before every delivery round.
+        // One statement per chunk, not per letter, and one commit for the round: this runs
+        // before every delivery round, and a commit per chunk was sixteen syncs of the
+        // database for a round of 1,024.
+        let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
         for chunk in statement_chunks(&keys, B::IDS_PER_STATEMENT) {
             let statement = format!(
                 "UPDATE letters SET attempts = attempts + 1, interrupted = interrupted + 1 \
-                 WHERE state IN ($1, $2) AND letter_id IN ({}) \
+                 WHERE state IN ({}) AND letter_id IN ({}) \
                  RETURNING letter_id, attempts, interrupted",
-                placeholders(3, chunk.len())
+                *WAITING_SQL,
+                in_order::<B>(1, chunk.len())
             );
-            let mut q = sqlx::query::<B::Db>(sqlx::AssertSqlSafe(statement))
-                .bind(WAITING[0].code())
-                .bind(WAITING[1].code());
+            let mut q = sqlx::query::<B::Db>(sqlx::AssertSqlSafe(statement));
             for k in chunk {
                 q = q.bind(k.as_str());
             }
-            let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
             let rows = q.fetch_all(&mut *tx).await?;
-            tx.commit().await?;
             let count = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
             for row in &rows {
                 out.push(AttemptCount {
@@ -353,6 +373,7 @@ where
                 });
             }
         }
+        tx.commit().await?;
         Ok(out)
     }
 
@@ -376,27 +397,29 @@ where
         keys.sort();
         keys.dedup();
         let mut claimed = std::collections::HashSet::with_capacity(keys.len());
+        // One commit for the whole claim, as for attempts.
+        let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
         for chunk in statement_chunks(&keys, B::IDS_PER_STATEMENT) {
             let statement = format!(
-                "UPDATE letters SET print_batch = $1 WHERE state IN ($2, $3) \
-                 AND (print_batch IS NULL OR print_batch = $1) AND letter_id IN ({}) \
+                "UPDATE letters SET print_batch = {} WHERE state IN ({}) \
+                 AND (print_batch IS NULL OR print_batch = {}) AND letter_id IN ({}) \
                  RETURNING letter_id",
-                placeholders(4, chunk.len())
+                in_order::<B>(1, 1),
+                *WAITING_SQL,
+                in_order::<B>(2, 1),
+                in_order::<B>(3, chunk.len())
             );
             let mut q = sqlx::query::<B::Db>(sqlx::AssertSqlSafe(statement))
                 .bind(batch)
-                .bind(WAITING[0].code())
-                .bind(WAITING[1].code());
+                .bind(batch);
             for k in chunk {
                 q = q.bind(k.as_str());
             }
-            let mut tx = self.pool().begin_with(B::BEGIN_WRITE).await?;
-            let rows = q.fetch_all(&mut *tx).await?;
-            tx.commit().await?;
-            for row in &rows {
+            for row in &q.fetch_all(&mut *tx).await? {
                 claimed.insert(rows::letter_id_from(row)?);
             }
         }
+        tx.commit().await?;
         Ok(ids
             .iter()
             .filter(|id| claimed.contains(id))
@@ -493,18 +516,18 @@ where
         ids.sort_unstable();
         ids.dedup();
         let mut tx = self.pool().begin().await?;
-        for chunk in ids.chunks(B::IDS_PER_STATEMENT) {
+        for chunk in statement_chunks(&ids, B::IDS_PER_STATEMENT) {
             let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, $1)", i + 2))
+                .map(|i| format!("({})", in_order::<B>(1 + 2 * i, 2)))
                 .collect();
             let sql = format!(
                 "INSERT INTO outbox_marks (letter_id, marked_at) VALUES {} \
                  ON CONFLICT (letter_id) DO UPDATE SET marked_at = excluded.marked_at",
                 values.join(", ")
             );
-            let mut q = sqlx::query::<B::Db>(sqlx::AssertSqlSafe(sql)).bind(at_ms);
+            let mut q = sqlx::query::<B::Db>(sqlx::AssertSqlSafe(sql));
             for id in chunk {
-                q = q.bind(id.as_str());
+                q = q.bind(id.as_str()).bind(at_ms);
             }
             q.execute(&mut *tx).await?;
         }

@@ -19,7 +19,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
 use crate::db::route_code;
-use crate::db::sqlite::{open_sqlite, statement_chunks};
+use crate::db::sqlite::{anonymous, open_sqlite, statement_chunks};
 use crate::domain::{LetterId, LetterState};
 
 use super::blobs::{BlobLog, BlobRef};
@@ -86,13 +86,10 @@ impl SqliteStore {
         }
         let mut stored = std::collections::HashSet::new();
         for (sender, uuids) in &by_sender {
-            for chunk in uuids.chunks(500) {
+            for chunk in statement_chunks(uuids, UUID_CHUNK) {
                 let sql = format!(
-                    "SELECT message_uuid FROM letters WHERE sender_cvr = $1 AND message_uuid IN ({})",
-                    (0..chunk.len())
-                        .map(|i| format!("${}", i + 2))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "SELECT message_uuid FROM letters WHERE sender_cvr = ? AND message_uuid IN ({})",
+                    anonymous(chunk.len())
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(*sender);
                 for u in chunk {
@@ -139,29 +136,20 @@ fn content_of(row: &SqliteRow) -> Result<Content, StoreError> {
 /// Most letters per insert statement (19 values each; see `statement_chunks`). Through sqlx
 /// every statement is a round trip to the connection's thread; one per row, and the events of
 /// a batch in one huge statement, were what capped the store at about 14 k letters/s.
-const INSERT_ROWS: usize = 8;
+const INSERT_ROWS: usize = 32;
 
 /// Most letter ids per delivery statement.
-const ID_CHUNK: usize = 64;
+const ID_CHUNK: usize = 256;
 
-/// `$first, …`: `n` numbered placeholders.
-fn numbered(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+/// Most message uuids per duplicate lookup.
+const UUID_CHUNK: usize = 512;
 
 /// Inserts `rows` letters (19 values each, in the column order below, the inline ciphertext
 /// left empty: content is in the segments), skipping those whose (sender, uuid) is taken, and
 /// returns the ids of those that went in.
 fn insert_statement(rows: usize) -> String {
-    let values: Vec<String> = (0..rows)
-        .map(|r| {
-            let b = 1 + 19 * r;
-            format!("({}, X'', {})", numbered(b, 12), numbered(b + 12, 7))
-        })
-        .collect();
+    let row = format!("({}, X'', {})", anonymous(12), anonymous(7));
+    let values = vec![row; rows];
     format!(
         "INSERT INTO letters (letter_id, sender_cvr, message_uuid, recipient_tag, \
          fingerprint, content_sha256, route, priority, state, kek_id, wrapped_key, nonce, \
@@ -185,6 +173,7 @@ impl Backend for SqliteStore {
     // Letters stored before segments keep their content inline.
     const CONTENT_LEN: &'static str = "COALESCE(blob_len, length(ciphertext))";
     const IDS_PER_STATEMENT: usize = ID_CHUNK;
+    const NUMBERED: bool = false;
 
     async fn insert_batch(&self, letters: &[NewLetter]) -> Result<Vec<InsertOutcome>, StoreError> {
         // Content first, durable, then the rows that point at it; a resend's content is not
@@ -326,7 +315,7 @@ impl Backend for SqliteStore {
                 "SELECT {}, recipient_tag, kek_id, wrapped_key, nonce, ciphertext, blob_segment, \
                  blob_offset, blob_len FROM letters WHERE letter_id IN ({})",
                 rows::record_columns!(),
-                numbered(1, keys.len())
+                anonymous(keys.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(statement));
             for k in &keys {
@@ -388,17 +377,18 @@ impl Backend for SqliteStore {
             // and a recall racing for one letter exactly one changes it. Attempts were counted
             // before the work (`begin_attempts`), not here.
             let statement = format!(
-                "UPDATE letters SET state = $1, delivered_at = $2, print_batch = $3 \
-                 WHERE state IN ($4, $5) AND (print_batch IS NULL OR print_batch = $3) \
+                "UPDATE letters SET state = ?, delivered_at = ?, print_batch = ? \
+                 WHERE state IN (?, ?) AND (print_batch IS NULL OR print_batch = ?) \
                  AND letter_id IN ({}) RETURNING letter_id, sender_cvr",
-                numbered(6, chunk.len())
+                anonymous(chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(statement))
                 .bind(m.state.code())
                 .bind(m.at_ms)
                 .bind(m.print_batch)
                 .bind(WAITING[0].code())
-                .bind(WAITING[1].code());
+                .bind(WAITING[1].code())
+                .bind(m.print_batch);
             for k in chunk {
                 q = q.bind(k.as_str());
             }
@@ -409,17 +399,21 @@ impl Backend for SqliteStore {
                 now_changed.push(id.clone());
                 changed.insert(id, row.try_get("sender_cvr")?);
             }
-            if m.state == LetterState::Delivered && !now_changed.is_empty() {
-                let statement = format!(
-                    "INSERT INTO mailbox (letter_id, recipient_tag, delivered_at) \
-                     SELECT letter_id, recipient_tag, $1 FROM letters WHERE letter_id IN ({})",
-                    numbered(2, now_changed.len())
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(m.at_ms);
-                for id in &now_changed {
-                    q = q.bind(id.as_str());
+            if m.state == LetterState::Delivered {
+                // In power-of-two pieces like every multi-row statement: one text per count
+                // of changed letters would fill each connection's statement cache.
+                for piece in statement_chunks(&now_changed, ID_CHUNK) {
+                    let statement = format!(
+                        "INSERT INTO mailbox (letter_id, recipient_tag, delivered_at) \
+                         SELECT letter_id, recipient_tag, ? FROM letters WHERE letter_id IN ({})",
+                        anonymous(piece.len())
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(m.at_ms);
+                    for id in piece {
+                        q = q.bind(id.as_str());
+                    }
+                    q.execute(&mut *tx).await?;
                 }
-                q.execute(&mut *tx).await?;
             }
         }
         // In the order asked for, each letter once.
