@@ -60,5 +60,7 @@ if [ -n "$PREFIX" ] && command -v rabbitmqctl >/dev/null; then
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   PIDS=()
-  rabbitmqctl -q list_queues name | grep "^$PREFIX" | while read -r q; do rabbitmqctl -q delete_queue "$q" >/dev/null; done
+  # rabbitmqctl reads standard input: without </dev/null the first delete would swallow the
+  # rest of the list and leave those queues behind.
+  rabbitmqctl -q list_queues name | grep "^$PREFIX" | while read -r q; do rabbitmqctl -q delete_queue "$q" </dev/null >/dev/null; done
 fi
