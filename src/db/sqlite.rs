@@ -114,6 +114,13 @@ fn restrict_permissions(path: &Path) {
     }
 }
 
+/// `?, ?, …`: `n` anonymous placeholders, bound in the order they appear. A statement that uses
+/// them must use no numbered ones: sqlx counts anonymous placeholders from 1 whatever precedes
+/// them.
+pub(crate) fn anonymous(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
 /// Splits `items` into the pieces multi-row statements take: each a power of two long, at
 /// most `max` (a power of two). Every statement is a round trip to the connection's thread, so
 /// fewer and larger ones are cheaper, as long as their values are anonymous `?` placeholders
@@ -122,20 +129,6 @@ fn restrict_permissions(path: &Path) {
 /// numbered values bound at 316 k rows/s, 1,024 rows at 13 k rows/s). Powers of two keep the
 /// distinct statement texts, and so the prepared statements each connection caches, to a
 /// handful per kind.
-/// `?, ?, …`: `n` anonymous placeholders, bound in the order they appear. A statement that uses
-/// them must use no numbered ones: sqlx counts anonymous placeholders from 1 whatever precedes
-/// them.
-pub(crate) fn anonymous(n: usize) -> String {
-    let mut out = String::with_capacity(n * 3);
-    for i in 0..n {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push('?');
-    }
-    out
-}
-
 pub(crate) fn statement_chunks<T>(items: &[T], max: usize) -> Vec<&[T]> {
     let max = max.max(1);
     let mut out = Vec::with_capacity(items.len() / max + 8);
