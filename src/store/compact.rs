@@ -183,14 +183,12 @@ async fn rewrite(pool: &SqlitePool, blobs: &Arc<BlobLog>, seg: u32) -> Result<()
             let blobs = blobs.clone();
             let refs: Vec<BlobRef> = chunk.iter().map(|(_, r)| *r).collect();
             tokio::task::spawn_blocking(move || -> Result<Vec<BlobRef>, super::BlobError> {
-                let mut data = Vec::new();
-                let mut lens = Vec::with_capacity(refs.len());
-                for r in &refs {
-                    let piece = blobs.read(r)?;
-                    lens.push(piece.len());
-                    data.extend_from_slice(&piece);
-                }
-                blobs.append(&data, &lens)
+                let pieces = refs
+                    .iter()
+                    .map(|r| blobs.read(r))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let pieces: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+                blobs.append(&pieces)
             })
             .await??
         };

@@ -147,6 +147,18 @@ const UUID_CHUNK: usize = 512;
 /// Inserts `rows` letters (19 values each, in the column order below, the inline ciphertext
 /// left empty: content is in the segments), skipping those whose (sender, uuid) is taken, and
 /// returns the ids of those that went in.
+/// Runs blocking file work (a segment write and its `fdatasync`) on this thread, telling a
+/// multi-threaded runtime first so it moves its other tasks elsewhere. Unlike
+/// `spawn_blocking`, the work may borrow: the letters' ciphertexts are written from where they
+/// lie. A current-thread runtime (a test, a one-shot command) has nothing to move: the work
+/// just runs.
+fn blocking_here<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 fn insert_statement(rows: usize) -> String {
     let row = format!("({}, X'', {})", anonymous(12), anonymous(7));
     let values = vec![row; rows];
@@ -180,13 +192,8 @@ impl Backend for SqliteStore {
         // written again (its row exists: the insert below finds it).
         let known = self.known_letters(letters).await?;
         let fresh = || letters.iter().zip(&known).filter(|(_, k)| !**k);
-        let lens: Vec<usize> = fresh().map(|(l, _)| l.sealed.ciphertext.len()).collect();
-        let mut data = Vec::with_capacity(lens.iter().sum());
-        for (l, _) in fresh() {
-            data.extend_from_slice(&l.sealed.ciphertext);
-        }
-        let blobs = self.blobs.clone();
-        let appended = tokio::task::spawn_blocking(move || blobs.append(&data, &lens)).await??;
+        let pieces: Vec<&[u8]> = fresh().map(|(l, _)| &l.sealed.ciphertext[..]).collect();
+        let appended = blocking_here(|| self.blobs.append(&pieces))?;
         let mut appended = appended.into_iter();
         // A letter known to be stored offers no content: its insert must conflict.
         let none = BlobRef {
