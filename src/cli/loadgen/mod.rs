@@ -21,6 +21,7 @@ mod scrape;
 mod server_proc;
 mod streams;
 mod throughput;
+mod work;
 
 use std::path::PathBuf;
 

@@ -24,6 +24,7 @@ use super::ceilings::{self, Ceiling};
 use super::flood::memory::{RssSample, kib_at, quarter_max};
 use super::server_proc::{Resident, listening_pid, resident};
 use super::streams::{Streamed, stream_letters};
+use super::work::{self, Work};
 use super::{LoadgenArgs, gateway, scrape};
 use crate::cli::client;
 use crate::config::StoreUrl;
@@ -114,6 +115,7 @@ struct Report {
     /// Accepted letters over the time from the first letter sent until the last was delivered.
     sustained_per_s: Option<f64>,
     memory: Option<Memory>,
+    work: Work,
 }
 
 #[derive(Serialize)]
@@ -197,6 +199,7 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
     let progress = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
     let started = Instant::now();
+    let usage_before = work::snapshot(&pids);
     let sampler = tokio::spawn(sample(
         pids.clone(),
         metrics.clone(),
@@ -216,6 +219,7 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
     )
     .await;
     let intake = started.elapsed();
+    let usage_at_end = work::snapshot(&pids);
     let at_end = scrape::delivered_by_all(&metrics)
         .await
         .ok()
@@ -246,6 +250,7 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
         args.flood.drain_timeout,
     )
     .await?;
+    let usage_after = work::snapshot(&pids);
     stop.cancel();
     let readings = sampler.await?;
     let after_drain = total_resident(&pids);
@@ -258,6 +263,7 @@ pub(super) async fn run(args: &LoadgenArgs) -> Result<()> {
         (intake, at_end, drained),
         (&pids, &readings, after_drain),
         [load_before, load_intake, load_after],
+        [usage_before, usage_at_end, usage_after],
     );
     print_report(&report);
     if let Some(path) = &args.flood.json {
@@ -476,6 +482,7 @@ fn report(
     (intake, at_end, drained): (Duration, Option<u64>, Option<Duration>),
     (pids, readings, after_drain): (&[u32], &[Reading], Option<Resident>),
     load: [String; 3],
+    usage: [work::Snapshot; 3],
 ) -> Report {
     let secs = intake.as_secs_f64().max(f64::MIN_POSITIVE);
     let waiting = at_end.map(|d| s.accepted.saturating_sub(d));
@@ -545,6 +552,7 @@ fn report(
         drain_seconds: drained.map(|d| (d.saturating_sub(intake)).as_secs_f64()),
         sustained_per_s: drained.map(|d| s.accepted as f64 / d.as_secs_f64()),
         memory,
+        work: work::work(usage, secs, s.accepted, drained.is_some()),
     }
 }
 
@@ -585,6 +593,7 @@ fn print_report(r: &Report) {
         }
         _ => println!("the backlog did not drain within the drain timeout"),
     }
+    work::print(&r.work);
     if let Some(m) = &r.memory {
         let kib = |v: Option<u64>| v.map_or("-".into(), |v| format!("{:.1}", v as f64 / 1024.0));
         println!(
