@@ -473,7 +473,8 @@ pub trait Store:
     /// fate after a crash: none means discard, otherwise publish exactly these).
     async fn print_batch_letters(&self, batch: &str) -> Result<Vec<LetterId>, StoreError>;
 
-    /// How many letters are in the recipient's mailbox (for tests and operators).
+    /// How many letters are in the recipient's mailbox. For tests: it scans the mailbox table
+    /// (no index on recipients, which would cost a random page write per letter delivered).
     async fn mailbox_count(&self, tag: &RecipientTag) -> Result<u64, StoreError>;
 
     async fn state_counts(&self) -> Result<StateCounts, StoreError>;
