@@ -123,6 +123,7 @@ async fn run_signalling(
         config: config.delivery.clone(),
         memo: config.memo.clone(),
         holds: holds.clone(),
+        mailbox_order: Default::default(),
     });
     deliverer.recover_spool().await?;
     queue.set_senders(&directory.shares()).await?;

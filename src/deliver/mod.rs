@@ -25,6 +25,7 @@
 
 mod failure;
 pub mod mailbox;
+mod order;
 pub mod print;
 mod print_batch;
 
@@ -48,6 +49,7 @@ use crate::telemetry;
 
 use failure::{Failure, due_at, report};
 pub use mailbox::{MailboxOutbox, OutboxEntry, OutboxError, OutboxWriter};
+pub use order::HandOverOrder;
 pub use print::{PrintLetter, PrintSpool};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -61,7 +63,10 @@ pub struct DeliveryConfig {
     /// `load_bytes` at a time, so this bounds no content in memory.
     pub batch: usize,
     /// Mailbox workers, each leasing its own rounds: while one waits for its commits another
-    /// loads and opens letters. Print has one worker (its batches are published in order).
+    /// loads and opens letters; rounds are still recorded delivered in the order they were
+    /// leased (`order.rs`). Measured from outside (200,000 letters of 10 KB, embedded), two
+    /// workers kept delivery level with intake (under 1 % waiting at its end) where one left
+    /// 23-31 % waiting. Print has one worker (its batches are published in order).
     pub mailbox_workers: usize,
     /// The most ciphertext a worker loads from the store at once (the first letter always,
     /// however large): letters come in a couple of round trips per chunk, not one each.
@@ -101,7 +106,7 @@ impl Default for DeliveryConfig {
             // its letters: measured from outside, 1,024 let delivery keep up with a third more
             // of intake than 256 did.
             batch: 1024,
-            mailbox_workers: 1,
+            mailbox_workers: 2,
             load_bytes: ByteSize::mib(8),
             batch_bytes: ByteSize::mib(64),
             outbox_batch_bytes: ByteSize::mib(16),
@@ -128,6 +133,8 @@ pub struct Deliverer {
     pub memo: crate::memo::MemoConfig,
     /// Routes operators hold: asked before every lease, and by the maximum age.
     pub holds: Arc<crate::operators::Holds>,
+    /// Mailbox rounds record their deliveries in the order they were leased (`order.rs`).
+    pub mailbox_order: HandOverOrder,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +162,8 @@ struct Turn {
 struct RoundEnd {
     /// Opened mailbox letters with when each was accepted and became due.
     mailbox: Vec<(Leased, i64, i64)>,
+    /// The round's place in line for recording mailbox deliveries (none for print).
+    place: Option<order::Place>,
     /// The outbox batch their sealed MeMo messages are being written to, entry by entry.
     outbox: Option<mailbox::OutboxWriter>,
     ack: Vec<LetterId>,
@@ -195,11 +204,14 @@ impl Deliverer {
                     () = tokio::time::sleep(self.config.idle_poll) => continue,
                 }
             }
-            let leased = match self
+            let lease = self
                 .queue
-                .lease(route, self.config.batch, self.config.lease)
-                .await
-            {
+                .lease(route, self.config.batch, self.config.lease);
+            let (leased, place) = match route {
+                Route::Mailbox => self.mailbox_order.lease(lease).await,
+                Route::Print => (lease.await, None),
+            };
+            let leased = match leased {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %chain(&e), route = telemetry::route_label(route), "queue unavailable; delivery paused");
@@ -233,12 +245,12 @@ impl Deliverer {
                     () = self.queue.wait_for_work(self.config.idle_poll) => continue,
                 }
             }
-            self.deliver_round(route, leased).await;
+            self.deliver_round(route, leased, place).await;
         }
     }
 
     /// One round: count the attempts, then every letter one at a time, the suspects last.
-    async fn deliver_round(&self, route: Route, leased: Vec<Leased>) {
+    async fn deliver_round(&self, route: Route, leased: Vec<Leased>, place: Option<order::Place>) {
         let ids: Vec<LetterId> = leased.iter().map(|l| l.delivery.letter_id).collect();
         let counts = match self.store.begin_attempts(&ids).await {
             Ok(c) => c,
@@ -255,7 +267,10 @@ impl Deliverer {
             .iter()
             .map(|c| (c.letter_id, c.interrupted))
             .collect();
-        let mut end = RoundEnd::default();
+        let mut end = RoundEnd {
+            place,
+            ..RoundEnd::default()
+        };
         let (mut first, mut suspects) = (Vec::new(), Vec::new());
         for l in leased {
             match interrupted.get(&l.delivery.letter_id) {
@@ -470,6 +485,11 @@ impl Deliverer {
                 self.fail_one(l, Failure::Store, eid, Some(*due)).await;
             }
             return;
+        }
+        // Written and synced in parallel with other rounds; recorded after the rounds leased
+        // before this one.
+        if let Some(place) = end.place.as_mut() {
+            place.wait().await;
         }
         let now = now_ms();
         match self
