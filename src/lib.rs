@@ -57,6 +57,7 @@ pub mod ingest;
 pub mod memo;
 pub mod operators;
 pub mod outbox;
+pub mod page_cache;
 pub mod pipeline;
 pub mod pki;
 pub mod queue;

@@ -370,7 +370,11 @@ fn append_entry(w: &mut impl Write, path: &Path, e: &OutboxEntry) -> Result<(), 
 
 fn finish_tmp(w: std::io::BufWriter<fs::File>, path: &Path) -> Result<(), OutboxError> {
     let f = w.into_inner().map_err(|e| io(path)(e.into_error()))?;
-    f.sync_all().map_err(io(path))
+    f.sync_all().map_err(io(path))?;
+    // The gateway does not read a batch again (it is renamed into place as it is), so its
+    // pages go back to the kernel now, not when the cache has filled the machine.
+    crate::page_cache::drop_cached(&f, 0, 0);
+    Ok(())
 }
 
 fn write_entries<'e>(

@@ -13,7 +13,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{IoSlice, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use crate::page_cache::drop_cached;
 
 /// Why a segment could not be written or read. The I/O error is kept as the source, so the log
 /// shows it (disk full, permission denied) while the message stays short.
@@ -69,10 +72,27 @@ pub struct BlobRef {
 /// A segment is closed and a new one started past this size.
 const SEGMENT_MAX: u64 = 1 << 30;
 
+/// How much of the newest ciphertext stays in the page cache once durable: delivery reads
+/// letters soon after they are stored, and finds the last this many bytes there (some 6,000
+/// letters of 10 KB). Older pages are dropped (see [`crate::page_cache`]); a backlog beyond
+/// this is read from the disk. Measured from outside over 200,000 letters of 10 KB: 16 MiB
+/// cost more CPU a letter than 64 MiB (243 against 229-231 µs), 256 MiB no less (226 µs),
+/// and dropping everything at once sent delivery to the disk (258 µs).
+const KEEP_CACHED: u64 = 64 << 20;
+
+/// Where the cached part of the log starts, as one number: segment above, offset below (a
+/// segment is at most [`SEGMENT_MAX`], well under 2^40 bytes). Reads before it drop what they
+/// read again.
+fn position(segment: u32, offset: u64) -> u64 {
+    (u64::from(segment) << 40) | offset
+}
+
 struct Writer {
     segment: u32,
     file: File,
     len: u64,
+    /// Pages before this offset have been dropped from the page cache.
+    dropped_to: u64,
     /// A write or sync failed (disk full, I/O error): how much of it reached the file is
     /// unknown, so later offsets could not be trusted. The next append starts a new segment.
     damaged: bool,
@@ -82,6 +102,10 @@ pub struct BlobLog {
     dir: PathBuf,
     writer: Mutex<Writer>,
     readers: Mutex<HashMap<u32, Arc<File>>>,
+    /// [`position`] of the first byte still kept in the page cache. Read without the writer's
+    /// lock, which an append holds through its `fdatasync`.
+    cached_from: AtomicU64,
+    keep_cached: u64,
 }
 
 fn segment_path(dir: &Path, segment: u32) -> PathBuf {
@@ -137,6 +161,7 @@ fn create_segment(dir: &Path, segment: u32) -> Result<Writer, BlobError> {
                     segment: number,
                     file,
                     len: 0,
+                    dropped_to: 0,
                     damaged: false,
                 });
             }
@@ -185,8 +210,10 @@ impl BlobLog {
         let writer = create_segment(dir, last + 1)?;
         Ok(BlobLog {
             dir: dir.to_path_buf(),
+            cached_from: AtomicU64::new(position(writer.segment, 0)),
             writer: Mutex::new(writer),
             readers: Mutex::new(HashMap::new()),
+            keep_cached: KEEP_CACHED,
         })
     }
 
@@ -201,7 +228,12 @@ impl BlobLog {
             .lock()
             .map_err(|_| BlobError::Poisoned("writer"))?;
         if w.damaged || (w.len > 0 && w.len + total > SEGMENT_MAX) {
-            *w = create_segment(&self.dir, w.segment + 1)?;
+            let next = create_segment(&self.dir, w.segment + 1)?;
+            // The closed segment's tail is durable (or, if damaged, never referenced).
+            drop_cached(&w.file, w.dropped_to, 0);
+            *w = next;
+            self.cached_from
+                .store(position(w.segment, 0), Ordering::Relaxed);
         }
         if let Err(source) =
             write_all_vectored(&mut w.file, pieces).and_then(|()| w.file.sync_data())
@@ -224,6 +256,14 @@ impl BlobLog {
             offset += len;
         }
         w.len = offset;
+        // Durable now: what lies further back than delivery is likely to read soon goes.
+        let keep_from = w.len.saturating_sub(self.keep_cached);
+        if keep_from > w.dropped_to {
+            drop_cached(&w.file, w.dropped_to, keep_from - w.dropped_to);
+            w.dropped_to = keep_from;
+            self.cached_from
+                .store(position(w.segment, keep_from), Ordering::Relaxed);
+        }
         Ok(refs)
     }
 
@@ -305,6 +345,11 @@ impl BlobLog {
         let len = usize::try_from(r.len).map_err(|_| BlobError::TooLarge(r.len))?;
         let mut buf = vec![0u8; len];
         file.read_exact_at(&mut buf, r.offset).map_err(failed)?;
+        // A letter from before the cached part (a backlog, a resend, a status query) came
+        // from the disk; its pages go again rather than grow the cache.
+        if position(r.segment, r.offset) < self.cached_from.load(Ordering::Relaxed) {
+            drop_cached(&file, r.offset, r.len.max(1));
+        }
         Ok(buf)
     }
 }
@@ -330,6 +375,28 @@ mod tests {
             fresh[0].segment, refs[0].segment,
             "a reopened log starts a new segment"
         );
+    }
+
+    #[test]
+    fn letters_whose_pages_were_dropped_read_back_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = BlobLog::open(tmp.path()).unwrap();
+        // Nothing kept: every append drops all it wrote, and every read is from before the
+        // cached part.
+        log.keep_cached = 0;
+        let pieces: Vec<Vec<u8>> = (0u8..5).map(|i| vec![i; 5000 + usize::from(i)]).collect();
+        let mut refs = Vec::new();
+        for p in &pieces {
+            refs.extend(log.append(&[p]).unwrap());
+        }
+        assert_eq!(
+            log.cached_from.load(Ordering::Relaxed),
+            position(refs[4].segment, refs[4].offset + refs[4].len)
+        );
+        for (r, p) in refs.iter().zip(&pieces) {
+            assert_eq!(&log.read(r).unwrap(), p);
+            assert_eq!(&log.read(r).unwrap(), p, "a second read after its own drop");
+        }
     }
 
     #[test]
