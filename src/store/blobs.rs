@@ -87,12 +87,15 @@ fn position(segment: u32, offset: u64) -> u64 {
     (u64::from(segment) << 40) | offset
 }
 
+/// The offset part of a [`position`].
+fn offset_of(position: u64) -> u64 {
+    position & ((1 << 40) - 1)
+}
+
 struct Writer {
     segment: u32,
     file: File,
     len: u64,
-    /// Pages before this offset have been dropped from the page cache.
-    dropped_to: u64,
     /// A write or sync failed (disk full, I/O error): how much of it reached the file is
     /// unknown, so later offsets could not be trusted. The next append starts a new segment.
     damaged: bool,
@@ -102,8 +105,9 @@ pub struct BlobLog {
     dir: PathBuf,
     writer: Mutex<Writer>,
     readers: Mutex<HashMap<u32, Arc<File>>>,
-    /// [`position`] of the first byte still kept in the page cache. Read without the writer's
-    /// lock, which an append holds through its `fdatasync`.
+    /// [`position`] of the first byte still kept in the page cache: the current segment's pages
+    /// before it are dropped. Written under the writer's lock; read without it, since an append
+    /// holds that lock through its `fdatasync`.
     cached_from: AtomicU64,
     keep_cached: u64,
 }
@@ -161,7 +165,6 @@ fn create_segment(dir: &Path, segment: u32) -> Result<Writer, BlobError> {
                     segment: number,
                     file,
                     len: 0,
-                    dropped_to: 0,
                     damaged: false,
                 });
             }
@@ -230,7 +233,8 @@ impl BlobLog {
         if w.damaged || (w.len > 0 && w.len + total > SEGMENT_MAX) {
             let next = create_segment(&self.dir, w.segment + 1)?;
             // The closed segment's tail is durable (or, if damaged, never referenced).
-            drop_cached(&w.file, w.dropped_to, 0);
+            let dropped_to = offset_of(self.cached_from.load(Ordering::Relaxed));
+            drop_cached(&w.file, dropped_to, 0);
             *w = next;
             self.cached_from
                 .store(position(w.segment, 0), Ordering::Relaxed);
@@ -258,9 +262,9 @@ impl BlobLog {
         w.len = offset;
         // Durable now: what lies further back than delivery is likely to read soon goes.
         let keep_from = w.len.saturating_sub(self.keep_cached);
-        if keep_from > w.dropped_to {
-            drop_cached(&w.file, w.dropped_to, keep_from - w.dropped_to);
-            w.dropped_to = keep_from;
+        let dropped_to = offset_of(self.cached_from.load(Ordering::Relaxed));
+        if keep_from > dropped_to {
+            drop_cached(&w.file, dropped_to, keep_from - dropped_to);
             self.cached_from
                 .store(position(w.segment, keep_from), Ordering::Relaxed);
         }
@@ -347,8 +351,8 @@ impl BlobLog {
         file.read_exact_at(&mut buf, r.offset).map_err(failed)?;
         // A letter from before the cached part (a backlog, a resend, a status query) came
         // from the disk; its pages go again rather than grow the cache.
-        if position(r.segment, r.offset) < self.cached_from.load(Ordering::Relaxed) {
-            drop_cached(&file, r.offset, r.len.max(1));
+        if r.len > 0 && position(r.segment, r.offset) < self.cached_from.load(Ordering::Relaxed) {
+            drop_cached(&file, r.offset, r.len);
         }
         Ok(buf)
     }
