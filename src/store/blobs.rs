@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::page_cache::drop_cached;
+use crate::page_cache::{drop_cached, open_direct, read_direct};
 
 /// Why a segment could not be written or read. The I/O error is kept as the source, so the log
 /// shows it (disk full, permission denied) while the message stays short.
@@ -80,6 +80,13 @@ const SEGMENT_MAX: u64 = 1 << 30;
 /// and dropping everything at once sent delivery to the disk (258 µs).
 const KEEP_CACHED: u64 = 64 << 20;
 
+/// Most bytes one direct read of several letters takes: under the allocator's 1 MiB threshold
+/// for memory handed back on free, so the buffer is reused rather than faulted in anew.
+const DIRECT_RUN: u64 = (1 << 20) - (16 << 10);
+
+/// Letters this close together are read in one direct read, the bytes between them with them.
+const DIRECT_GAP: u64 = 64 << 10;
+
 /// Where the cached part of the log starts, as one number: segment above, offset below (a
 /// segment is at most [`SEGMENT_MAX`], well under 2^40 bytes). Reads before it drop what they
 /// read again.
@@ -104,12 +111,21 @@ struct Writer {
 pub struct BlobLog {
     dir: PathBuf,
     writer: Mutex<Writer>,
-    readers: Mutex<HashMap<u32, Arc<File>>>,
+    readers: Mutex<HashMap<u32, Arc<Segment>>>,
     /// [`position`] of the first byte still kept in the page cache: the current segment's pages
     /// before it are dropped. Written under the writer's lock; read without it, since an append
     /// holds that lock through its `fdatasync`.
     cached_from: AtomicU64,
     keep_cached: u64,
+}
+
+/// A segment open for reading: through the page cache for letters in its cached part, and
+/// with `O_DIRECT` for the rest (a backlog, a resend), which the disk then writes straight into
+/// the letter's buffer instead of into cache pages that are copied and dropped again. Without
+/// `direct` (a filesystem that refuses it) every read goes through the cache.
+struct Segment {
+    cached: File,
+    direct: Option<File>,
 }
 
 fn segment_path(dir: &Path, segment: u32) -> PathBuf {
@@ -324,6 +340,41 @@ impl BlobLog {
         sync_dir(&self.dir).map_err(tidy)
     }
 
+    /// The open files of a segment, opened on first use to read `len` bytes at `offset`.
+    fn segment(&self, segment: u32, offset: u64, len: u64) -> Result<Arc<Segment>, BlobError> {
+        let mut readers = self
+            .readers
+            .lock()
+            .map_err(|_| BlobError::Poisoned("readers"))?;
+        if let Some(f) = readers.get(&segment) {
+            return Ok(f.clone());
+        }
+        let path = segment_path(&self.dir, segment);
+        let cached = File::open(&path).map_err(|source| BlobError::Read {
+            segment,
+            offset,
+            len,
+            source,
+        })?;
+        let direct = match open_direct(&path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::debug!(error = %e, segment, "segment cannot be read with O_DIRECT; reading it through the page cache");
+                None
+            }
+        };
+        let f = Arc::new(Segment { cached, direct });
+        readers.insert(segment, f.clone());
+        Ok(f)
+    }
+
+    /// True for a letter before the cached part (a backlog, a resend, a status query): it is
+    /// on the disk only.
+    fn uncached(&self, r: &BlobRef) -> bool {
+        r.len > 0 && position(r.segment, r.offset) < self.cached_from.load(Ordering::Relaxed)
+    }
+
+    /// Reads one ciphertext.
     pub fn read(&self, r: &BlobRef) -> Result<Vec<u8>, BlobError> {
         let failed = |source: std::io::Error| BlobError::Read {
             segment: r.segment,
@@ -331,30 +382,88 @@ impl BlobLog {
             len: r.len,
             source,
         };
-        let file = {
-            let mut readers = self
-                .readers
-                .lock()
-                .map_err(|_| BlobError::Poisoned("readers"))?;
-            match readers.get(&r.segment) {
-                Some(f) => f.clone(),
-                None => {
-                    let f =
-                        Arc::new(File::open(segment_path(&self.dir, r.segment)).map_err(failed)?);
-                    readers.insert(r.segment, f.clone());
-                    f
-                }
-            }
-        };
+        let files = self.segment(r.segment, r.offset, r.len)?;
         let len = usize::try_from(r.len).map_err(|_| BlobError::TooLarge(r.len))?;
+        let uncached = self.uncached(r);
+        if uncached && let Some(direct) = &files.direct {
+            match read_direct(direct, r.offset, len) {
+                Ok(buf) => return Ok(buf),
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                    tracing::debug!(error = %e, segment = r.segment, "a direct read was refused; reading through the page cache");
+                }
+                Err(e) => return Err(failed(e)),
+            }
+        }
         let mut buf = vec![0u8; len];
-        file.read_exact_at(&mut buf, r.offset).map_err(failed)?;
-        // A letter from before the cached part (a backlog, a resend, a status query) came
-        // from the disk; its pages go again rather than grow the cache.
-        if r.len > 0 && position(r.segment, r.offset) < self.cached_from.load(Ordering::Relaxed) {
-            drop_cached(&file, r.offset, r.len);
+        files
+            .cached
+            .read_exact_at(&mut buf, r.offset)
+            .map_err(failed)?;
+        // Read through the cache after all: its pages go again rather than grow the cache.
+        if uncached {
+            drop_cached(&files.cached, r.offset, r.len);
         }
         Ok(buf)
+    }
+
+    /// Reads several ciphertexts, in the order given. Those no longer cached that lie close
+    /// together in a segment (a delivery round's letters were mostly stored together) come in
+    /// one direct read of up to [`DIRECT_RUN`] bytes: a direct read has no read-ahead, so one
+    /// a letter would wait for the disk once a letter.
+    pub fn read_many(&self, refs: &[BlobRef]) -> Result<Vec<Vec<u8>>, BlobError> {
+        let mut out: Vec<Option<Vec<u8>>> = refs.iter().map(|_| None).collect();
+        let mut far: Vec<usize> = (0..refs.len())
+            .filter(|&i| self.uncached(&refs[i]))
+            .collect();
+        far.sort_unstable_by_key(|&i| (refs[i].segment, refs[i].offset));
+        let mut rest = far.as_slice();
+        while let Some((&first, _)) = rest.split_first() {
+            let head = refs[first];
+            let start = head.offset;
+            let mut end = head.offset + head.len;
+            let mut taken = 1;
+            for &i in &rest[1..] {
+                let r = refs[i];
+                let next_end = (r.offset + r.len).max(end);
+                if r.segment != head.segment
+                    || r.offset > end + DIRECT_GAP
+                    || next_end - start > DIRECT_RUN
+                {
+                    break;
+                }
+                end = next_end;
+                taken += 1;
+            }
+            let (run, later) = rest.split_at(taken);
+            rest = later;
+            if run.len() < 2 {
+                continue;
+            }
+            let Ok(span) = usize::try_from(end - start) else {
+                continue;
+            };
+            let files = self.segment(head.segment, start, end - start)?;
+            let Some(direct) = &files.direct else {
+                continue;
+            };
+            // Any failure leaves the run to the letter-by-letter reads below, which say which
+            // letter could not be read.
+            let Ok(buf) = read_direct(direct, start, span) else {
+                continue;
+            };
+            for &i in run {
+                let r = refs[i];
+                let at = (r.offset - start) as usize;
+                out[i] = buf.get(at..at + r.len as usize).map(<[u8]>::to_vec);
+            }
+        }
+        refs.iter()
+            .zip(out)
+            .map(|(r, got)| match got {
+                Some(buf) => Ok(buf),
+                None => self.read(r),
+            })
+            .collect()
     }
 }
 
@@ -400,6 +509,51 @@ mod tests {
         for (r, p) in refs.iter().zip(&pieces) {
             assert_eq!(&log.read(r).unwrap(), p);
             assert_eq!(&log.read(r).unwrap(), p, "a second read after its own drop");
+        }
+    }
+
+    #[test]
+    fn many_letters_read_together_come_back_in_the_order_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = BlobLog::open(tmp.path()).unwrap();
+        // The first batch stays cached, then nothing is kept: the later letters are read from
+        // the disk, several at a time.
+        let cached = log.append(&[b"kept in the cache"]).unwrap();
+        log.keep_cached = 0;
+        // Sizes that straddle blocks, a run longer than one direct read, a gap wider than
+        // the one read across, and an empty letter.
+        let mut pieces: Vec<Vec<u8>> = (0u8..40)
+            .map(|i| vec![i; 30_000 + 997 * usize::from(i)])
+            .collect();
+        pieces.push(Vec::new());
+        let mut refs = Vec::new();
+        for p in &pieces {
+            refs.extend(log.append(&[p]).unwrap());
+        }
+        let gap = vec![0xee; (DIRECT_GAP + 1) as usize];
+        log.append(&[&gap]).unwrap();
+        let far = b"after the gap".to_vec();
+        refs.extend(log.append(&[&far]).unwrap());
+        pieces.push(far);
+        // Reversed, with the cached letter and a repeat among them.
+        let mut asked: Vec<(BlobRef, Vec<u8>)> = refs
+            .iter()
+            .copied()
+            .zip(pieces.iter().cloned())
+            .rev()
+            .collect();
+        asked.insert(3, (cached[0], b"kept in the cache".to_vec()));
+        asked.push(asked[5].clone());
+        let got = log
+            .read_many(&asked.iter().map(|(r, _)| *r).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(got.len(), asked.len());
+        for (i, (g, (r, want))) in got.iter().zip(&asked).enumerate() {
+            assert_eq!(
+                g, want,
+                "letter {i} asked ({} bytes at {})",
+                r.len, r.offset
+            );
         }
     }
 

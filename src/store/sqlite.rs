@@ -22,7 +22,7 @@ use crate::db::route_code;
 use crate::db::sqlite::{anonymous, open_sqlite, statement_chunks};
 use crate::domain::{LetterId, LetterState};
 
-use super::blobs::{BlobLog, BlobRef};
+use super::blobs::{BlobError, BlobLog, BlobRef};
 use super::follow_sql::{NewEvent, signal_all, write_events_sqlite};
 use super::rows::{self, WAITING, corrupt, cvr_code, cvr_from};
 use super::shared::{self, Backend, Mark};
@@ -333,13 +333,26 @@ impl Backend for SqliteStore {
             let places: Vec<Content> = found.iter().map(content_of).collect::<Result<_, _>>()?;
             let blobs = self.blobs.clone();
             let contents = tokio::task::spawn_blocking(move || {
+                let refs: Vec<BlobRef> = places
+                    .iter()
+                    .filter_map(|p| match p {
+                        Content::Segment(r) => Some(*r),
+                        Content::Inline(_) => None,
+                    })
+                    .collect();
+                let mut read = blobs.read_many(&refs)?.into_iter();
                 places
                     .into_iter()
                     .map(|p| match p {
                         Content::Inline(bytes) => Ok(bytes),
-                        Content::Segment(r) => blobs.read(&r),
+                        Content::Segment(r) => read.next().ok_or(BlobError::Read {
+                            segment: r.segment,
+                            offset: r.offset,
+                            len: r.len,
+                            source: std::io::ErrorKind::UnexpectedEof.into(),
+                        }),
                     })
-                    .collect::<Result<Vec<_>, _>>()
+                    .collect::<Result<Vec<_>, BlobError>>()
             })
             .await?
             .map_err(|e| StoreError::Corrupt {
