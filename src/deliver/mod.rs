@@ -43,7 +43,7 @@ use crate::directory::Directory;
 use crate::domain::{LetterId, LetterState, Route};
 use crate::error_report::chain;
 use crate::queue::{Leased, Queue};
-use crate::seal::{Binding, body, open};
+use crate::seal::{Binding, body, open_owned};
 use crate::store::{Store, StoredLetter};
 use crate::telemetry;
 
@@ -433,13 +433,13 @@ impl Deliverer {
     async fn deliver_print(
         &self,
         l: &Leased,
-        s: StoredLetter,
+        mut s: StoredLetter,
         batch: &mut print_batch::PrintRound,
         end: &mut RoundEnd,
     ) {
         let route = Route::Print;
         let due = due_at(s.record.accepted_at_ms, s.record.not_before_ms);
-        let (letter, memo) = match open_letter(&self.directory, &s) {
+        let (letter, memo) = match open_letter(&self.directory, &mut s) {
             Ok(o) => o,
             Err(e) => {
                 let eid = report(&e, route, "a sealed letter could not be opened", 1);
@@ -540,10 +540,11 @@ impl Deliverer {
     }
 }
 
-/// Opens a stored letter (which also proves it was not altered) and decodes it.
+/// Opens a stored letter (which also proves it was not altered) and decodes it. Its
+/// ciphertext is decrypted in place, so it is gone from `s` after.
 fn open_letter(
     directory: &Directory,
-    s: &StoredLetter,
+    s: &mut StoredLetter,
 ) -> Result<(crate::domain::Letter, Option<Vec<u8>>), OpenError> {
     let letter_id = s.record.letter_id.to_string();
     let binding = Binding {
@@ -551,7 +552,7 @@ fn open_letter(
         sender: s.record.sender,
         recipient: &s.recipient_tag,
     };
-    let plain = open(&directory.keyring(), &binding, &s.sealed)?;
+    let plain = open_owned(&directory.keyring(), &binding, &mut s.sealed)?;
     Ok(body::decode_with_memo(&plain)?)
 }
 
@@ -576,11 +577,11 @@ fn write_mailbox_chunk(
     letters: Vec<(Leased, StoredLetter)>,
 ) -> (Option<mailbox::OutboxWriter>, Vec<ChunkResult>) {
     let mut results = Vec::with_capacity(letters.len());
-    for (l, s) in letters {
+    for (l, mut s) in letters {
         let accepted_at = s.record.accepted_at_ms;
         let due = due_at(accepted_at, s.record.not_before_ms);
         let result = (|| {
-            let (letter, memo) = open_letter(directory, &s).map_err(ChunkError::Open)?;
+            let (letter, memo) = open_letter(directory, &mut s).map_err(ChunkError::Open)?;
             let entry =
                 mailbox_entry(directory, memo_config, s, letter, memo).map_err(ChunkError::Memo)?;
             let w = match &mut writer {
@@ -641,7 +642,7 @@ fn mailbox_entry(
     letter: crate::domain::Letter,
     memo: Option<Vec<u8>>,
 ) -> Result<OutboxEntry, OutboxError> {
-    let memo = memo.unwrap_or_else(|| produce_memo(directory, &s, &letter, memo_config));
+    let memo = memo.unwrap_or_else(|| produce_memo(directory, &s, letter, memo_config));
     OutboxEntry::seal(
         &directory.keyring(),
         s.record.letter_id,
@@ -666,7 +667,7 @@ fn sender_of(directory: &Directory, cvr: crate::domain::Cvr) -> crate::domain::S
 fn produce_memo(
     directory: &Directory,
     s: &StoredLetter,
-    letter: &crate::domain::Letter,
+    letter: crate::domain::Letter,
     memo_config: &crate::memo::MemoConfig,
 ) -> Vec<u8> {
     let sender = sender_of(directory, s.record.sender);
@@ -674,7 +675,7 @@ fn produce_memo(
         i128::from(s.record.accepted_at_ms) * 1_000_000,
     )
     .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    crate::memo::write(&crate::memo::MemoMessage::from_letter(
+    crate::memo::write(&crate::memo::MemoMessage::from_owned_letter(
         letter,
         &sender,
         created,
@@ -691,7 +692,8 @@ fn print_letter(
     memo: Option<Vec<u8>>,
     memo_config: &crate::memo::MemoConfig,
 ) -> PrintLetter {
-    let memo = memo.unwrap_or_else(|| produce_memo(directory, &s, &letter, memo_config));
+    // The print spool keeps the letter beside its message.
+    let memo = memo.unwrap_or_else(|| produce_memo(directory, &s, letter.clone(), memo_config));
     PrintLetter {
         letter_id: s.record.letter_id,
         sender: s.record.sender,

@@ -101,13 +101,25 @@ impl MemoMessage {
         created: OffsetDateTime,
         version: MemoVersion,
     ) -> MemoMessage {
-        let file = |d: &Document| MemoFile {
-            encoding_format: d.media_type.clone(),
-            filename: d.filename.clone(),
+        MemoMessage::from_owned_letter(letter.clone(), sender, created, version)
+    }
+
+    /// [`MemoMessage::from_letter`] for a letter that is not needed after: its documents move
+    /// into the message instead of being copied (delivery makes one of these for every mailbox
+    /// letter).
+    pub fn from_owned_letter(
+        letter: Letter,
+        sender: &SenderInfo,
+        created: OffsetDateTime,
+        version: MemoVersion,
+    ) -> MemoMessage {
+        let file = |d: Document| MemoFile {
+            encoding_format: d.media_type,
+            filename: d.filename,
             language: DEFAULT_LANGUAGE.to_string(),
-            content: d.content.clone(),
+            content: d.content,
         };
-        let document = |d: &Document| MemoDocument {
+        let document = |d: Document| MemoDocument {
             id: None,
             label: None,
             files: vec![file(d)],
@@ -125,9 +137,9 @@ impl MemoMessage {
                 message_type: MessageType::DigitalPost,
                 message_uuid: letter.message_uuid,
                 message_id: (!letter.sender_reference.is_empty())
-                    .then(|| letter.sender_reference.clone()),
+                    .then_some(letter.sender_reference),
                 message_code: None,
-                label: letter.title.clone(),
+                label: letter.title,
                 notification: None,
                 additional_notification: None,
                 reply: None,
@@ -159,8 +171,8 @@ impl MemoMessage {
             },
             body: Some(MessageBody {
                 created,
-                main_document: document(&letter.main_document),
-                additional_documents: letter.attachments.iter().map(document).collect(),
+                main_document: document(letter.main_document),
+                additional_documents: letter.attachments.into_iter().map(document).collect(),
                 technical_documents: Vec::new(),
             }),
         }

@@ -112,6 +112,27 @@ pub fn seal(
 /// or a ring without the right KEK, fails with [`SealError::Tampered`] or
 /// [`SealError::UnknownKek`].
 pub fn open(ring: &KeyRing, binding: &Binding<'_>, sealed: &Sealed) -> Result<Vec<u8>, SealError> {
+    open_in_place(ring, binding, sealed, sealed.ciphertext.clone())
+}
+
+/// [`open`] for a letter whose ciphertext is not needed after: it is decrypted where it lies
+/// instead of in a copy (delivery opens every letter once). Left empty whether or not it opens.
+pub fn open_owned(
+    ring: &KeyRing,
+    binding: &Binding<'_>,
+    sealed: &mut Sealed,
+) -> Result<Vec<u8>, SealError> {
+    let buf = std::mem::take(&mut sealed.ciphertext);
+    open_in_place(ring, binding, sealed, buf)
+}
+
+/// Opens `buf`, the ciphertext of `sealed` (whose own is not read).
+fn open_in_place(
+    ring: &KeyRing,
+    binding: &Binding<'_>,
+    sealed: &Sealed,
+    mut buf: Vec<u8>,
+) -> Result<Vec<u8>, SealError> {
     let kek = ring.get(sealed.kek_id)?;
     if sealed.wrapped_key.len() != WRAPPED_KEY_LEN {
         return Err(SealError::Tampered);
@@ -126,7 +147,6 @@ pub fn open(ring: &KeyRing, binding: &Binding<'_>, sealed: &Sealed) -> Result<Ve
             &mut dek_buf,
         )
         .map_err(|_| SealError::Tampered)?;
-    let mut buf = sealed.ciphertext.clone();
     let len = aes_key(dek)?
         .open_in_place(
             Nonce::assume_unique_for_key(sealed.nonce),
@@ -167,6 +187,12 @@ mod tests {
         assert_eq!(sealed.ciphertext.len(), text.len() + TAG_LEN);
         assert!(!sealed.ciphertext.windows(6).any(|w| w == b"MARKER"));
         assert_eq!(open(&ring, &binding(), &sealed).unwrap(), text);
+        let mut owned = sealed.clone();
+        assert_eq!(open_owned(&ring, &binding(), &mut owned).unwrap(), text);
+        assert!(
+            owned.ciphertext.is_empty(),
+            "decrypted in place, not copied"
+        );
         // Fresh keys and nonces every time.
         let again = seal(&ring, &binding(), text.clone()).unwrap();
         assert_ne!(again.ciphertext, sealed.ciphertext);
@@ -180,7 +206,12 @@ mod tests {
         let tampered = |f: &dyn Fn(&mut Sealed)| {
             let mut s = sealed.clone();
             f(&mut s);
-            matches!(open(&ring, &binding(), &s), Err(SealError::Tampered))
+            let by_copy = matches!(open(&ring, &binding(), &s), Err(SealError::Tampered));
+            let in_place = matches!(
+                open_owned(&ring, &binding(), &mut s),
+                Err(SealError::Tampered)
+            );
+            by_copy && in_place
         };
         for i in [0, 150, 299, 300, 315] {
             assert!(tampered(&|s| s.ciphertext[i] ^= 1), "ciphertext byte {i}");

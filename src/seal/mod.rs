@@ -18,7 +18,7 @@ pub mod pseudonym;
 pub mod rowkey;
 
 pub use digest::{ContentDigest, DigestWriter, sha256};
-pub use envelope::{Binding, Sealed, open, seal};
+pub use envelope::{Binding, Sealed, open, open_owned, seal};
 pub use keyring::{KekId, KeyRing};
 pub use pseudonym::{Pseudonymizer, RecipientTag};
 pub use rowkey::{RowCipher, SEALED_KEY_LEN, SealedKey};
