@@ -294,6 +294,34 @@ impl Harness {
         }
     }
 
+    /// What the broker holds of this harness's queues (empty on the embedded backend), for a
+    /// failure message: where waiting letters are when delivery stalls.
+    fn broker_view(&self) -> String {
+        let Some(prefix) = self
+            ._queues
+            .as_ref()
+            .and_then(|q| q.0.split("prefix=").nth(1))
+        else {
+            return String::new();
+        };
+        let listed = backends::rabbitmqctl(&[
+            "-q",
+            "list_queues",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+            "consumers",
+        ]);
+        let mine: Vec<&str> = listed
+            .lines()
+            .filter(|l| l.trim_start().starts_with(prefix))
+            .collect();
+        format!(
+            "\nbroker queues (name, ready, unacknowledged, consumers):\n{}",
+            mine.join("\n")
+        )
+    }
+
     pub async fn wait_for_delivery(&self) -> brevdue::store::StateCounts {
         let store = self.store().await;
         // A generous deadline: it only fails the test, and a shared machine under load (or a
@@ -306,7 +334,8 @@ impl Harness {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "letters were still waiting for delivery after 60 s: {c:?}"
+                "letters were still waiting for delivery after 60 s: {c:?}{}",
+                self.broker_view()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

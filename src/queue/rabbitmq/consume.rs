@@ -37,6 +37,9 @@ use super::{QueueError, RabbitQueue, lock};
 /// How long the first lease after consumers (re)started waits for what their queues held.
 const WARM_UP_WAIT: Duration = Duration::from_secs(5);
 
+/// How long settling a batch of messages may take before it counts as failed.
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
+
 /// A route's consumers on one channel, feeding one inbox.
 pub(super) struct RouteConsumer {
     generation: u64,
@@ -71,17 +74,25 @@ pub(super) enum Settle {
 }
 
 /// Settles messages; returns how many could not be (their channel is gone, so the broker
-/// hands them out again anyway).
+/// hands them out again anyway, or it did not answer within [`SETTLE_WAIT`]).
 pub(super) async fn settle(ackers: &[Acker], how: Settle) -> usize {
-    let results = futures::future::join_all(ackers.iter().map(|a| async move {
+    try_settle(ackers, how).await.unwrap_or(ackers.len())
+}
+
+/// [`settle`], or `None` when the connection did not take the settlements within
+/// [`SETTLE_WAIT`]. A settlement is only a frame handed to the connection, but one on a
+/// connection that broke mid-call may never be answered, and a delivery round waiting on it
+/// would hold up every mailbox round after it.
+async fn try_settle(ackers: &[Acker], how: Settle) -> Option<usize> {
+    let all = futures::future::join_all(ackers.iter().map(|a| async move {
         match how {
             Settle::Ack => a.ack(BasicAckOptions::default()).await,
             Settle::Requeue => a.reject(BasicRejectOptions { requeue: true }).await,
             Settle::Drop => a.reject(BasicRejectOptions { requeue: false }).await,
         }
-    }))
-    .await;
-    results.iter().filter(|r| !matches!(r, Ok(true))).count()
+    }));
+    let results = tokio::time::timeout(SETTLE_WAIT, all).await.ok()?;
+    Some(results.iter().filter(|r| !matches!(r, Ok(true))).count())
 }
 
 /// Feeds one consumer's deliveries into its route's inbox until the consumer ends. `expect`
@@ -158,12 +169,30 @@ impl RabbitQueue {
         // Room for the batch a worker holds and the next one (see the module comment).
         let prefetch = u16::try_from(max.saturating_mul(2).clamp(16, 4096)).unwrap_or(4096);
         let known = self.lanes_of(route);
-        let consumer = within(
-            "starting consumers",
+        let channel = within(
+            "opening a consumer channel",
             self.timeouts.call_timeout,
-            self.start_consumers(&link, route, &known, prefetch),
+            link.conn.create_channel(),
         )
         .await?;
+        let started = within(
+            "starting consumers",
+            self.timeouts.call_timeout,
+            self.start_consumers(&link, channel.clone(), route, &known, prefetch),
+        )
+        .await;
+        let consumer = match started {
+            Ok(c) => c,
+            Err(e) => {
+                // Consumers that did start would go on receiving up to their prefetch on a
+                // channel nobody reads, and those messages would stay out until the
+                // connection closed: close it, so the broker has them back at once.
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), channel.close(200, "OK".into()))
+                        .await;
+                return Err(e);
+            }
+        };
         let inbox = consumer.inbox.clone();
         lock(&self.consumers).insert(route, consumer);
         Ok(inbox)
@@ -246,11 +275,11 @@ impl RabbitQueue {
     async fn start_consumers(
         &self,
         link: &Link,
+        channel: Channel,
         route: Route,
         lanes: &[LaneSlot],
         prefetch: u16,
     ) -> Result<RouteConsumer, QueueError> {
-        let channel = link.conn.create_channel().await.map_err(broker)?;
         // Per consumer: each queue may have `prefetch` unacknowledged messages here.
         channel
             .basic_qos(prefetch, BasicQosOptions { global: false })
@@ -362,6 +391,23 @@ impl RabbitQueue {
         ))
     }
 
+    /// Settles messages received by this handle's consumers; returns how many could not be.
+    /// A connection that does not take them in time is dropped, so the broker hands out again
+    /// everything it had out with it rather than holding it for a channel nobody reads.
+    pub(super) async fn settle(&self, ackers: &[Acker], how: Settle) -> usize {
+        match try_settle(ackers, how).await {
+            Some(failed) => failed,
+            None => {
+                tracing::warn!(
+                    messages = ackers.len(),
+                    "RabbitMQ did not take settlements within {SETTLE_WAIT:?}; reconnecting, and the messages are handed out again"
+                );
+                self.invalidate_current().await;
+                ackers.len()
+            }
+        }
+    }
+
     /// Gives back leases held longer than they were granted for.
     pub(super) async fn expire_leases(&self) {
         let now = Instant::now();
@@ -382,7 +428,7 @@ impl RabbitQueue {
                 letters = expired.len(),
                 "leases ran out without an outcome; the letters are handed out again"
             );
-            settle(&expired, Settle::Requeue).await;
+            self.settle(&expired, Settle::Requeue).await;
         }
     }
 }

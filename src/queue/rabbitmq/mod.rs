@@ -70,7 +70,7 @@ use crate::domain::{LetterId, Route};
 use super::{DeadLetter, Delivery, Leased, Queue, QueueDepth, QueueError, SenderShare};
 use crate::backend::BrokerOptions;
 use call::{Outgoing, within};
-use consume::{Held, RouteConsumer, Settle, settle};
+use consume::{Held, RouteConsumer, Settle};
 use lanes::LaneBook;
 use link::Link;
 use message::Msg;
@@ -288,18 +288,18 @@ impl Queue for RabbitQueue {
             }
         }
         // The work queues dead-letter rejected messages to the dead queue.
-        settle(&corrupt, Settle::Drop).await;
+        self.settle(&corrupt, Settle::Drop).await;
         if !early.is_empty() {
             // Back from a delay tier: into its work queue, or, still early (the tier was
             // shorter than the wait), delayed again for the rest.
             let (again, ackers): (Vec<Msg>, Vec<Acker>) = early.into_iter().unzip();
             match self.publish_work(&again, now).await {
                 Ok(()) => {
-                    settle(&ackers, Settle::Ack).await;
+                    self.settle(&ackers, Settle::Ack).await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not delay scheduled letters again; they go back to their queue");
-                    settle(&ackers, Settle::Requeue).await;
+                    self.settle(&ackers, Settle::Requeue).await;
                 }
             }
         }
@@ -314,7 +314,7 @@ impl Queue for RabbitQueue {
                 .flat_map(|h| h.ackers)
                 .collect()
         };
-        match settle(&ackers, Settle::Ack).await {
+        match self.settle(&ackers, Settle::Ack).await {
             0 => Ok(()),
             n => Err(call::refused(format!(
                 "connection lost before {n} acknowledgements; those letters are handed out again and skipped as delivered"
@@ -341,11 +341,11 @@ impl Queue for RabbitQueue {
         msg.delivery.not_before_ms = not_before_ms;
         match self.publish_work(&[msg], now_ms()).await {
             Ok(()) => {
-                settle(&h.ackers, Settle::Ack).await;
+                self.settle(&h.ackers, Settle::Ack).await;
                 Ok(())
             }
             Err(e) => {
-                settle(&h.ackers, Settle::Requeue).await;
+                self.settle(&h.ackers, Settle::Requeue).await;
                 Err(e)
             }
         }
@@ -365,11 +365,11 @@ impl Queue for RabbitQueue {
         msg.error = Some(error.to_string());
         match self.publish(&[self.to_dead(&msg)]).await {
             Ok(()) => {
-                settle(&h.ackers, Settle::Ack).await;
+                self.settle(&h.ackers, Settle::Ack).await;
                 Ok(())
             }
             Err(e) => {
-                settle(&h.ackers, Settle::Requeue).await;
+                self.settle(&h.ackers, Settle::Requeue).await;
                 Err(e)
             }
         }
