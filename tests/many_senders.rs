@@ -63,10 +63,7 @@ async fn two_thousand_senders_two_hundred_at_once() {
     }
     h.boot().await;
     let url = h.config.queue_url().as_url();
-    let prefix = url
-        .rsplit_once("prefix=")
-        .map(|(_, p)| p.to_string())
-        .expect("the test queue URL names a prefix");
+    let prefix = common::backends::prefix_of(&url).to_string();
     assert!(
         !queues_named(&prefix).iter().any(|q| is_lane(q)),
         "registered senders cost the broker no queue before they send: {:?}",

@@ -8,16 +8,10 @@ use std::time::Duration;
 
 use brevdue::ingest::pb;
 use brevdue::queue::{Queue, RabbitQueue};
-use common::backends::{queues_named, rabbitmqctl};
+use common::backends::{prefix_of, queues_named, rabbitmqctl};
 use common::delivery::wait_until;
 use common::*;
 use sqlx::Connection;
-
-fn prefix_of(url: &str) -> String {
-    url.rsplit_once("prefix=")
-        .map(|(_, p)| p.to_string())
-        .expect("the test queue URL names a prefix")
-}
 
 async fn pg(h: &Harness) -> sqlx::PgConnection {
     let url = &h.postgres.as_ref().expect("the production backends").url;
@@ -70,7 +64,7 @@ async fn a_crash_between_commit_and_publish_is_repaired_while_running() {
 
     // The crash's state, while the gateway runs on: the broker lost the messages (the
     // markers still say queued, so nothing happens yet)...
-    for q in queues_named(&prefix_of(&url)) {
+    for q in queues_named(prefix_of(&url)) {
         if q.contains(".mailbox.") {
             rabbitmqctl(&["-q", "purge_queue", &q]);
         }

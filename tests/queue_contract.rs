@@ -23,7 +23,9 @@ use brevdue::backend::BrokerOptions;
 use brevdue::clock::now_ms;
 use brevdue::domain::{Cvr, LetterId, Priority, Route};
 use brevdue::queue::{self, Delivery, Leased, Queue, QueueDepth, RabbitQueue, SenderShare};
-use common::backends::{DeleteQueues, START_RABBITMQ, amqp_base, queues_named, rabbitmqctl};
+use common::backends::{
+    DeleteQueues, START_RABBITMQ, amqp_base, prefix_of, queues_named, rabbitmqctl,
+};
 use tempfile::TempDir;
 
 mod common;
@@ -479,7 +481,7 @@ async fn rabbitmq_reconnects_after_the_broker_drops_the_connection() {
         ids(&lease_until(&*q, Route::Mailbox, 1, Duration::from_secs(5)).await),
         vec![first.letter_id]
     );
-    let prefix = f.url.rsplit("prefix=").next().unwrap().to_string();
+    let prefix = prefix_of(&f.url).to_string();
     close_connections_named(&format!("brevdue {prefix}"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The lease died with the connection: acknowledging it is refused, the broker has it back.
@@ -503,7 +505,7 @@ async fn rabbitmq_reconnects_after_the_broker_drops_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_lanes_are_found_by_a_handle_that_did_not_make_them() {
     let f = Fixture::new(Backend::RabbitMq).await;
-    let prefix = f.url.rsplit("prefix=").next().unwrap().to_string();
+    let prefix = prefix_of(&f.url).to_string();
     let letter = from(sender_b(), Route::Print, Priority::Normal);
     {
         let q = f.open().await;
@@ -655,7 +657,7 @@ async fn deliver(q: &RabbitQueue, d: Vec<Delivery>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_idle_lanes_go_and_come_back_with_nothing_lost() {
     let f = Fixture::new(Backend::RabbitMq).await;
-    let prefix = f.url.rsplit("prefix=").next().unwrap().to_string();
+    let prefix = prefix_of(&f.url).to_string();
     let q = open_bounded(&f, 1).await;
     let other = open_bounded(&f, 1).await;
     let lane = format!("{prefix}mailbox.normal.lane0");

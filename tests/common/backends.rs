@@ -130,6 +130,13 @@ pub fn rabbit_prefix() -> (String, DeleteQueues) {
     (url.clone(), DeleteQueues(url))
 }
 
+/// The queue prefix a test queue URL names (`…?prefix=NAME`).
+pub fn prefix_of(url: &str) -> &str {
+    url.rsplit_once("prefix=")
+        .map(|(_, p)| p)
+        .expect("the test queue URL names a prefix")
+}
+
 /// The queues on the broker whose names start with `prefix`, as `rabbitmqctl` lists them (AMQP
 /// cannot list queues).
 pub fn queues_named(prefix: &str) -> Vec<String> {
@@ -143,14 +150,20 @@ pub fn queues_named(prefix: &str) -> Vec<String> {
 
 /// Runs `rabbitmqctl` on this machine's broker; its output.
 pub fn rabbitmqctl(args: &[&str]) -> String {
+    try_rabbitmqctl(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`rabbitmqctl`], with a failure as text (for a failure message that must not panic itself).
+pub fn try_rabbitmqctl(args: &[&str]) -> Result<String, String> {
     let out = std::process::Command::new("rabbitmqctl")
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("rabbitmqctl is needed for this test: {e}"));
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}; {START_RABBITMQ}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .map_err(|e| format!("rabbitmqctl is needed for this test: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "rabbitmqctl {args:?}: {}; {START_RABBITMQ}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

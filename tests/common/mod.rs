@@ -81,7 +81,7 @@ pub struct Harness {
     pub backend: Backend,
     /// The production backends' per-test database and queues, removed on drop.
     pub postgres: Option<backends::PgDatabase>,
-    _queues: Option<backends::DeleteQueues>,
+    queues: Option<backends::DeleteQueues>,
 }
 
 pub fn init() {
@@ -143,7 +143,7 @@ impl Harness {
             running: None,
             backend,
             postgres,
-            _queues: queues,
+            queues,
         };
         let recipients = h.outside.path().join("recipients.csv");
         std::fs::write(
@@ -297,14 +297,11 @@ impl Harness {
     /// What the broker holds of this harness's queues (empty on the embedded backend), for a
     /// failure message: where waiting letters are when delivery stalls.
     fn broker_view(&self) -> String {
-        let Some(prefix) = self
-            ._queues
-            .as_ref()
-            .and_then(|q| q.0.split("prefix=").nth(1))
-        else {
+        let Some(queues) = &self.queues else {
             return String::new();
         };
-        let listed = backends::rabbitmqctl(&[
+        let prefix = backends::prefix_of(&queues.0);
+        let listed = backends::try_rabbitmqctl(&[
             "-q",
             "list_queues",
             "name",
@@ -312,14 +309,15 @@ impl Harness {
             "messages_unacknowledged",
             "consumers",
         ]);
-        let mine: Vec<&str> = listed
-            .lines()
-            .filter(|l| l.trim_start().starts_with(prefix))
-            .collect();
-        format!(
-            "\nbroker queues (name, ready, unacknowledged, consumers):\n{}",
-            mine.join("\n")
-        )
+        let table = match listed {
+            Ok(out) => out
+                .lines()
+                .filter(|l| l.trim_start().starts_with(prefix))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(e) => e,
+        };
+        format!("\nbroker queues (name, ready, unacknowledged, consumers):\n{table}")
     }
 
     pub async fn wait_for_delivery(&self) -> brevdue::store::StateCounts {

@@ -187,9 +187,7 @@ impl RabbitQueue {
                 // Consumers that did start would go on receiving up to their prefetch on a
                 // channel nobody reads, and those messages would stay out until the
                 // connection closed: close it, so the broker has them back at once.
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(1), channel.close(200, "OK".into()))
-                        .await;
+                close_channel(&channel).await;
                 return Err(e);
             }
         };
@@ -266,9 +264,7 @@ impl RabbitQueue {
     async fn stop_consumers(&self, route: Route) {
         let old = lock(&self.consumers).remove(&route);
         if let Some(old) = old {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(1), old.channel.close(200, "OK".into()))
-                    .await;
+            close_channel(&old.channel).await;
         }
     }
 
@@ -392,8 +388,10 @@ impl RabbitQueue {
     }
 
     /// Settles messages received by this handle's consumers; returns how many could not be.
-    /// A connection that does not take them in time is dropped, so the broker hands out again
-    /// everything it had out with it rather than holding it for a channel nobody reads.
+    /// When they are not taken in time the live connection is dropped (the messages' own, or a
+    /// newer one beside an older connection that broke; held messages do not record which), so
+    /// the broker hands out again everything it had out with it, and delivery skips what the
+    /// store already has delivered.
     pub(super) async fn settle(&self, ackers: &[Acker], how: Settle) -> usize {
         match try_settle(ackers, how).await {
             Some(failed) => failed,
@@ -431,6 +429,12 @@ impl RabbitQueue {
             self.settle(&expired, Settle::Requeue).await;
         }
     }
+}
+
+/// Closes a consumer channel, giving its unacknowledged messages back to the broker. Best
+/// effort and bounded: a channel being closed is one that is no longer wanted.
+async fn close_channel(channel: &Channel) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), channel.close(200, "OK".into())).await;
 }
 
 /// Consumers of the live connection whose channel and consumers still run.
