@@ -6,9 +6,6 @@
 //! [`MemoMessage::from_letter`](super::MemoMessage::from_letter) built from a valid letter,
 //! writes out as a valid message, and `parse(&write(&m)) == m`.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-
 use super::model::{
     Element, ElementContent, MemoDocument, MemoFile, MemoMessage, MemoVersion, TechnicalDocument,
 };
@@ -284,12 +281,15 @@ impl Writer {
         self.text("language", &f.language);
         self.start_tag(Ns::Memo, "content");
         let start = self.out.len();
-        let len = f.content.len().div_ceil(3) * 4;
+        let len = base64_simd::STANDARD.encoded_length(f.content.len());
         self.out.resize(start + len, 0);
-        // The slice is exactly the encoded length, so encoding cannot run out of room.
-        let written = STANDARD
-            .encode_slice(&f.content, &mut self.out[start..])
-            .unwrap_or(0);
+        // The slice is exactly the encoded length, which the encoder asks for.
+        let written = base64_simd::STANDARD
+            .encode(
+                &f.content,
+                base64_simd::Out::from_slice(&mut self.out[start..]),
+            )
+            .len();
         self.out.truncate(start + written);
         self.end_tag(Ns::Memo, "content");
         self.close("File");
