@@ -168,6 +168,27 @@ fn a_message_becomes_a_letter() {
     assert_eq!(m.to_letter().unwrap(), m.clone().into_letter().unwrap());
 }
 
+/// The sender of the letters these tests make into messages.
+fn municipality() -> SenderInfo {
+    SenderInfo {
+        cvr: "61126228".parse::<Cvr>().unwrap(),
+        name: "Østby Kommune".into(),
+        kind: SenderKind::Public,
+        suspended: false,
+        limits: Default::default(),
+    }
+}
+
+/// `letter` as a MeMo 1.1 message made at a fixed time.
+fn message_of(letter: &Letter, sender: &SenderInfo) -> memo::MemoMessage {
+    memo::MemoMessage::from_letter(
+        letter,
+        sender,
+        datetime!(2025-05-01 12:00:00 UTC),
+        memo::MemoVersion::V1_1,
+    )
+}
+
 #[test]
 fn a_letter_becomes_a_valid_message_and_back() {
     let letter = Letter {
@@ -188,19 +209,8 @@ fn a_letter_becomes_a_valid_message_and_back() {
         priority: Priority::Normal,
         sender_reference: "R-17".into(),
     };
-    let sender = SenderInfo {
-        cvr: "61126228".parse::<Cvr>().unwrap(),
-        name: "Østby Kommune".into(),
-        kind: SenderKind::Public,
-        suspended: false,
-        limits: Default::default(),
-    };
-    let m = memo::MemoMessage::from_letter(
-        &letter,
-        &sender,
-        datetime!(2025-05-01 12:00:00 UTC),
-        memo::MemoVersion::V1_1,
-    );
+    let sender = municipality();
+    let m = message_of(&letter, &sender);
     let xml = memo::write(&m);
     let parsed = memo::parse(&xml).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(parsed, m);
@@ -214,13 +224,7 @@ fn a_letter_becomes_a_valid_message_and_back() {
 #[test]
 fn documents_of_every_length_are_written_as_standard_base64() {
     use base64::Engine;
-    let sender = SenderInfo {
-        cvr: "61126228".parse::<Cvr>().unwrap(),
-        name: "Østby Kommune".into(),
-        kind: SenderKind::Public,
-        suspended: false,
-        limits: Default::default(),
-    };
+    let sender = municipality();
     let lengths = (0..70).chain([1_000, 4_095, 4_096, 4_097, 100_000, 100_001, 100_002]);
     for len in lengths {
         let content: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
@@ -238,12 +242,7 @@ fn documents_of_every_length_are_written_as_standard_base64() {
             priority: Priority::Normal,
             sender_reference: String::new(),
         };
-        let m = memo::MemoMessage::from_letter(
-            &letter,
-            &sender,
-            datetime!(2025-05-01 12:00:00 UTC),
-            memo::MemoVersion::V1_1,
-        );
+        let m = message_of(&letter, &sender);
         let xml = String::from_utf8(memo::write(&m)).unwrap();
         let expected = format!(
             "<memo:content>{}</memo:content>",
