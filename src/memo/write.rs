@@ -283,7 +283,7 @@ impl Writer {
         let start = self.out.len();
         let len = base64_simd::STANDARD.encoded_length(f.content.len());
         self.out.resize(start + len, 0);
-        // The slice is exactly the encoded length, which the encoder asks for.
+        // Exactly the encoded length: the encoder panics on a shorter slice.
         let written = base64_simd::STANDARD
             .encode(
                 &f.content,
